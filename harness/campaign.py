@@ -1,0 +1,236 @@
+"""A campaign from playbook to stored rows: expand, inventory, place, dispatch, record."""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import socket
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from harness import __version__
+from harness.cluster import ClusterSession, NodeInfo
+from harness.dispatch import Dispatcher
+from harness.expand import expand
+from harness.placement import PlacedTrial, Plan, place
+from harness.playbook import LoadedPlaybook, short_hash
+from harness.runner import TrialOutcome
+from harness.stats import summarize
+from results_db import (
+    CampaignRecord,
+    MetricRecord,
+    NodeRecord,
+    ResultStore,
+    TelemetryRecord,
+    TelemetrySummaryRecord,
+    TrialRecord,
+)
+
+
+class CampaignError(Exception):
+    """A campaign cannot start (unknown --resume id, ...); the message is one line."""
+
+
+class Observer(Protocol):
+    """What the CLI shows while a campaign runs."""
+
+    def planned(self, campaign_id: str, total: int, skipped: int) -> None: ...
+
+    def started(self, trial: PlacedTrial) -> None: ...
+
+    def finished(self, trial: PlacedTrial, outcome: TrialOutcome) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+
+@dataclass
+class CampaignResult:
+    campaign_id: str
+    ran: int = 0
+    skipped: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def new_campaign_id(name: str, now: datetime) -> str:
+    """``name-YYYYmmdd-HHMMSS-xxxx``: sortable, readable, unique."""
+    return f"{name}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def node_record(node: NodeInfo) -> NodeRecord:
+    f = node.facts
+    return NodeRecord(
+        fingerprint=node.fingerprint,
+        hardware_class=node.hardware_class,
+        hostname=node.hostname,
+        facts=f,
+        cpu_model=f.get("cpu_model") or "",
+        cpu_cores=f.get("cpu_cores"),
+        cpu_threads=f.get("cpu_threads"),
+        memory_bytes=f.get("memory_bytes"),
+        gpu_count=f.get("gpu_count") or 0,
+        gpu_model=f.get("gpu_model") or "",
+        os=f.get("os") or "",
+        python=f.get("python") or "",
+        torch=f.get("torch") or "",
+        cuda=f.get("cuda") or "",
+        driver=f.get("driver") or "",
+    )
+
+
+def trial_record(
+    campaign_id: str, trial: PlacedTrial, outcome: TrialOutcome, node_id: int, attempt: int
+) -> TrialRecord:
+    """Translate an outcome into the store's record: summaries derived from raw samples."""
+    metrics = [
+        MetricRecord(name, unit, hib, outcome.metrics[name], summarize(outcome.metrics[name]))
+        for name, unit, hib in outcome.metric_specs
+        if outcome.metrics.get(name)
+    ]
+    groups: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
+    for s in outcome.telemetry:
+        groups[(s.source, s.device, s.metric, s.unit)].append(s.value)
+    summaries = [
+        TelemetrySummaryRecord(src, dev, met, unit, len(v), sum(v) / len(v), min(v), max(v))
+        for (src, dev, met, unit), v in groups.items()
+    ]
+    ts = lambda t: datetime.fromtimestamp(t, timezone.utc) if t else None  # noqa: E731
+    return TrialRecord(
+        campaign_id=campaign_id,
+        trial_key=trial.key,
+        benchmark=trial.spec.benchmark,
+        workload=trial.spec.workload,
+        params=trial.spec.params,
+        params_hash=trial.spec.params_hash,
+        status=outcome.status,
+        attempt=attempt,
+        node_id=node_id,
+        ray_node_id=trial.node.ray_node_id,
+        failure_phase=outcome.failure_phase,
+        failure_reason=outcome.failure_reason,
+        failure_detail=outcome.failure_detail,
+        stop_reason=outcome.stop_reason,
+        warmup_iterations=outcome.warmup_iterations,
+        iterations=len(outcome.seconds),
+        measure_seconds=outcome.measure_seconds,
+        timer=outcome.timer,
+        settings=trial.spec.settings.model_dump(),
+        context=outcome.context,
+        window_start=outcome.window[0] if outcome.window else None,
+        window_end=outcome.window[1] if outcome.window else None,
+        started_at=ts(outcome.started_at),
+        finished_at=ts(outcome.finished_at),
+        metrics=metrics,
+        telemetry=[
+            TelemetryRecord(s.source, s.device, s.metric, s.unit, s.t, s.value)
+            for s in outcome.telemetry
+        ],
+        telemetry_summary=summaries,
+        sources=[(s.source, s.available, s.reason) for s in outcome.sources],
+    )
+
+
+def plan(loaded: LoadedPlaybook, nodes: list[NodeInfo]) -> Plan:
+    """Expanded and placed trials of a playbook on these nodes (PlacementError if none fit)."""
+    return place(expand(loaded.model), loaded.model.targets, nodes)
+
+
+def run_campaign(
+    loaded: LoadedPlaybook,
+    store: ResultStore,
+    session: ClusterSession,
+    observer: Observer,
+    resume: str | None = None,
+) -> CampaignResult:
+    """Run a playbook's trials (only missing or failed ones when resuming) and store them."""
+    if resume is not None:
+        campaign = store.get_campaign(resume)
+        if campaign is None:
+            raise CampaignError(f"no campaign {resume!r} in {store.describe()}")
+        if campaign.name != loaded.model.campaign.name:
+            raise CampaignError(
+                f"campaign {resume!r} ran playbook {campaign.name!r}, "
+                f"not {loaded.model.campaign.name!r}"
+            )
+        if short_hash(campaign.effective) != short_hash(loaded.effective):
+            observer.warn(
+                f"the playbook differs from the one campaign {resume} started with; "
+                "trials are matched by key (benchmark, workload, params, node)"
+            )
+    nodes = session.inventory()
+    planned = plan(loaded, nodes)
+    for line in planned.skipped:
+        observer.warn(f"optional benchmark skipped: {line}")
+    placed = planned.trials
+
+    if resume is not None:
+        campaign_id = resume
+        attempts = store.attempts(campaign_id)
+        store.set_campaign_status(campaign_id, "running")
+    else:
+        now = datetime.now(timezone.utc)
+        campaign_id = new_campaign_id(loaded.model.campaign.name, now)
+        attempts = {}
+        store.start_campaign(
+            CampaignRecord(
+                id=campaign_id,
+                name=loaded.model.campaign.name,
+                description=loaded.model.campaign.description,
+                playbook_path=loaded.path,
+                playbook_text=loaded.text,
+                playbook_hash=loaded.text_hash,
+                effective=loaded.effective,
+                created_at=now,
+                harness_version=__version__,
+                user=_user(),
+                driver_host=socket.gethostname(),
+                cluster=session.description,
+            )
+        )
+    todo = [p for p in placed if attempts.get(p.key, (0, ""))[1] != "ok"]
+    result = CampaignResult(campaign_id, skipped=len(placed) - len(todo))
+
+    node_ids: dict[str, int] = {}
+    for node in nodes:
+        node_ids[node.ray_node_id] = store.upsert_node(node_record(node))
+        store.link_node(
+            campaign_id, node.ray_node_id, node_ids[node.ray_node_id], node.labels, node.resources
+        )
+
+    warned: set[tuple[str, str]] = set()
+
+    def done(trial: PlacedTrial, outcome: TrialOutcome) -> None:
+        attempt = attempts.get(trial.key, (0, ""))[0] + 1
+        store.record_trial(
+            trial_record(campaign_id, trial, outcome, node_ids[trial.node.ray_node_id], attempt)
+        )
+        result.ran += 1
+        result.counts[outcome.status] += 1
+        for s in outcome.sources:
+            if not s.available and (trial.node.ray_node_id, s.source) not in warned:
+                warned.add((trial.node.ray_node_id, s.source))
+                observer.warn(
+                    f"telemetry source {s.source} unavailable on {trial.node.hostname} "
+                    f"({trial.node.short_id}): {s.reason}"
+                )
+        observer.finished(trial, outcome)
+
+    observer.planned(campaign_id, len(todo), result.skipped)
+    try:
+        Dispatcher(on_start=observer.started, on_done=done).run(todo)
+    except KeyboardInterrupt:
+        store.set_campaign_status(campaign_id, "interrupted")
+        raise
+    except BaseException:
+        store.set_campaign_status(campaign_id, "failed")
+        raise
+    store.set_campaign_status(campaign_id, "completed")
+    return result
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""

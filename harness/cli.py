@@ -1,0 +1,583 @@
+"""The `harness` command line (Typer + rich).
+
+Bad input (playbook, option, database URL, campaign id) prints one line per problem and
+exits 2; `--debug` shows tracebacks. `harness run` exits 1 when any trial failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from platformdirs import user_data_path
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.campaign import CampaignError, plan, run_campaign
+from harness.cluster import ClusterError, ClusterSession
+from harness.output import emit, fmt_params, table
+from harness.placement import PlacedTrial, PlacementError
+from harness.playbook import PlaybookError, load_playbook
+from harness.runner import TrialOutcome
+from results_db import (
+    Filters,
+    QueryError,
+    ResultStore,
+    StoreError,
+    list_campaigns,
+    query_records,
+    sqlite_url,
+)
+
+app = typer.Typer(
+    help="Distributed benchmarking harness: run playbooks over Ray, query stored results.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+results_app = typer.Typer(help="Query stored results.", no_args_is_help=True)
+playbook_app = typer.Typer(help="Check playbooks.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
+app.add_typer(results_app, name="results")
+app.add_typer(playbook_app, name="playbook")
+app.add_typer(db_app, name="db")
+
+# Off a terminal rich assumes 80 columns; results tables are wider than that.
+out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+_state = {"debug": False}
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def default_db_url() -> str:
+    """HARNESS_DB_URL, else a SQLite file in the user's data directory."""
+    return os.environ.get("HARNESS_DB_URL") or sqlite_url(
+        user_data_path("harness") / "results.sqlite"
+    )
+
+
+def db_url(value: str | None) -> str:
+    """A --db value: a SQLAlchemy URL, or a plain path meaning a SQLite file."""
+    if not value:
+        return default_db_url()
+    if "://" in value:
+        return value
+    return sqlite_url(Path(value).expanduser().resolve())
+
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="SQLAlchemy URL or SQLite path [env: HARNESS_DB_URL]", show_default=False
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address", envvar="RAY_ADDRESS", help="join this Ray cluster instead of starting one"
+    ),
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+
+BAD_INPUT = (PlaybookError, StoreError, ClusterError, PlacementError, CampaignError, QueryError)
+
+
+@contextmanager
+def handled(debug: bool = False) -> Iterator[None]:
+    """Turn our input errors into lines on stderr and exit code 2."""
+    try:
+        yield
+    except BAD_INPUT as exc:
+        if debug or _state["debug"]:
+            raise
+        for line in getattr(exc, "lines", None) or str(exc).splitlines() or [type(exc).__name__]:
+            err.print(f"error: {line}", markup=False)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def _root(debug: DebugOpt = False) -> None:
+    _state["debug"] = debug
+
+
+# run ---------------------------------------------------------------------------------------
+class _Live:
+    """Progress bar and warnings while a campaign runs."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=err,
+            disable=not enabled,
+            transient=False,
+        )
+        self.task: Any = None
+        self.failed = 0
+
+    def planned(self, campaign_id: str, total: int, skipped: int) -> None:
+        note = f" ({skipped} already done)" if skipped else ""
+        err.print(f"campaign {campaign_id}: {total} trial(s) to run{note}", markup=False)
+        self.task = self.progress.add_task("trials", total=total, last="")
+        self.progress.start()
+
+    def started(self, trial: PlacedTrial) -> None:
+        self.progress.update(self.task, last=f"{trial.spec.benchmark} on {trial.node.hostname}")
+
+    def finished(self, trial: PlacedTrial, outcome: TrialOutcome) -> None:
+        if outcome.status != "ok":
+            self.failed += 1
+            self.progress.console.print(
+                f"[red]{outcome.status}[/red] {trial.spec.benchmark} "
+                f"{_shown_params(trial.spec.workload, trial.spec.params)} "
+                f"on {trial.node.hostname}: "
+                f"{outcome.failure_phase}: {outcome.failure_reason}",
+                markup=True,
+                highlight=False,
+            )
+        self.progress.advance(self.task)
+
+    def warn(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+@app.command()
+def run(
+    playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
+    db: DbOpt = None,
+    address: AddressOpt = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a playbook field: KEY.PATH=VALUE (repeatable)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the trials and their nodes; run nothing")
+    ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="campaign id: run only its missing or failed trials"),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a live progress bar")] = True,
+    debug: DebugOpt = False,
+) -> None:
+    """Run a playbook's campaign and store every trial."""
+    with handled(debug):
+        loaded = load_playbook(playbook, set_ or [])
+        cluster_address = address or loaded.model.cluster.address
+        store = None if dry_run else ResultStore(db_url(db))
+        with ClusterSession(cluster_address) as session:
+            if dry_run:
+                planned = plan(loaded, session.inventory())
+                for line in planned.skipped:
+                    err.print(f"warning: optional benchmark skipped: {line}", markup=False)
+                _print_plan(planned.trials)
+                return
+            assert store is not None
+            live = _Live(progress and sys.stderr.isatty())
+            try:
+                result = run_campaign(loaded, store, session, live, resume=resume)
+            except KeyboardInterrupt:
+                live.stop()
+                err.print("interrupted: resume with --resume CAMPAIGN", markup=False)
+                raise typer.Exit(130) from None
+            finally:
+                live.stop()
+        _print_trials(store, result.campaign_id, "table")
+        ok = result.counts.get("ok", 0)
+        bad = result.ran - ok
+        out.print(
+            f"campaign {result.campaign_id}: {ok} ok, {bad} failed, {result.skipped} skipped "
+            f"(already done); stored in {store.describe()}",
+            markup=False,
+        )
+        if bad:
+            out.print(
+                f"to retry failed trials: harness run {playbook} --resume {result.campaign_id}",
+                markup=False,
+            )
+            raise typer.Exit(1)
+
+
+def _print_plan(placed: list[PlacedTrial]) -> None:
+    varying = _varying([(p.spec.benchmark, p.spec.params) for p in placed])
+    rows = [
+        (
+            i + 1,
+            p.spec.benchmark,
+            p.spec.workload,
+            _shown_params(p.spec.workload, p.spec.params, varying[p.spec.benchmark]),
+            f"{p.node.hostname} ({p.node.short_id})",
+            p.key,
+        )
+        for i, p in enumerate(placed)
+    ]
+    out.print(
+        table(
+            f"{len(placed)} trial(s)", ["#", "benchmark", "workload", "params", "node", "key"], rows
+        )
+    )
+
+
+# nodes, workloads, playbook ----------------------------------------------------------------
+@app.command()
+def nodes(
+    address: AddressOpt = None,
+    format: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table,
+) -> None:
+    """Inventory of the cluster's nodes (starts an embedded cluster without --address)."""
+    with handled(), ClusterSession(address) as session:
+        inventory = session.inventory()
+    records = [
+        {
+            "node_id": n.ray_node_id,
+            "hostname": n.hostname,
+            "address": n.address,
+            "labels": n.labels,
+            "resources": {k: v for k, v in n.resources.items() if not k.startswith("node:")},
+            "fingerprint": n.fingerprint,
+            "hardware_class": n.hardware_class,
+            **n.fields,
+            "gpus": n.facts.get("gpus", []),
+        }
+        for n in inventory
+    ]
+    rows = [
+        (
+            n.short_id,
+            n.hostname,
+            n.facts.get("cpu_model"),
+            n.facts.get("cpu_threads"),
+            f"{(n.facts.get('memory_bytes') or 0) / 2**30:.1f}",
+            f"{n.facts.get('gpu_count', 0)} {n.facts.get('gpu_model', '')}".strip(),
+            " ".join(f"{k}={v}" for k, v in n.labels.items()),
+            " ".join(
+                f"{k}={v:g}"
+                for k, v in n.resources.items()
+                if not k.startswith("node:") and k not in ("memory", "object_store_memory")
+            ),
+        )
+        for n in inventory
+    ]
+    tbl = table(
+        f"{len(inventory)} node(s)",
+        ["node", "hostname", "cpu", "threads", "mem GiB", "gpus", "labels", "resources"],
+        rows,
+    )
+    emit(out, format.value, records, tbl)
+
+
+@app.command()
+def workloads(format: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table) -> None:
+    """Every registered workload: parameters (type, default) and metrics (unit, direction)."""
+    from workloads import all_workloads, plugin_problems
+
+    records = [cls.describe() for cls in all_workloads().values()]
+    for name, problem in plugin_problems().items():
+        err.print(f"warning: workload plugin {name}: {problem}", markup=False)
+    rows = [
+        (
+            r["name"],
+            "\n".join(
+                f"{p['name']}: {p['type']} = {p['default']!r}"
+                if not p["required"]
+                else f"{p['name']}: {p['type']} (required)"
+                for p in r["params"]
+            ),
+            "\n".join(
+                f"{m['name']} [{m['unit']}] "
+                f"{'higher' if m['higher_is_better'] else 'lower'} is better"
+                for m in r["metrics"]
+            ),
+            r["description"],
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table("workloads", ["workload", "params", "metrics", "description"], rows),
+    )
+
+
+@playbook_app.command("validate")
+def playbook_validate(
+    playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: KEY.PATH=VALUE")
+    ] = None,
+) -> None:
+    """Check a playbook without running it: every problem, one line each."""
+    from harness.expand import expand
+
+    with handled():
+        loaded = load_playbook(playbook, set_ or [])
+        n = len(expand(loaded.model))
+    out.print(
+        f"{playbook}: valid, {len(loaded.model.benchmarks)} benchmark(s), "
+        f"{n} trial(s) per matching node",
+        markup=False,
+    )
+
+
+# results -----------------------------------------------------------------------------------
+@results_app.command("campaigns")
+def results_campaigns(
+    db: DbOpt = None, format: Annotated[Format, typer.Option("--format")] = Format.table
+) -> None:
+    """Stored campaigns, newest first."""
+    with handled():
+        store = ResultStore(db_url(db), upgrade=False)
+        with store.session() as s:
+            records = list_campaigns(s)
+    rows = [
+        (
+            r["campaign"],
+            r["name"],
+            r["status"],
+            r["created_at"],
+            r["trials"],
+            r["trials_ok"],
+            r["trials_failed"] + r["trials_timeout"],
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            "campaigns", ["campaign", "name", "status", "created", "trials", "ok", "failed"], rows
+        ),
+    )
+
+
+@results_app.command("show")
+def results_show(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    db: DbOpt = None,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """A campaign's trials (latest attempts) with their key metric."""
+    with handled():
+        store = ResultStore(db_url(db), upgrade=False)
+        if store.get_campaign(campaign) is None:
+            raise CampaignError(f"no campaign {campaign!r} in {store.describe()}")
+        _print_trials(store, campaign, format.value)
+
+
+def _shown_params(workload: str, params: dict[str, Any], varying: set[str] = frozenset()) -> str:
+    """The params that differ from the workload's defaults or vary among the rows shown."""
+    from workloads import UnknownWorkload, get_workload
+
+    try:
+        fields = get_workload(workload).Params.model_fields
+    except UnknownWorkload:
+        return fmt_params(params)
+    return fmt_params(
+        {
+            k: v
+            for k, v in params.items()
+            if k in varying or k not in fields or fields[k].is_required() or fields[k].default != v
+        }
+    )
+
+
+def _varying(rows: list[tuple[str, dict[str, Any]]]) -> dict[str, set[str]]:
+    """For each benchmark, the param names whose value differs between its rows."""
+    values: dict[str, dict[str, set[str]]] = {}
+    for benchmark, params in rows:
+        for k, v in params.items():
+            values.setdefault(benchmark, {}).setdefault(k, set()).add(repr(v))
+    return {b: {k for k, vs in kv.items() if len(vs) > 1} for b, kv in values.items()}
+
+
+def _primary_metric(workload: str, available: list[str]) -> str | None:
+    from workloads import UnknownWorkload, get_workload
+
+    try:
+        wanted = get_workload(workload).primary_metric
+    except UnknownWorkload:
+        wanted = None
+    if wanted in available:
+        return wanted
+    return available[0] if available else None
+
+
+def _print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
+    with store.session() as s:
+        records = query_records(s, Filters(campaign=campaign, status=None))
+    by_trial: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        by_trial.setdefault(r["trial"], []).append(r)
+    rows, picked = [], []
+    varying = _varying([(recs[0]["benchmark"], recs[0]["params"]) for recs in by_trial.values()])
+    for recs in by_trial.values():
+        first = recs[0]
+        metric = _primary_metric(first["workload"], [r["metric"] for r in recs if r["metric"]])
+        r = next((x for x in recs if x["metric"] == metric), first)
+        picked.append(r)
+        if r["status"] == "ok":
+            value = f"{r['median']:.4g} {r['unit']}"
+            spread = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
+            detail = f"n={r['n']} cv={100 * (r['cv'] or 0):.1f}% {r['stop_reason']}"
+        else:
+            value, spread, detail = "", "", f"{r['failure_phase']}: {r['failure_reason']}"
+        shown = _shown_params(r["workload"], r["params"], varying[r["benchmark"]])
+        rows.append(
+            (
+                r["trial"],
+                r["benchmark"],
+                shown,
+                r["node"],
+                r["status"],
+                r["metric"] or "",
+                value,
+                spread,
+                detail,
+            )
+        )
+    tbl = table(
+        f"campaign {campaign}",
+        ["trial", "benchmark", "params", "node", "status", "metric", "median", "95% CI", "detail"],
+        rows,
+    )
+    emit(out, fmt, picked if fmt != "table" else records, tbl)
+
+
+def _parse_where(items: list[str]) -> list[tuple[str, Any]]:
+    from harness.playbook import parse_scalar
+
+    parsed = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise QueryError(f"--where {item!r}: expected KEY=VALUE (params key or node.FIELD)")
+        parsed.append((key.strip(), parse_scalar(value.strip())))
+    return parsed
+
+
+@results_app.command("query")
+def results_query(
+    db: DbOpt = None,
+    campaign: Annotated[str | None, typer.Option("--campaign", help="campaign id")] = None,
+    workload: Annotated[str | None, typer.Option("--workload", help="workload name (glob)")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="PARAM=VALUE or node.FIELD=VALUE (globs)")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="metric name (repeatable)")
+    ] = None,
+    status: Annotated[str, typer.Option("--status", help="ok, failed, timeout or all")] = "ok",
+    all_attempts: Annotated[
+        bool, typer.Option("--all-attempts", help="include superseded attempts")
+    ] = False,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Metric records filtered by campaign, workload, params and node fields."""
+    with handled():
+        filters = Filters(
+            campaign=campaign,
+            workload=workload,
+            metrics=metric or [],
+            status=None if status == "all" else status,
+            where=_parse_where(where or []),
+            all_attempts=all_attempts,
+        )
+        store = ResultStore(db_url(db), upgrade=False)
+        with store.session() as s:
+            records = query_records(s, filters)
+    rows = [
+        (
+            r["campaign"],
+            r["trial"],
+            r["workload"],
+            _shown_params(r["workload"], r["params"]),
+            r["node"],
+            r["status"],
+            r["metric"],
+            r["unit"],
+            r["n"],
+            r["median"],
+            r["mean"],
+            r["min"],
+            r["max"],
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            f"{len(records)} record(s)",
+            [
+                "campaign",
+                "trial",
+                "workload",
+                "params",
+                "node",
+                "status",
+                "metric",
+                "unit",
+                "n",
+                "median",
+                "mean",
+                "min",
+                "max",
+            ],
+            rows,
+        ),
+    )
+
+
+# db ----------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Apply the schema migrations to the database."""
+    from results_db import schema
+    from results_db.store import open_engine, safe_url
+
+    with handled():
+        url = db_url(db)
+        engine = open_engine(url)
+        before = schema.current_revision(engine)
+        schema.upgrade(engine)
+        after = schema.current_revision(engine)
+    out.print(f"{safe_url(url)}: schema {before or '(empty)'} -> {after}", markup=False)
+
+
+def main() -> None:
+    """Console-script entry point: an unexpected error is one line unless --debug is given."""
+    try:
+        app()
+    except Exception as exc:
+        if "--debug" in sys.argv:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err.print(
+            f"error: internal: {type(exc).__name__}: {first} (rerun with --debug)", markup=False
+        )
+        sys.exit(1)

@@ -1,0 +1,151 @@
+"""Ray: an embedded local cluster or an existing one, and the inventory of its nodes.
+
+Token authentication is left as Ray configures it (on by default since 2.60): joining a
+cluster that requires a token uses the one Ray finds (RAY_AUTH_TOKEN or ~/.ray/auth_token).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from harness.fingerprint import collect_facts, fingerprint, hardware_class
+
+INVENTORY_TIMEOUT_S = 180
+
+
+class ClusterError(Exception):
+    """The cluster cannot be reached or used; the message is one line."""
+
+
+@dataclass
+class NodeInfo:
+    """One Ray node with its facts, as selectors and the store see it."""
+
+    ray_node_id: str
+    address: str
+    labels: dict[str, str]
+    resources: dict[str, float]
+    facts: dict[str, Any]
+    fingerprint: str = ""
+    hardware_class: str = ""
+    identity: str = ""  # fingerprint, plus #N when several nodes share one
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hostname(self) -> str:
+        return str(self.facts.get("hostname", ""))
+
+    @property
+    def short_id(self) -> str:
+        return self.ray_node_id[:8]
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _facts_task() -> dict[str, Any]:
+    return collect_facts()
+
+
+class ClusterSession:
+    """Connect on enter, disconnect on exit. ``address=None`` starts an embedded cluster."""
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+
+    @property
+    def description(self) -> str:
+        return self.address or "embedded local Ray cluster"
+
+    def __enter__(self) -> ClusterSession:
+        kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+        try:
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                # "local" always starts a fresh cluster, never one a stale address file names.
+                ray.init(address="local", include_dashboard=False, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(f"cannot connect to Ray at {self.description}: {message}") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ray.shutdown()
+
+    def inventory(self) -> list[NodeInfo]:
+        """Facts of every alive node, gathered by one task pinned to each node."""
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        refs = [
+            _facts_task.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote()
+            for n in alive
+        ]
+        try:
+            facts = ray.get(refs, timeout=INVENTORY_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise ClusterError(
+                f"node inventory did not finish in {INVENTORY_TIMEOUT_S} s"
+            ) from None
+        except ray.exceptions.RayError as exc:
+            raise ClusterError(f"node inventory failed: {str(exc).splitlines()[0]}") from None
+        nodes = []
+        for raw, node_facts in zip(alive, facts, strict=True):
+            labels = {
+                k: v for k, v in (raw.get("Labels") or {}).items() if not k.startswith("ray.io/")
+            }
+            resources = dict(raw.get("Resources") or {})
+            info = NodeInfo(
+                ray_node_id=raw["NodeID"],
+                address=raw.get("NodeManagerAddress", ""),
+                labels=labels,
+                resources=resources,
+                facts=node_facts,
+                fingerprint=fingerprint(node_facts, resources, labels),
+                hardware_class=hardware_class(node_facts),
+            )
+            info.fields = selector_fields(info)
+            nodes.append(info)
+        return assign_identities(nodes)
+
+
+def selector_fields(node: NodeInfo) -> dict[str, Any]:
+    """The flat fields a target's ``fingerprint`` criteria may name."""
+    keys = (
+        "hostname",
+        "cpu_model",
+        "cpu_cores",
+        "cpu_threads",
+        "sockets",
+        "numa_nodes",
+        "memory_bytes",
+        "os",
+        "kernel",
+        "arch",
+        "python",
+        "torch",
+        "cuda",
+        "driver",
+        "gpu_count",
+        "gpu_model",
+    )
+    out = {k: node.facts.get(k) for k in keys}
+    out["memory_gib"] = round((node.facts.get("memory_bytes") or 0) / 2**30)
+    out["hardware_class"] = node.hardware_class
+    out["ray_node_id"] = node.ray_node_id
+    return out
+
+
+def assign_identities(nodes: list[NodeInfo]) -> list[NodeInfo]:
+    """Give each node a stable identity; nodes sharing a fingerprint get #1, #2, ..."""
+    nodes = sorted(nodes, key=lambda n: (n.fingerprint, n.address, n.ray_node_id))
+    seen: dict[str, int] = {}
+    for n in nodes:
+        i = seen.get(n.fingerprint, 0)
+        seen[n.fingerprint] = i + 1
+        n.identity = n.fingerprint if i == 0 else f"{n.fingerprint}#{i}"
+    return nodes

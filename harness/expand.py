@@ -1,0 +1,150 @@
+"""Benchmarks x parameter matrix (cartesian, zip groups, exclude rules) -> trial specs."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.playbook import (
+    Benchmark,
+    Playbook,
+    Settings,
+    effective_settings,
+    short_hash,
+    validation_lines,
+)
+from workloads import UnknownWorkload, all_workloads, get_workload
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial before placement: what runs and how it is measured."""
+
+    benchmark: str
+    workload: str
+    params: dict[str, Any]  # canonical: validated, defaults filled
+    params_hash: str
+    settings: Settings
+    target: str
+    each: bool
+    optional: bool = False
+
+
+def benchmark_name(b: Benchmark, index: int) -> str:
+    """The benchmark's name, or ``workload[index]`` when it has none."""
+    return b.name or f"{b.workload}[{index}]"
+
+
+def combinations(b: Benchmark) -> list[dict[str, Any]]:
+    """The raw parameter dicts of a benchmark: zip groups move together, the rest cross."""
+    zipped = {name for group in b.zip for name in group}
+    axes: list[list[dict[str, Any]]] = []
+    for group in b.zip:
+        columns = [_as_list(b.params[name]) for name in group]
+        axes.append([dict(zip(group, row, strict=True)) for row in zip(*columns, strict=True)])
+    for name, value in b.params.items():
+        if name not in zipped:
+            axes.append([{name: v} for v in _as_list(value)])
+    combos = []
+    for parts in itertools.product(*axes):
+        combo: dict[str, Any] = {}
+        for part in parts:
+            combo.update(part)
+        if not any(all(combo.get(k) == v for k, v in rule.items()) for rule in b.exclude):
+            combos.append(combo)
+    return combos
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def check_benchmarks(pb: Playbook, source: str) -> list[str]:
+    """Every problem in the benchmarks that can be known before running, one line each."""
+    errors: list[str] = []
+    known = ", ".join(all_workloads())
+    for i, b in enumerate(pb.benchmarks):
+        at = f"{source}: benchmarks[{i}]"
+        try:
+            wl = get_workload(b.workload)
+        except UnknownWorkload:
+            errors.append(
+                f"{at}.workload: unknown workload {b.workload!r}; expected one of: {known}"
+            )
+            continue
+        if b.on != "any" and b.on not in pb.targets:
+            names = ", ".join(["any", *pb.targets])
+            errors.append(f"{at}.on: unknown target {b.on!r}; expected one of: {names}")
+        try:
+            effective_settings(pb.defaults, b.settings)
+        except ValidationError as exc:
+            errors += validation_lines(source, exc, ("benchmarks", i, "settings"))
+        fields = set(wl.Params.model_fields)
+        for name in b.params:
+            if name not in fields:
+                errors.append(
+                    f"{at}.params.{name}: unknown parameter of {b.workload}; "
+                    f"expected any of: {', '.join(sorted(fields))}"
+                )
+        errors += _check_zip_exclude(b, at)
+        if any(e.startswith(at) for e in errors):
+            continue
+        combos = combinations(b)
+        if not combos:
+            errors.append(f"{at}.exclude: every parameter combination is excluded")
+        for combo in combos:
+            try:
+                wl.Params.model_validate(combo)
+            except ValidationError as exc:
+                errors += validation_lines(source, exc, ("benchmarks", i, "params"))
+    return list(dict.fromkeys(errors))
+
+
+def _check_zip_exclude(b: Benchmark, at: str) -> list[str]:
+    errors = []
+    seen: set[str] = set()
+    for g, group in enumerate(b.zip):
+        lengths = set()
+        for name in group:
+            if name not in b.params:
+                errors.append(f"{at}.zip[{g}]: {name!r} is not one of this benchmark's params")
+            elif not isinstance(b.params[name], list):
+                errors.append(f"{at}.zip[{g}]: params.{name} must be a list to be zipped")
+            else:
+                lengths.add(len(b.params[name]))
+            if name in seen:
+                errors.append(f"{at}.zip[{g}]: {name!r} is already in another zip group")
+            seen.add(name)
+        if len(lengths) > 1:
+            errors.append(f"{at}.zip[{g}]: zipped lists differ in length {sorted(lengths)}")
+    for r, rule in enumerate(b.exclude):
+        for name in rule:
+            if name not in b.params:
+                errors.append(f"{at}.exclude[{r}]: {name!r} is not one of this benchmark's params")
+    return errors
+
+
+def expand(pb: Playbook) -> list[TrialSpec]:
+    """Trial specs of an already checked playbook, in playbook order."""
+    specs = []
+    for i, b in enumerate(pb.benchmarks):
+        wl = get_workload(b.workload)
+        settings = effective_settings(pb.defaults, b.settings)
+        for combo in combinations(b):
+            params = wl.Params.model_validate(combo).model_dump(mode="json")
+            specs.append(
+                TrialSpec(
+                    benchmark=benchmark_name(b, i),
+                    workload=b.workload,
+                    params=params,
+                    params_hash=short_hash([b.workload, params]),
+                    settings=settings,
+                    target=b.on,
+                    each=b.each,
+                    optional=b.optional,
+                )
+            )
+    return specs

@@ -1,0 +1,69 @@
+"""Rendering records as rich tables, CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+FORMATS = ("table", "csv", "json")
+
+
+def fmt_number(value: Any, digits: int = 4) -> str:
+    """Numbers with `digits` significant figures; None as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def fmt_params(params: dict[str, Any]) -> str:
+    """``k=v`` pairs of the params that are set (None left out)."""
+    return " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+
+
+def to_json(records: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(list(records), indent=2, default=str)
+
+
+def to_csv(records: Sequence[dict[str, Any]]) -> str:
+    """CSV with one column per key; nested values (params, labels) as JSON text."""
+    if not records:
+        return ""
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow(
+            {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()}
+        )
+    return buf.getvalue()
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for row in rows:
+        t.add_row(*[escape(fmt_number(v)) for v in row])
+    return t
+
+
+def emit(console: Console, fmt: str, records: Sequence[dict[str, Any]], tbl: Table | None) -> None:
+    """Print records in the chosen format (the table may be None for csv/json)."""
+    if fmt == "json":
+        console.file.write(to_json(records) + "\n")
+    elif fmt == "csv":
+        console.file.write(to_csv(records))
+    else:
+        console.print(tbl)

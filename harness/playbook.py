@@ -1,0 +1,292 @@
+"""Playbooks: YAML (safe loader, YAML 1.2 booleans) validated into pydantic models.
+
+Nothing in a playbook is evaluated. Every error names the file, the field path and what was
+expected; :class:`PlaybookError` carries all of them, one line each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from collectors import known_sources
+
+
+class PlaybookError(Exception):
+    """Invalid playbook or override. ``lines`` are the individual, complete messages."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false, so `on:` and `no` stay strings."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text with the playbook loader (raises yaml.YAMLError)."""
+    return yaml.load(text, Loader=_Loader)
+
+
+def parse_scalar(text: str) -> str | int | float | bool | None:
+    """A command-line value: number, true/false or null as YAML reads them, else the text."""
+    try:
+        value = parse_yaml(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (str, int, float, bool)) or value is None else text
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Telemetry(_Strict):
+    interval_s: float = Field(0.1, gt=0, le=60, description="sampling interval, seconds")
+    sources: list[str] = Field(default_factory=lambda: ["host", "nvml"])
+
+    @field_validator("sources")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = [s for s in v if s not in known_sources()]
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; expected any of {known_sources()}")
+        return v
+
+
+class Settings(_Strict):
+    """How each trial is measured. Stopping needs both minimums; a maximum always wins."""
+
+    warmup_iterations: int = Field(3, ge=0)
+    min_repetitions: int = Field(10, ge=1)
+    max_repetitions: int = Field(10_000, ge=1)
+    min_duration_s: float = Field(1.0, ge=0)
+    max_duration_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(600.0, gt=0, description="whole trial, setup to teardown")
+    telemetry: Telemetry = Field(default_factory=Telemetry)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Settings:
+        if self.min_repetitions > self.max_repetitions:
+            raise ValueError(
+                f"min_repetitions ({self.min_repetitions}) exceeds "
+                f"max_repetitions ({self.max_repetitions})"
+            )
+        if self.min_duration_s > self.max_duration_s:
+            raise ValueError(
+                f"min_duration_s ({self.min_duration_s}) exceeds "
+                f"max_duration_s ({self.max_duration_s})"
+            )
+        return self
+
+
+class Target(_Strict):
+    """A node selector; every given criterion must hold. Strings may be globs."""
+
+    hostname: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    resources: dict[str, float] = Field(default_factory=dict, description="at least this much")
+    fingerprint: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class CampaignInfo(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+
+
+class ClusterInfo(_Strict):
+    address: str | None = None
+
+
+ParamValue = str | int | float | bool | None
+
+
+class Benchmark(_Strict):
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+    workload: str
+    on: str = "any"
+    each: bool = False
+    optional: bool = Field(False, description="skip with a warning when `on` matches no node")
+    params: dict[str, ParamValue | list[ParamValue]] = Field(default_factory=dict)
+    zip: list[list[str]] = Field(default_factory=list)
+    exclude: list[dict[str, ParamValue]] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Playbook(_Strict):
+    campaign: CampaignInfo
+    cluster: ClusterInfo = Field(default_factory=ClusterInfo)
+    defaults: Settings = Field(default_factory=Settings)
+    targets: dict[str, Target] = Field(default_factory=dict)
+    benchmarks: list[Benchmark] = Field(min_length=1)
+
+    @field_validator("targets")
+    @classmethod
+    def _reserved(cls, v: dict[str, Target]) -> dict[str, Target]:
+        if "any" in v:
+            raise ValueError("'any' is built in (every node) and cannot be redefined")
+        return v
+
+
+@dataclass
+class LoadedPlaybook:
+    """A validated playbook with the text it came from."""
+
+    path: str
+    text: str
+    model: Playbook
+    effective: dict[str, Any]  # validated, overrides applied, defaults filled
+
+    @property
+    def text_hash(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """('benchmarks', 0, 'params', 'op') -> 'benchmarks[0].params.op'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def validation_lines(source: str, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
+    """One line per pydantic error: file, field path, what was expected, what was given."""
+    lines = []
+    for err in exc.errors():
+        loc = prefix + tuple(p for p in err["loc"] if p not in ("function-after",))
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        if err["type"] == "missing":
+            lines.append(f"{source}: {format_loc(loc)}: required field is missing")
+        elif err["type"] == "extra_forbidden":
+            lines.append(f"{source}: {format_loc(loc)}: unknown field")
+        else:
+            lines.append(f"{source}: {format_loc(loc)}: {msg} (got {_short(got)})")
+    return list(dict.fromkeys(lines))
+
+
+# --set overrides ---------------------------------------------------------------------------
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b.c=value`` to raw playbook data; list items by index or by ``name``."""
+    path, sep, raw_value = assignment.partition("=")
+    if not sep or not path.strip():
+        raise PlaybookError([f"--set {assignment!r}: expected KEY.PATH=VALUE"])
+    try:
+        value = parse_yaml(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise PlaybookError([f"--set {assignment!r}: value is not valid YAML: {exc}"]) from None
+    keys = path.strip().split(".")
+    node: Any = data
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        where = ".".join(keys[: i + 1])
+        if isinstance(node, list):
+            idx = _list_index(node, key)
+            if idx is None:
+                raise PlaybookError(
+                    [f"--set {assignment!r}: {where}: no list item with index or name {key!r}"]
+                )
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+        else:
+            raise PlaybookError([f"--set {assignment!r}: {where}: cannot descend into a value"])
+
+
+def _list_index(items: list[Any], key: str) -> int | None:
+    if key.isdigit():
+        return int(key) if int(key) < len(items) else None
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == key:
+            return i
+    return None
+
+
+# loading -----------------------------------------------------------------------------------
+def load_playbook(path: str | Path, overrides: list[str] | None = None) -> LoadedPlaybook:
+    """Read, parse, override and validate a playbook, its benchmarks' params included."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise PlaybookError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    return load_playbook_text(text, source, overrides)
+
+
+def load_playbook_text(
+    text: str, source: str = "<playbook>", overrides: list[str] | None = None
+) -> LoadedPlaybook:
+    """Like :func:`load_playbook` for text already read."""
+    try:
+        data = parse_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PlaybookError([f"{source}{where}: invalid YAML: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise PlaybookError([f"{source}: expected a mapping at the top level, got {_short(data)}"])
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    try:
+        model = Playbook.model_validate(data)
+    except ValidationError as exc:
+        raise PlaybookError(validation_lines(source, exc)) from None
+    from harness.expand import check_benchmarks  # expansion validates params per workload
+
+    errors = check_benchmarks(model, source)
+    if errors:
+        raise PlaybookError(errors)
+    return LoadedPlaybook(source, text, model, model.model_dump(mode="json"))
+
+
+def effective_settings(defaults: Settings, override: dict[str, Any]) -> Settings:
+    """A benchmark's settings: its overrides merged onto the playbook defaults."""
+    merged = defaults.model_dump()
+    for k, v in override.items():
+        if k == "telemetry" and isinstance(v, dict):
+            merged["telemetry"] = {**merged["telemetry"], **v}
+        else:
+            merged[k] = v
+    return Settings.model_validate(merged)
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON for hashing (sorted keys, no whitespace)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def short_hash(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]

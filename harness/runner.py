@@ -1,0 +1,141 @@
+"""The on-node trial runner: set up, warm up, measure, verify, tear down.
+
+Runs inside a Ray task (or directly, in tests). Returns plain data; never raises for a
+failing workload: the failure becomes the outcome, with the phase it happened in.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors import Sample, SourceStatus, TelemetrySampler
+from workloads import UnsupportedParams, VerificationError, Workload, get_workload
+from workloads.timers import IterationTimer
+
+# Measured iterations are run in batches between stop checks, so a CUDA timer synchronises
+# once per batch instead of once per iteration; a batch aims at this share of min_duration.
+BATCH_SHARE = 0.05
+MAX_BATCH = 1024
+
+
+@dataclass
+class TrialOutcome:
+    """Everything a trial produced, picklable, for the driver to record."""
+
+    status: str  # ok | failed
+    failure_phase: str | None = None
+    failure_reason: str | None = None
+    failure_detail: str | None = None
+    stop_reason: str | None = None
+    warmup_iterations: int = 0
+    seconds: list[float] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    metric_specs: list[tuple[str, str, bool]] = field(default_factory=list)
+    measure_seconds: float | None = None
+    timer: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    window: tuple[float, float] | None = None
+    telemetry: list[Sample] = field(default_factory=list)
+    sources: list[SourceStatus] = field(default_factory=list)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+def warm_up(workload: Workload, iterations: int, timer: IterationTimer) -> None:
+    """Run unmeasured iterations and wait for them to finish."""
+    for _ in range(iterations):
+        workload.run_iteration()
+    timer.synchronize()
+
+
+def measure(
+    workload: Workload, settings: dict[str, Any], timer: IterationTimer, outcome: TrialOutcome
+) -> None:
+    """Time iterations until the stopping rule says so.
+
+    Stops when both min_repetitions and min_duration_s are met; max_repetitions and
+    max_duration_s always win. The reason is stored in ``outcome.stop_reason``.
+    """
+    min_reps, max_reps = settings["min_repetitions"], settings["max_repetitions"]
+    min_s, max_s = settings["min_duration_s"], settings["max_duration_s"]
+    seconds: list[float] = []
+    batch = 1
+    t0 = time.perf_counter()
+    while True:
+        for _ in range(min(batch, max_reps - len(seconds))):
+            timer.start()
+            workload.run_iteration()
+            timer.stop()
+        seconds += timer.collect()
+        elapsed = time.perf_counter() - t0
+        n = len(seconds)
+        if n >= max_reps:
+            outcome.stop_reason = "max_repetitions"
+        elif elapsed >= max_s:
+            outcome.stop_reason = "max_duration"
+        elif n >= min_reps and elapsed >= min_s:
+            outcome.stop_reason = "min_reached"
+        if outcome.stop_reason:
+            break
+        per_iteration = elapsed / n
+        batch = max(1, min(MAX_BATCH, int(BATCH_SHARE * min_s / max(per_iteration, 1e-9))))
+    outcome.measure_seconds = time.perf_counter() - t0
+    outcome.seconds = seconds
+
+
+def run_trial(workload_name: str, params: dict[str, Any], settings: dict[str, Any]) -> TrialOutcome:
+    """Run one trial on this node; every failure is captured with its phase."""
+    outcome = TrialOutcome(status="ok", started_at=time.time())
+    phase = "setup"
+    workload: Workload | None = None
+    sampler: TelemetrySampler | None = None
+    try:
+        cls = get_workload(workload_name)
+        workload = cls(cls.Params.model_validate(params))
+        workload.setup()
+        outcome.metric_specs = [(m.name, m.unit, m.higher_is_better) for m in cls.metrics]
+        timer = workload.make_timer()
+        outcome.timer = timer.kind
+        phase = "warmup"
+        warm_up(workload, settings["warmup_iterations"], timer)
+        outcome.warmup_iterations = settings["warmup_iterations"]
+        telemetry = settings["telemetry"]
+        sampler = TelemetrySampler(telemetry["sources"], telemetry["interval_s"])
+        phase = "measure"
+        sampler.start()
+        try:
+            measure(workload, settings, timer, outcome)
+        finally:
+            sampler.stop()
+        outcome.window = sampler.window
+        phase = "verify"
+        workload.verify()
+        outcome.metrics = workload.derive(outcome.seconds)
+        outcome.context = workload.context()
+    except Exception as exc:
+        _fail(outcome, phase, exc)
+    finally:
+        if sampler is not None:
+            outcome.telemetry = sampler.samples
+            outcome.sources = list(sampler.statuses.values())
+        if workload is not None:
+            try:
+                workload.teardown()
+            except Exception as exc:
+                if outcome.status == "ok":
+                    _fail(outcome, "teardown", exc)
+    outcome.finished_at = time.time()
+    return outcome
+
+
+def _fail(outcome: TrialOutcome, phase: str, exc: BaseException) -> None:
+    outcome.status = "failed"
+    outcome.failure_phase = phase
+    if isinstance(exc, (UnsupportedParams, VerificationError)):
+        outcome.failure_reason = str(exc)  # the workload's own words say it all
+    else:
+        outcome.failure_reason = f"{type(exc).__name__}: {exc}"
+    outcome.failure_detail = "".join(traceback.format_exception(exc))

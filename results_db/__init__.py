@@ -1,0 +1,29 @@
+"""The SQL results store: models, migrations, write and query API. No Ray, no torch."""
+
+from results_db.query import Filters, QueryError, list_campaigns, query_records
+from results_db.records import (
+    CampaignRecord,
+    MetricRecord,
+    NodeRecord,
+    TelemetryRecord,
+    TelemetrySummaryRecord,
+    TrialRecord,
+)
+from results_db.store import ResultStore, StoreError, safe_url, sqlite_url
+
+__all__ = [
+    "CampaignRecord",
+    "Filters",
+    "MetricRecord",
+    "NodeRecord",
+    "QueryError",
+    "ResultStore",
+    "StoreError",
+    "TelemetryRecord",
+    "TelemetrySummaryRecord",
+    "TrialRecord",
+    "list_campaigns",
+    "query_records",
+    "safe_url",
+    "sqlite_url",
+]

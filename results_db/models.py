@@ -1,0 +1,218 @@
+"""SQLAlchemy 2.0 typed ORM models of the results store.
+
+Parameters and hardware facts are JSON columns SQL can filter (``json_extract`` on SQLite,
+``->>`` on PostgreSQL) next to plain columns for the fields people group by.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so migrations can alter them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Integer on SQLite keeps ROWID auto-increment; BIGINT elsewhere for big telemetry tables.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    playbook_path: Mapped[str] = mapped_column(Text, default="")
+    playbook_text: Mapped[str] = mapped_column(Text)
+    playbook_hash: Mapped[str] = mapped_column(String(64), index=True)
+    effective: Mapped[dict[str, Any]] = mapped_column(JSON)  # the playbook after --set
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    harness_version: Mapped[str] = mapped_column(String(40))
+    user: Mapped[str] = mapped_column(String(200), default="")
+    driver_host: Mapped[str] = mapped_column(String(200), default="")
+    cluster: Mapped[str] = mapped_column(Text, default="")
+
+    trials: Mapped[list[Trial]] = relationship(back_populates="campaign")
+
+
+class Node(Base):
+    """A machine as it was when seen: one row per distinct fingerprint."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    hardware_class: Mapped[str] = mapped_column(String(64), index=True)
+    hostname: Mapped[str] = mapped_column(String(255), index=True)
+    cpu_model: Mapped[str] = mapped_column(String(255), default="")
+    cpu_cores: Mapped[int | None] = mapped_column(Integer)
+    cpu_threads: Mapped[int | None] = mapped_column(Integer)
+    memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_model: Mapped[str] = mapped_column(String(255), default="")
+    os: Mapped[str] = mapped_column(String(255), default="")
+    python: Mapped[str] = mapped_column(String(40), default="")
+    torch: Mapped[str] = mapped_column(String(80), default="")
+    cuda: Mapped[str] = mapped_column(String(40), default="")
+    driver: Mapped[str] = mapped_column(String(40), default="")
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CampaignNode(Base):
+    """A node as the cluster presented it to one campaign (Ray node id, labels, resources)."""
+
+    __tablename__ = "campaign_nodes"
+
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    ray_node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Trial(Base):
+    """One attempt of one trial key; a failed attempt is a row too."""
+
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("campaign_id", "trial_key", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    trial_key: Mapped[str] = mapped_column(String(64), index=True)
+    benchmark: Mapped[str] = mapped_column(String(200))
+    workload: Mapped[str] = mapped_column(String(120), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    params_hash: Mapped[str] = mapped_column(String(64), index=True)
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), index=True)
+    ray_node_id: Mapped[str] = mapped_column(String(64), default="")
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # ok | failed | timeout
+    failure_phase: Mapped[str | None] = mapped_column(String(32))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    failure_detail: Mapped[str | None] = mapped_column(Text)
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    warmup_iterations: Mapped[int] = mapped_column(Integer, default=0)
+    iterations: Mapped[int] = mapped_column(Integer, default=0)
+    measure_seconds: Mapped[float | None] = mapped_column(Float)
+    timer: Mapped[str | None] = mapped_column(String(32))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    window_start: Mapped[float | None] = mapped_column(Float)
+    window_end: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    campaign: Mapped[Campaign] = relationship(back_populates="trials")
+    node: Mapped[Node | None] = relationship()
+    metrics: Mapped[list[Metric]] = relationship(back_populates="trial")
+
+
+class Metric(Base):
+    """Summary statistics of one metric of one trial, derived from its raw samples."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("trial_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80), index=True)
+    unit: Mapped[str] = mapped_column(String(32))
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
+    n: Mapped[int] = mapped_column(Integer)
+    median: Mapped[float | None] = mapped_column(Float)
+    mean: Mapped[float | None] = mapped_column(Float)
+    std: Mapped[float | None] = mapped_column(Float)
+    min: Mapped[float | None] = mapped_column(Float)
+    max: Mapped[float | None] = mapped_column(Float)
+    p5: Mapped[float | None] = mapped_column(Float)
+    p95: Mapped[float | None] = mapped_column(Float)
+    cv: Mapped[float | None] = mapped_column(Float)
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
+    ci_level: Mapped[float | None] = mapped_column(Float)  # achieved coverage of [ci_low, ci_high]
+
+    trial: Mapped[Trial] = relationship(back_populates="metrics")
+
+
+class RawSample(Base):
+    """One per-iteration value of a metric, in iteration order."""
+
+    __tablename__ = "samples"
+
+    metric_id: Mapped[int] = mapped_column(
+        ForeignKey("metrics.id", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class TelemetrySample(Base):
+    __tablename__ = "telemetry_samples"
+    __table_args__ = (Index("ix_telemetry_samples_trial_metric", "trial_id", "metric"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+    t: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class TelemetrySummary(Base):
+    __tablename__ = "telemetry_summaries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(Integer)
+    mean: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    peak: Mapped[float] = mapped_column(Float)
+
+
+class SourceStatusRow(Base):
+    """Whether each requested telemetry source delivered during a trial, and why not."""
+
+    __tablename__ = "source_statuses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    available: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,178 @@
+"""The read side: campaigns, trials and flat metric records for scripts and tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.orm import Session, aliased
+
+from results_db.models import Campaign, CampaignNode, Metric, Node, Trial
+
+# Node columns a --where filter may name as ``node.<field>``.
+NODE_FIELDS = (
+    "hostname",
+    "hardware_class",
+    "fingerprint",
+    "cpu_model",
+    "cpu_cores",
+    "cpu_threads",
+    "memory_bytes",
+    "gpu_count",
+    "gpu_model",
+    "os",
+    "python",
+    "torch",
+    "cuda",
+    "driver",
+)
+STATUSES = ("ok", "failed", "timeout")
+
+
+class QueryError(ValueError):
+    """A filter the store cannot apply (unknown field); the message says what is valid."""
+
+
+@dataclass
+class Filters:
+    """What ``results query`` selects. ``status=None`` means every status."""
+
+    campaign: str | None = None
+    workload: str | None = None
+    metrics: list[str] = field(default_factory=list)
+    status: str | None = "ok"
+    where: list[tuple[str, Any]] = field(default_factory=list)
+    all_attempts: bool = False
+
+
+def list_campaigns(session: Session) -> list[dict[str, Any]]:
+    """Every campaign, newest first, with its trial counts by status (latest attempts)."""
+    latest = _latest_trials().subquery()
+    counts = dict.fromkeys(STATUSES, 0)
+    by_campaign: dict[str, dict[str, int]] = {}
+    for cid, status, n in session.execute(
+        select(latest.c.campaign_id, latest.c.status, func.count()).group_by(
+            latest.c.campaign_id, latest.c.status
+        )
+    ):
+        by_campaign.setdefault(cid, dict(counts))[status] = n
+    out = []
+    for c in session.scalars(select(Campaign).order_by(Campaign.created_at.desc())):
+        n = by_campaign.get(c.id, dict(counts))
+        out.append(
+            {
+                "campaign": c.id,
+                "name": c.name,
+                "status": c.status,
+                "created_at": c.created_at.isoformat() if c.created_at else None,
+                "finished_at": c.finished_at.isoformat() if c.finished_at else None,
+                "trials": sum(n.values()),
+                **{f"trials_{k}": v for k, v in n.items()},
+                "playbook_hash": c.playbook_hash,
+                "cluster": c.cluster,
+                "harness_version": c.harness_version,
+            }
+        )
+    return out
+
+
+def _latest_trials() -> Select:
+    """Trials that are the latest attempt of their key in their campaign."""
+    newer = aliased(Trial)
+    return select(Trial).where(
+        ~select(newer.id)
+        .where(
+            newer.campaign_id == Trial.campaign_id,
+            newer.trial_key == Trial.trial_key,
+            newer.attempt > Trial.attempt,
+        )
+        .exists()
+    )
+
+
+def _value_clause(column: Any, value: Any) -> Any:
+    """Compare a column (or JSON element accessor) with a typed value; * globs with LIKE."""
+    if isinstance(value, bool):
+        return column.as_boolean() == value if hasattr(column, "as_boolean") else column == value
+    if isinstance(value, (int, float)):
+        return column.as_float() == float(value) if hasattr(column, "as_float") else column == value
+    text = str(value)
+    col = column.as_string() if hasattr(column, "as_string") else column
+    if "*" in text or "?" in text:
+        return col.like(
+            text.replace("%", r"\%").replace("_", r"\_").replace("*", "%").replace("?", "_"),
+            escape="\\",
+        )
+    return col == text
+
+
+def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
+    """Flat records, one per (trial, metric); failed trials carry null metric fields."""
+    base = select(Trial) if f.all_attempts else _latest_trials()
+    t = aliased(Trial, base.subquery())
+    q = (
+        select(t, Node, Metric, Campaign.name, CampaignNode.labels)
+        .join(Campaign, Campaign.id == t.campaign_id)
+        .outerjoin(Node, Node.id == t.node_id)
+        .outerjoin(
+            CampaignNode,
+            and_(
+                CampaignNode.campaign_id == t.campaign_id, CampaignNode.ray_node_id == t.ray_node_id
+            ),
+        )
+        .outerjoin(Metric, Metric.trial_id == t.id)
+    )
+    if f.campaign:
+        q = q.where(t.campaign_id == f.campaign)
+    if f.workload:
+        q = q.where(_value_clause(t.workload, f.workload))
+    if f.status:
+        if f.status not in STATUSES:
+            raise QueryError(f"status must be one of {', '.join(STATUSES)} or all")
+        q = q.where(t.status == f.status)
+    if f.metrics:
+        q = q.where(Metric.name.in_(f.metrics))
+    for key, value in f.where:
+        if key.startswith("node."):
+            name = key.removeprefix("node.")
+            if name not in NODE_FIELDS:
+                raise QueryError(f"unknown node field {name!r}; valid: {', '.join(NODE_FIELDS)}")
+            q = q.where(_value_clause(getattr(Node, name), value))
+        else:
+            name = key.removeprefix("params.")
+            q = q.where(_value_clause(t.params[name], value))
+    q = q.order_by(t.campaign_id, t.id, Metric.name)
+    out = []
+    for trial, node, metric, campaign_name, labels in session.execute(q):
+        rec: dict[str, Any] = {
+            "campaign": trial.campaign_id,
+            "campaign_name": campaign_name,
+            "trial": trial.id,
+            "trial_key": trial.trial_key,
+            "benchmark": trial.benchmark,
+            "workload": trial.workload,
+            "params": trial.params,
+            "node": node.hostname if node else None,
+            "node_id": trial.ray_node_id,
+            "node_labels": labels or {},
+            "hardware_class": node.hardware_class if node else None,
+            "cpu_model": node.cpu_model if node else None,
+            "gpu_model": node.gpu_model if node else None,
+            "status": trial.status,
+            "attempt": trial.attempt,
+            "failure_phase": trial.failure_phase,
+            "failure_reason": trial.failure_reason,
+            "stop_reason": trial.stop_reason,
+            "iterations": trial.iterations,
+            "timer": trial.timer,
+            "started_at": trial.started_at.isoformat() if trial.started_at else None,
+        }
+        stats = ("n", "median", "mean", "std", "min", "max", "p5", "p95", "cv", "ci_low", "ci_high")
+        rec["metric"] = metric.name if metric else None
+        rec["unit"] = metric.unit if metric else None
+        rec["higher_is_better"] = metric.higher_is_better if metric else None
+        for k in stats:
+            rec[k] = getattr(metric, k) if metric else None
+        out.append(rec)
+    return out

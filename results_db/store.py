@@ -1,0 +1,251 @@
+"""The write side of the results store, and opening a database from a URL."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from results_db import schema
+from results_db.models import (
+    Campaign,
+    CampaignNode,
+    Metric,
+    Node,
+    RawSample,
+    SourceStatusRow,
+    TelemetrySample,
+    TelemetrySummary,
+    Trial,
+)
+from results_db.records import CampaignRecord, NodeRecord, TrialRecord
+
+
+class StoreError(Exception):
+    """The database cannot be used: bad URL, unreachable, or schema behind. Message is safe."""
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _scrub(message: str, url: URL) -> str:
+    """Remove the password from a driver's error message, whatever it quoted."""
+    if url.password:
+        message = message.replace(str(url.password), "***")
+    return message.splitlines()[0] if message else message
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file."""
+    return f"sqlite:///{path}"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the campaign's writer
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url``, checked by connecting once; StoreError with a safe message."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"invalid database URL {safe_url(url)!r}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed, pool_pre_ping=True)
+    except (NoSuchModuleError, ArgumentError, ImportError) as exc:
+        raise StoreError(
+            f"cannot use database URL {safe_url(parsed)!r}: {_scrub(str(exc), parsed)}"
+        ) from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.connect():
+            pass
+    except (OperationalError, SQLAlchemyError) as exc:
+        reason = _scrub(str(getattr(exc, "orig", exc)), parsed)
+        raise StoreError(f"cannot connect to {safe_url(parsed)}: {reason}") from None
+    return engine
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ResultStore:
+    """Writes campaigns, nodes and trials; each trial in one transaction."""
+
+    def __init__(self, url: str, *, upgrade: bool = True) -> None:
+        self.url = url
+        self.engine = open_engine(url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._check_schema(upgrade)
+
+    def _check_schema(self, upgrade: bool) -> None:
+        current, head = schema.current_revision(self.engine), schema.head_revision()
+        if current == head:
+            return
+        if current is None and upgrade:
+            schema.upgrade(self.engine)  # a new database: create it
+            return
+        where = safe_url(self.url)
+        if current is None:
+            raise StoreError(f"{where} has no harness schema: run `harness db upgrade`")
+        raise StoreError(
+            f"{where} is at schema {current}, this harness needs {head}: "
+            "run `harness db upgrade --db URL`"
+        )
+
+    def session(self) -> Session:
+        return self._session()
+
+    def describe(self) -> str:
+        return safe_url(self.url)
+
+    # campaigns -----------------------------------------------------------------------------
+    def start_campaign(self, rec: CampaignRecord) -> None:
+        with self._session.begin() as s:
+            s.add(Campaign(**asdict(rec), status="running"))
+
+    def get_campaign(self, campaign_id: str) -> Campaign | None:
+        with self.session() as s:
+            return s.get(Campaign, campaign_id)
+
+    def set_campaign_status(self, campaign_id: str, status: str) -> None:
+        with self._session.begin() as s:
+            finished = None if status == "running" else utcnow()
+            s.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(status=status, finished_at=finished)
+            )
+
+    # nodes ---------------------------------------------------------------------------------
+    def upsert_node(self, rec: NodeRecord) -> int:
+        """The id of the node row with this fingerprint, creating it when new."""
+        now = utcnow()
+        with self._session.begin() as s:
+            node = s.scalar(select(Node).where(Node.fingerprint == rec.fingerprint))
+            if node is None:
+                node = Node(**asdict(rec), first_seen=now, last_seen=now)
+                s.add(node)
+                s.flush()
+            else:
+                node.last_seen = now
+            return node.id
+
+    def link_node(
+        self, campaign_id: str, ray_node_id: str, node_id: int, labels: dict, resources: dict
+    ) -> None:
+        """Record how the cluster presented a node to a campaign (idempotent on resume)."""
+        with self._session.begin() as s:
+            row = s.get(CampaignNode, (campaign_id, ray_node_id))
+            if row is None:
+                s.add(
+                    CampaignNode(
+                        campaign_id=campaign_id,
+                        ray_node_id=ray_node_id,
+                        node_id=node_id,
+                        labels=labels,
+                        resources=resources,
+                    )
+                )
+
+    # trials --------------------------------------------------------------------------------
+    def attempts(self, campaign_id: str) -> dict[str, tuple[int, str]]:
+        """For each trial key of the campaign: (latest attempt number, its status)."""
+        latest = (
+            select(Trial.trial_key, func.max(Trial.attempt).label("attempt"))
+            .where(Trial.campaign_id == campaign_id)
+            .group_by(Trial.trial_key)
+            .subquery()
+        )
+        q = select(Trial.trial_key, Trial.attempt, Trial.status).join(
+            latest,
+            (Trial.trial_key == latest.c.trial_key) & (Trial.attempt == latest.c.attempt),
+        )
+        with self.session() as s:
+            return {
+                k: (a, st)
+                for k, a, st in s.execute(q.where(Trial.campaign_id == campaign_id)).all()
+            }
+
+    def record_trial(self, rec: TrialRecord) -> int:
+        """Write a trial with its metrics, raw samples and telemetry in one transaction."""
+        with self._session.begin() as s:
+            trial = Trial(
+                campaign_id=rec.campaign_id,
+                trial_key=rec.trial_key,
+                benchmark=rec.benchmark,
+                workload=rec.workload,
+                params=rec.params,
+                params_hash=rec.params_hash,
+                node_id=rec.node_id,
+                ray_node_id=rec.ray_node_id,
+                attempt=rec.attempt,
+                status=rec.status,
+                failure_phase=rec.failure_phase,
+                failure_reason=rec.failure_reason,
+                failure_detail=rec.failure_detail,
+                stop_reason=rec.stop_reason,
+                warmup_iterations=rec.warmup_iterations,
+                iterations=rec.iterations,
+                measure_seconds=rec.measure_seconds,
+                timer=rec.timer,
+                settings=rec.settings,
+                context=rec.context,
+                window_start=rec.window_start,
+                window_end=rec.window_end,
+                started_at=rec.started_at,
+                finished_at=rec.finished_at,
+            )
+            s.add(trial)
+            s.flush()
+            for m in rec.metrics:
+                row = Metric(
+                    trial_id=trial.id,
+                    name=m.name,
+                    unit=m.unit,
+                    higher_is_better=m.higher_is_better,
+                    **m.summary,
+                )
+                s.add(row)
+                s.flush()
+                if m.samples:
+                    s.execute(
+                        insert(RawSample),
+                        [
+                            {"metric_id": row.id, "idx": i, "value": v}
+                            for i, v in enumerate(m.samples)
+                        ],
+                    )
+            if rec.telemetry:
+                s.execute(
+                    insert(TelemetrySample),
+                    [{"trial_id": trial.id, **asdict(t)} for t in rec.telemetry],
+                )
+            if rec.telemetry_summary:
+                s.execute(
+                    insert(TelemetrySummary),
+                    [{"trial_id": trial.id, **asdict(t)} for t in rec.telemetry_summary],
+                )
+            for source, ok, reason in rec.sources:
+                s.add(
+                    SourceStatusRow(trial_id=trial.id, source=source, available=ok, reason=reason)
+                )
+            return trial.id

@@ -1,0 +1,177 @@
+"""What every workload is: parameters, one measured iteration, a verification, its work.
+
+A workload knows nothing of Ray or SQL. The on-node runner (``harness.runner``) owns the
+loop: it calls :meth:`Workload.setup`, runs warm-up and measured iterations through the
+timer the workload hands it, then :meth:`Workload.verify` and :meth:`Workload.teardown`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workloads.timers import IterationTimer, timer_for_device
+
+DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
+
+
+class WorkloadError(Exception):
+    """Base of the errors a workload raises on purpose (as opposed to bugs)."""
+
+
+class UnsupportedParams(WorkloadError):
+    """The parameters cannot run on this node (dtype the device lacks, too large, ...)."""
+
+
+class VerificationError(WorkloadError):
+    """The workload's output does not match its reference: the trial is invalid."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a workload reports: its name carries no unit; the unit is its own field."""
+
+    name: str
+    unit: str
+    higher_is_better: bool
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Work:
+    """Work done by one measured iteration; rates are derived from it and the time.
+
+    ``convention`` states how bytes were counted (DESIGN.md rule 4), stored with the trial.
+    """
+
+    bytes: float = 0.0
+    flops: float = 0.0
+    tokens: float = 0.0
+    convention: str = ""
+
+
+# Metrics the base class derives from per-iteration seconds and Work.
+TIME = MetricSpec("time", "ms", False, "time of one iteration")
+BANDWIDTH = MetricSpec("bandwidth", "GB/s", True, "bytes moved per second (1 GB = 1e9 B)")
+THROUGHPUT = MetricSpec("throughput", "TFLOP/s", True, "floating-point operations per second")
+
+
+class Params(BaseModel):
+    """Base of every workload's parameter model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceParams(Params):
+    """Parameters shared by workloads that run on a torch device."""
+
+    device: str = Field("cpu", pattern=DEVICE_PATTERN, description="cpu, cuda or cuda:N")
+    threads: int | None = Field(
+        None, ge=1, description="host threads for CPU work (default: the CPUs the node grants)"
+    )
+
+
+class Workload(ABC):
+    """One benchmark. Subclasses set the class attributes and implement the hooks."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (TIME,)
+    primary_metric: ClassVar[str] = "time"
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Allocate and fill inputs (random, seeded). Raise UnsupportedParams if impossible."""
+
+    @abstractmethod
+    def run_iteration(self) -> None:
+        """Do the measured work once. No synchronisation: the timer handles that."""
+
+    @abstractmethod
+    def verify(self) -> None:
+        """Check the output against a reference; raise VerificationError when wrong."""
+
+    @abstractmethod
+    def work(self) -> Work:
+        """The work of one iteration."""
+
+    def teardown(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what setup allocated."""
+
+    def device(self) -> str:
+        """The device string the work runs on (``cpu`` or ``cuda:N``)."""
+        return str(getattr(self.params, "device", "cpu"))
+
+    def make_timer(self) -> IterationTimer:
+        """The timer for this workload's device: CUDA events on a GPU, perf_counter_ns else."""
+        return timer_for_device(self.device())
+
+    def context(self) -> dict[str, Any]:
+        """Facts about how the trial ran (threads, backend flags), stored with it."""
+        return {}
+
+    def derive(self, seconds: Sequence[float]) -> dict[str, list[float]]:
+        """Per-iteration values of every metric in ``metrics`` from per-iteration seconds."""
+        work = self.work()
+        out: dict[str, list[float]] = {}
+        for spec in self.metrics:
+            if spec.name == TIME.name:
+                out[spec.name] = [s * 1e3 for s in seconds]
+            elif spec.name == BANDWIDTH.name:
+                out[spec.name] = [work.bytes / s / 1e9 for s in seconds]
+            elif spec.name == THROUGHPUT.name:
+                out[spec.name] = [work.flops / s / 1e12 for s in seconds]
+            else:
+                raise NotImplementedError(f"{self.name} must derive metric {spec.name!r} itself")
+        return out
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Plain description for listings: parameters with types and defaults, metrics."""
+        schema = cls.Params.model_json_schema()
+        params = []
+        for pname, field in cls.Params.model_fields.items():
+            prop = schema.get("properties", {}).get(pname, {})
+            params.append(
+                {
+                    "name": pname,
+                    "type": _type_label(prop),
+                    "default": None if field.is_required() else field.default,
+                    "required": field.is_required(),
+                    "description": field.description or "",
+                }
+            )
+        return {
+            "name": cls.name,
+            "description": cls.description,
+            "params": params,
+            "metrics": [
+                {
+                    "name": m.name,
+                    "unit": m.unit,
+                    "higher_is_better": m.higher_is_better,
+                    "description": m.description,
+                }
+                for m in cls.metrics
+            ],
+            "primary_metric": cls.primary_metric,
+        }
+
+
+def _type_label(prop: dict[str, Any]) -> str:
+    """A short human type from a JSON-schema property (enum values spelled out)."""
+    if "enum" in prop:
+        return "|".join(str(v) for v in prop["enum"])
+    if "anyOf" in prop:
+        return " or ".join(_type_label(p) for p in prop["anyOf"])
+    if "const" in prop:
+        return str(prop["const"])
+    return str(prop.get("type", "any"))

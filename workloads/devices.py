@@ -1,0 +1,101 @@
+"""Torch device and dtype helpers shared by the workloads, and the node's torch facts."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from workloads.base import UnsupportedParams
+
+# The shared dtype vocabulary (DESIGN.md) mapped to torch storage types.
+# tf32 is fp32 storage with TF32 tensor-core math allowed.
+DTYPES: dict[str, torch.dtype] = {
+    "fp64": torch.float64,
+    "fp32": torch.float32,
+    "tf32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device for a ``cpu``/``cuda``/``cuda:N`` string, or UnsupportedParams."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UnsupportedParams(
+                f"device {device!r} requested but this node has no usable CUDA device"
+            )
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise UnsupportedParams(
+                f"device {device!r} requested but this node has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+        dev = torch.device("cuda", index)
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads when asked; return the count in force."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def check_fits(dev: torch.device, nbytes: int) -> None:
+    """Fail early and clearly when ``nbytes`` cannot fit on the device."""
+    if dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev)
+        if nbytes > free:
+            raise UnsupportedParams(
+                f"needs {nbytes / 2**30:.2f} GiB but {dev} has {free / 2**30:.2f} GiB free"
+            )
+    else:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return
+        if nbytes > avail:
+            raise UnsupportedParams(
+                f"needs {nbytes / 2**30:.2f} GiB but the host has {avail / 2**30:.2f} GiB free"
+            )
+
+
+def synchronize(dev: torch.device) -> None:
+    """Wait for the device's queued work (no-op on CPU)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def generator(dev: torch.device, seed: int) -> torch.Generator:
+    """A seeded generator on the device, so inputs are random but reproducible."""
+    return torch.Generator(device=dev).manual_seed(seed)
+
+
+def torch_facts() -> dict[str, Any]:
+    """Torch, CUDA and per-GPU facts of this process's node, for the node fingerprint."""
+    facts: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cuda_runtime": torch.version.cuda,
+        "cudnn": None,
+        "torch_threads": torch.get_num_threads(),
+        "gpus": [],
+    }
+    if torch.cuda.is_available():
+        facts["cudnn"] = torch.backends.cudnn.version()
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            facts["gpus"].append(
+                {
+                    "index": i,
+                    "name": p.name,
+                    "memory_bytes": int(p.total_memory),
+                    "compute_capability": f"{p.major}.{p.minor}",
+                    "multiprocessors": p.multi_processor_count,
+                }
+            )
+    return facts

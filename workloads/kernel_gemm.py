@@ -1,0 +1,94 @@
+"""``kernel.gemm``: C = A @ B through torch.matmul (cuBLAS on CUDA, oneDNN/BLAS on CPU).
+
+FLOPs per iteration are 2*m*n*k. The result is checked on a random subset of rows against
+an fp64 product of the same (already rounded) inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from workloads.base import (
+    THROUGHPUT,
+    TIME,
+    DeviceParams,
+    UnsupportedParams,
+    VerificationError,
+    Work,
+    Workload,
+)
+from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
+
+# Max error relative to the largest reference value; a wrong kernel is off by O(1).
+TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "fp16": 1e-2, "bf16": 3e-2}
+CHECK_ROWS = 64
+
+
+class GemmParams(DeviceParams):
+    m: int = Field(1024, ge=1, description="rows of A and C")
+    n: int = Field(1024, ge=1, description="columns of B and C")
+    k: int = Field(1024, ge=1, description="columns of A, rows of B")
+    dtype: Literal["fp32", "tf32", "fp16", "bf16"] = Field("fp32", description="math type")
+
+
+class GemmWorkload(Workload):
+    name = "kernel.gemm"
+    description = "dense matrix multiply C = A @ B (torch.matmul), 2*m*n*k FLOPs"
+    Params = GemmParams
+    metrics = (THROUGHPUT, TIME)
+    primary_metric = "throughput"
+
+    params: GemmParams
+
+    def setup(self) -> None:
+        p = self.params
+        self.dev = resolve_device(p.device)
+        if p.dtype == "tf32" and (
+            self.dev.type != "cuda" or torch.cuda.get_device_capability(self.dev)[0] < 8
+        ):
+            raise UnsupportedParams("tf32 needs a CUDA device of compute capability 8.0+")
+        self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
+        dtype = DTYPES[p.dtype]
+        elem = torch.empty((), dtype=dtype).element_size()
+        check_fits(self.dev, (p.m * p.k + p.k * p.n + p.m * p.n) * elem)
+        self._saved_precision = torch.get_float32_matmul_precision()
+        # "highest" keeps fp32 as IEEE fp32; "high" allows TF32 tensor cores.
+        torch.set_float32_matmul_precision("high" if p.dtype == "tf32" else "highest")
+        gen = generator(self.dev, 4321)
+        self.a = torch.randn(p.m, p.k, device=self.dev, generator=gen).to(dtype)
+        self.b = torch.randn(p.k, p.n, device=self.dev, generator=gen).to(dtype)
+        self.c = torch.randn(p.m, p.n, device=self.dev, generator=gen).to(dtype)
+
+    def run_iteration(self) -> None:
+        torch.matmul(self.a, self.b, out=self.c)
+
+    def verify(self) -> None:
+        p = self.params
+        rows = torch.randperm(p.m, generator=torch.Generator().manual_seed(7))[:CHECK_ROWS]
+        rows = rows.to(self.dev)
+        ref = self.a[rows].double() @ self.b.double()
+        err = (self.c[rows].double() - ref).abs().max().item()
+        scale = ref.abs().max().item() or 1.0
+        if not err / scale <= TOLERANCE[p.dtype]:  # also catches NaN
+            raise VerificationError(
+                f"max |C - ref| / max |ref| = {err / scale:.3g} exceeds "
+                f"{TOLERANCE[p.dtype]:g} for {p.dtype}"
+            )
+
+    def work(self) -> Work:
+        p = self.params
+        return Work(flops=2.0 * p.m * p.n * p.k)
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "flops_per_iteration": self.work().flops,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "threads": self.threads,
+        }
+
+    def teardown(self) -> None:
+        torch.set_float32_matmul_precision(self._saved_precision)
+        del self.a, self.b, self.c

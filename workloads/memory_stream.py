@@ -1,0 +1,106 @@
+"""``memory.stream``: STREAM copy/scale/add/triad on the host or a CUDA device.
+
+Byte counting follows STREAM: copy and scale move 2 words per element, add and triad 3;
+write-allocate traffic is not counted. Each op is one torch kernel with no temporaries
+(``torch.add(..., alpha=s)`` is the fused triad).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from workloads.base import (
+    BANDWIDTH,
+    TIME,
+    DeviceParams,
+    UnsupportedParams,
+    VerificationError,
+    Work,
+    Workload,
+)
+from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
+
+SCALAR = 3.0  # STREAM's scalar
+WORDS = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
+CONVENTION = "STREAM: copy/scale 2 words, add/triad 3 words per element; no write-allocate"
+
+
+class StreamParams(DeviceParams):
+    op: Literal["copy", "scale", "add", "triad"] = Field("triad", description="STREAM kernel")
+    size_mib: float = Field(64.0, gt=0, description="size of each of the three arrays, MiB")
+    dtype: Literal["fp64", "fp32"] = Field("fp64", description="element type (STREAM: fp64)")
+
+
+class StreamWorkload(Workload):
+    name = "memory.stream"
+    description = "STREAM copy/scale/add/triad memory bandwidth (host or CUDA device)"
+    Params = StreamParams
+    metrics = (BANDWIDTH, TIME)
+    primary_metric = "bandwidth"
+
+    params: StreamParams
+
+    def setup(self) -> None:
+        p = self.params
+        self.dev = resolve_device(p.device)
+        self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
+        dtype = DTYPES[p.dtype]
+        elem = torch.empty((), dtype=dtype).element_size()
+        self.n = int(p.size_mib * 2**20) // elem
+        if self.n < 1:
+            raise UnsupportedParams(f"size_mib={p.size_mib} holds no {p.dtype} element")
+        check_fits(self.dev, 3 * self.n * elem)
+        gen = generator(self.dev, 1234)
+        # Every array random (outputs too), so a kernel that did nothing fails verification.
+        self.a, self.b, self.c = (
+            torch.rand(self.n, dtype=dtype, device=self.dev, generator=gen) for _ in range(3)
+        )
+        self._kernel = getattr(self, f"_{p.op}")
+
+    def _copy(self) -> None:
+        self.c.copy_(self.a)
+
+    def _scale(self) -> None:
+        torch.mul(self.c, SCALAR, out=self.b)
+
+    def _add(self) -> None:
+        torch.add(self.a, self.b, out=self.c)
+
+    def _triad(self) -> None:
+        torch.add(self.b, self.c, alpha=SCALAR, out=self.a)
+
+    def run_iteration(self) -> None:
+        self._kernel()
+
+    def verify(self) -> None:
+        op = self.params.op
+        # Each op leaves its inputs untouched, so the output equals op(inputs) however many
+        # times it ran.
+        got, want = {
+            "copy": (self.c, self.a),
+            "scale": (self.b, SCALAR * self.c),
+            "add": (self.c, self.a + self.b),
+            "triad": (self.a, self.b + SCALAR * self.c),
+        }[op]
+        rtol = 1e-12 if self.params.dtype == "fp64" else 1e-6
+        if not torch.allclose(got, want, rtol=rtol, atol=0.0):
+            wrong = int((~torch.isclose(got, want, rtol=rtol, atol=0.0)).sum())
+            raise VerificationError(f"{op}: {wrong} of {self.n} elements differ from reference")
+
+    def work(self) -> Work:
+        elem = self.a.element_size()
+        return Work(bytes=WORDS[self.params.op] * self.n * elem, convention=CONVENTION)
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "elements": self.n,
+            "bytes_per_iteration": self.work().bytes,
+            "byte_convention": CONVENTION,
+            "threads": self.threads,
+        }
+
+    def teardown(self) -> None:
+        del self.a, self.b, self.c

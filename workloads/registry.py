@@ -1,0 +1,72 @@
+"""Workloads by dotted name: the built-ins plus the ``harness.workloads`` entry-point group.
+
+A third-party package registers ``name = "module:Class"`` under that group; the class is a
+:class:`workloads.base.Workload` whose ``name`` equals the entry-point name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from importlib.metadata import entry_points
+
+from workloads.base import Workload
+
+ENTRY_POINT_GROUP = "harness.workloads"
+
+_BUILTINS = {
+    "memory.stream": "workloads.memory_stream:StreamWorkload",
+    "kernel.gemm": "workloads.kernel_gemm:GemmWorkload",
+}
+
+
+class UnknownWorkload(KeyError):
+    """No workload is registered under the name."""
+
+
+def _load(target: str) -> type[Workload]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@lru_cache(maxsize=1)
+def _discover() -> tuple[dict[str, type[Workload]], dict[str, str]]:
+    found: dict[str, type[Workload]] = {n: _load(t) for n, t in _BUILTINS.items()}
+    problems: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _BUILTINS and ep.value == _BUILTINS[ep.name]:
+            continue  # our own distribution's entry point for a built-in
+        if ep.name in found:
+            problems[ep.name] = f"{ep.value}: name already registered by {found[ep.name]!r}"
+            continue
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must not break the harness
+            problems[ep.name] = f"{ep.value}: failed to import: {type(exc).__name__}: {exc}"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Workload)):
+            problems[ep.name] = f"{ep.value}: not a workloads.base.Workload subclass"
+            continue
+        if getattr(cls, "name", None) != ep.name:
+            problems[ep.name] = f"{ep.value}: class name {getattr(cls, 'name', None)!r} differs"
+            continue
+        found[ep.name] = cls
+    return found, problems
+
+
+def all_workloads() -> dict[str, type[Workload]]:
+    """Every usable workload, by name, sorted."""
+    return dict(sorted(_discover()[0].items()))
+
+
+def plugin_problems() -> dict[str, str]:
+    """Entry points that could not be used, with the reason."""
+    return dict(_discover()[1])
+
+
+def get_workload(name: str) -> type[Workload]:
+    """The workload class registered as ``name``; UnknownWorkload if there is none."""
+    try:
+        return _discover()[0][name]
+    except KeyError:
+        raise UnknownWorkload(name) from None

@@ -1,0 +1,90 @@
+"""Per-iteration timers: CUDA events for device work, perf_counter_ns for host work.
+
+Both record one start/stop pair per iteration and hand back seconds on ``collect``. The
+CUDA timer does not synchronise between iterations (the queue stays full, as in triton's
+do_bench); ``collect`` synchronises once and reads the event pairs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class IterationTimer(Protocol):
+    """Times iterations one start/stop pair at a time."""
+
+    kind: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def synchronize(self) -> None: ...
+
+    def collect(self) -> list[float]:
+        """Seconds of each iteration stopped since the last collect (synchronises first)."""
+        ...
+
+
+class HostTimer:
+    """Wall-clock timer on the monotonic ``perf_counter_ns``."""
+
+    kind = "perf_counter_ns"
+
+    def __init__(self) -> None:
+        self._t0 = 0
+        self._pending: list[float] = []
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter_ns()
+
+    def stop(self) -> None:
+        self._pending.append((time.perf_counter_ns() - self._t0) * 1e-9)
+
+    def synchronize(self) -> None:
+        return None
+
+    def collect(self) -> list[float]:
+        out, self._pending = self._pending, []
+        return out
+
+
+class CudaEventTimer:
+    """One pair of CUDA events per iteration on the current stream of ``device``."""
+
+    kind = "cuda_event"
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self._torch = torch
+        self._device = torch.device(device)
+        self._pairs: list[tuple[object, object]] = []
+        self._start: object | None = None
+
+    def start(self) -> None:
+        ev = self._torch.cuda.Event(enable_timing=True)
+        ev.record(self._torch.cuda.current_stream(self._device))
+        self._start = ev
+
+    def stop(self) -> None:
+        ev = self._torch.cuda.Event(enable_timing=True)
+        ev.record(self._torch.cuda.current_stream(self._device))
+        self._pairs.append((self._start, ev))
+
+    def synchronize(self) -> None:
+        self._torch.cuda.synchronize(self._device)
+
+    def collect(self) -> list[float]:
+        self.synchronize()
+        out = [s.elapsed_time(e) * 1e-3 for s, e in self._pairs]  # type: ignore[attr-defined]
+        self._pairs = []
+        return out
+
+
+def timer_for_device(device: str) -> IterationTimer:
+    """CUDA events for ``cuda*`` devices, the host clock otherwise."""
+    if device.startswith("cuda"):
+        return CudaEventTimer(device)
+    return HostTimer()
