@@ -7,6 +7,7 @@ cluster that requires a token uses the one Ray finds (RAY_AUTH_TOKEN or ~/.ray/a
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,23 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from harness.fingerprint import collect_facts, fingerprint, hardware_class
 
 INVENTORY_TIMEOUT_S = 180
+REACH_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    if "://" in address or address == "auto" or ":" not in address:
+        return  # Ray Client, discovery, or something Ray resolves itself
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ClusterError(f"cannot connect to Ray at {address}: expected HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"cannot connect to Ray at {address}: {exc.strerror or exc} "
+            "(is `ray start --head` running there?)"
+        ) from None
 
 
 class ClusterError(Exception):
@@ -64,6 +82,7 @@ class ClusterSession:
         kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
         try:
             if self.address:
+                check_reachable(self.address)
                 ray.init(address=self.address, **kwargs)
             else:
                 # "local" always starts a fresh cluster, never one a stale address file names.

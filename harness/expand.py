@@ -83,14 +83,15 @@ def check_benchmarks(pb: Playbook, source: str) -> list[str]:
         except ValidationError as exc:
             errors += validation_lines(source, exc, ("benchmarks", i, "settings"))
         fields = set(wl.Params.model_fields)
-        for name in b.params:
-            if name not in fields:
-                errors.append(
-                    f"{at}.params.{name}: unknown parameter of {b.workload}; "
-                    f"expected any of: {', '.join(sorted(fields))}"
-                )
-        errors += _check_zip_exclude(b, at)
-        if any(e.startswith(at) for e in errors):
+        structural = [
+            f"{at}.params.{name}: unknown parameter of {b.workload}; "
+            f"expected any of: {', '.join(sorted(fields))}"
+            for name in b.params
+            if name not in fields
+        ]
+        structural += _check_zip_exclude(b, at)
+        errors += structural
+        if structural:  # the matrix cannot be expanded meaningfully
             continue
         combos = combinations(b)
         if not combos:

@@ -1,0 +1,104 @@
+"""The on-node runner, in process: stopping rules, warm-up, phases of failure, telemetry."""
+
+from pathlib import Path
+
+from harness.runner import run_trial
+
+BASE = {
+    "warmup_iterations": 2,
+    "min_repetitions": 7,
+    "max_repetitions": 1000,
+    "min_duration_s": 0.0,
+    "max_duration_s": 30.0,
+    "timeout_s": 60.0,
+    "telemetry": {"interval_s": 0.05, "sources": ["host"]},
+}
+
+
+def settings(**kw):
+    return {**BASE, **kw}
+
+
+def test_min_count_reached_and_warmup_not_measured() -> None:
+    out = run_trial("test.flaky", {}, settings())
+    assert out.status == "ok", out.failure_reason
+    assert out.stop_reason == "min_reached"
+    assert len(out.seconds) == 7
+    assert out.warmup_iterations == 2
+    assert out.context["calls"] == 2 + 7  # warm-up ran, but only 7 were timed
+    assert out.timer == "perf_counter_ns"
+    assert len(out.metrics["time"]) == 7
+
+
+def test_min_duration_keeps_measuring_past_min_count() -> None:
+    out = run_trial(
+        "test.flaky", {"sleep_s": 0.01}, settings(min_repetitions=2, min_duration_s=0.3)
+    )
+    assert out.stop_reason == "min_reached"
+    assert out.measure_seconds >= 0.3
+    assert len(out.seconds) >= 15  # ~0.3 s / 0.01 s, less loop overhead
+    assert all(s >= 0.01 for s in out.seconds)
+
+
+def test_max_repetitions_wins_over_minimum_duration() -> None:
+    out = run_trial(
+        "test.flaky",
+        {},
+        settings(min_repetitions=2, max_repetitions=3, min_duration_s=10, max_duration_s=20),
+    )
+    assert out.stop_reason == "max_repetitions" and len(out.seconds) == 3
+
+
+def test_max_duration_wins_over_minimum_count() -> None:
+    out = run_trial(
+        "test.flaky",
+        {"sleep_s": 0.02},
+        settings(min_repetitions=500, max_repetitions=1000, max_duration_s=0.2),
+    )
+    assert out.stop_reason == "max_duration"
+    assert 3 <= len(out.seconds) < 500
+
+
+def test_setup_failure_is_an_outcome_with_its_phase(tmp_path: Path) -> None:
+    marker = tmp_path / "fail"
+    marker.write_text("")
+    out = run_trial("test.flaky", {"marker": str(marker)}, settings())
+    assert out.status == "failed" and out.failure_phase == "setup"
+    assert "marker" in out.failure_reason and "RuntimeError" in out.failure_reason
+    assert "Traceback" in out.failure_detail
+    assert out.seconds == [] and out.metrics == {}
+
+
+def test_wrong_result_invalidates_the_trial() -> None:
+    out = run_trial("test.flaky", {"corrupt": True}, settings())
+    assert out.status == "failed" and out.failure_phase == "verify"
+    assert out.failure_reason == "sum is 499501, expected 499500"
+    assert out.metrics == {}  # no figures from a wrong result
+
+
+def test_invalid_params_fail_in_setup() -> None:
+    out = run_trial("memory.stream", {"op": "nope"}, settings())
+    assert out.status == "failed" and out.failure_phase == "setup"
+    assert "op" in out.failure_reason
+
+
+def test_telemetry_covers_the_measurement_window() -> None:
+    out = run_trial(
+        "test.flaky",
+        {"sleep_s": 0.01},
+        settings(min_duration_s=0.3, telemetry={"interval_s": 0.05, "sources": ["host", "nvml"]}),
+    )
+    start, end = out.window
+    assert end - start >= 0.3
+    host = [
+        s
+        for s in out.telemetry
+        if s.source == "host" and s.device == "cpu" and s.metric == "cpu_util"
+    ]
+    assert len(host) >= 5  # 0.3 s at 20 Hz plus both edges
+    assert all(start <= s.t <= end for s in out.telemetry)
+    statuses = {s.source: s for s in out.sources}
+    assert statuses["host"].available
+    assert "nvml" in statuses  # asked for: recorded either way
+    if not statuses["nvml"].available:
+        assert statuses["nvml"].reason

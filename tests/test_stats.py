@@ -1,0 +1,57 @@
+import math
+import random
+
+import numpy as np
+import pytest
+
+from harness.stats import median_ci, percentile, summarize
+
+
+def test_summary_matches_numpy() -> None:
+    rng = random.Random(3)
+    values = [rng.lognormvariate(0, 0.5) for _ in range(101)]
+    s = summarize(values)
+    assert s["n"] == 101
+    assert s["median"] == pytest.approx(np.median(values))
+    assert s["mean"] == pytest.approx(np.mean(values))
+    assert s["std"] == pytest.approx(np.std(values, ddof=1))
+    assert s["p5"] == pytest.approx(np.percentile(values, 5))
+    assert s["p95"] == pytest.approx(np.percentile(values, 95))
+    assert s["min"] == min(values) and s["max"] == max(values)
+    assert s["cv"] == pytest.approx(np.std(values, ddof=1) / np.mean(values))
+    assert s["ci_low"] <= s["median"] <= s["ci_high"]
+
+
+def test_median_ci_is_the_textbook_order_statistic_interval() -> None:
+    # n=10: the 95% interval is (x(2), x(9)) in 1-based order statistics, coverage 0.9785.
+    low, high, level = median_ci(list(range(10)))
+    assert (low, high) == (1, 8)
+    assert level == pytest.approx(1 - 2 * (1 + 10) / 2**10)
+
+
+def test_median_ci_small_samples_report_their_real_coverage() -> None:
+    low, high, level = median_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (low, high) == (1.0, 5.0)
+    assert level == pytest.approx(1 - 2 / 2**5)  # 0.9375 < 0.95, and said so
+
+
+def test_median_ci_coverage_holds_empirically() -> None:
+    rng = random.Random(11)
+    hits, trials = 0, 400
+    for _ in range(trials):
+        sample = sorted(rng.expovariate(1.0) for _ in range(25))
+        low, high, _ = median_ci(sample)
+        hits += low <= math.log(2) <= high  # true median of Exp(1)
+    assert hits / trials >= 0.92
+
+
+def test_percentile_edges_and_single_value() -> None:
+    assert percentile([5.0], 95) == 5.0
+    assert percentile([1.0, 2.0], 50) == 1.5
+    s = summarize([2.0])
+    assert s["std"] == 0.0 and s["median"] == 2.0
+
+
+def test_empty_summary_has_no_numbers() -> None:
+    s = summarize([])
+    assert s["n"] == 0 and s["median"] is None

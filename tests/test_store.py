@@ -1,0 +1,170 @@
+"""The results store on a real SQLite file, checked with SQL of its own."""
+
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine
+from sqlalchemy.exc import IntegrityError
+
+from results_db import (
+    CampaignRecord,
+    MetricRecord,
+    NodeRecord,
+    ResultStore,
+    StoreError,
+    TelemetryRecord,
+    TrialRecord,
+    safe_url,
+    sqlite_url,
+)
+from results_db.models import Base
+from results_db.schema import head_revision
+
+
+def campaign(cid: str = "c1") -> CampaignRecord:
+    return CampaignRecord(
+        id=cid,
+        name="unit",
+        description="",
+        playbook_path="p.yaml",
+        playbook_text="campaign: {}",
+        playbook_hash="abc",
+        effective={"campaign": {"name": "unit"}},
+        created_at=datetime.now(timezone.utc),
+        harness_version="0.1.0",
+    )
+
+
+def node(fp: str = "fp1") -> NodeRecord:
+    return NodeRecord(
+        fingerprint=fp,
+        hardware_class="hw1",
+        hostname="h",
+        facts={"cpu_model": "X"},
+        cpu_model="X",
+        gpu_count=0,
+    )
+
+
+def trial(store: ResultStore, node_id: int, status: str = "ok", attempt: int = 1) -> TrialRecord:
+    samples = [1.0, 2.0, 3.0]
+    return TrialRecord(
+        campaign_id="c1",
+        trial_key="k1",
+        benchmark="b",
+        workload="memory.stream",
+        params={"op": "triad", "size_mib": 64.0},
+        params_hash="ph",
+        status=status,
+        attempt=attempt,
+        node_id=node_id,
+        ray_node_id="r1",
+        iterations=3,
+        metrics=[MetricRecord("bandwidth", "GB/s", True, samples, {"n": 3, "median": 2.0})]
+        if status == "ok"
+        else [],
+        telemetry=[
+            TelemetryRecord("host", "cpu", "cpu_util", "%", 1.0 + i, 50.0) for i in range(4)
+        ],
+        sources=[("host", True, ""), ("nvml", False, "no NVML")],
+        failure_phase=None if status == "ok" else "setup",
+        failure_reason=None if status == "ok" else "boom",
+    )
+
+
+def test_migrations_create_exactly_the_models(db_path: Path) -> None:
+    ResultStore(sqlite_url(db_path))
+    engine = create_engine(sqlite_url(db_path))
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        version = conn.exec_driver_sql("select version_num from alembic_version").scalar()
+    assert diff == []
+    assert version == head_revision()
+
+
+def test_trial_with_metrics_samples_and_telemetry_lands_in_sql(db_path: Path) -> None:
+    store = ResultStore(sqlite_url(db_path))
+    store.start_campaign(campaign())
+    nid = store.upsert_node(node())
+    assert store.upsert_node(node()) == nid  # deduplicated by fingerprint
+    assert store.upsert_node(node("fp2")) != nid
+    tid = store.record_trial(trial(store, nid))
+
+    db = sqlite3.connect(db_path)
+    assert db.execute("select count(*) from nodes").fetchone()[0] == 2
+    row = db.execute(
+        "select workload, status, json_extract(params, '$.op') from trials where id=?", (tid,)
+    ).fetchone()
+    assert row == ("memory.stream", "ok", "triad")
+    assert db.execute(
+        "select m.name, m.unit, m.higher_is_better, m.median, count(s.idx), sum(s.value) "
+        "from metrics m join samples s on s.metric_id = m.id where m.trial_id=? group by m.id",
+        (tid,),
+    ).fetchone() == ("bandwidth", "GB/s", 1, 2.0, 3, 6.0)
+    assert (
+        db.execute("select count(*) from telemetry_samples where trial_id=?", (tid,)).fetchone()[0]
+        == 4
+    )
+    assert db.execute(
+        "select source, available, reason from source_statuses where trial_id=? order by source",
+        (tid,),
+    ).fetchall() == [("host", 1, ""), ("nvml", 0, "no NVML")]
+
+
+def test_failed_trial_is_a_row_and_attempts_track_the_latest(db_path: Path) -> None:
+    store = ResultStore(sqlite_url(db_path))
+    store.start_campaign(campaign())
+    nid = store.upsert_node(node())
+    store.record_trial(trial(store, nid, status="failed", attempt=1))
+    assert store.attempts("c1") == {"k1": (1, "failed")}
+    store.record_trial(trial(store, nid, status="ok", attempt=2))
+    assert store.attempts("c1") == {"k1": (2, "ok")}
+    db = sqlite3.connect(db_path)
+    assert db.execute(
+        "select attempt, status, failure_phase, failure_reason from trials order by attempt"
+    ).fetchall() == [(1, "failed", "setup", "boom"), (2, "ok", None, None)]
+
+
+def test_a_trial_that_cannot_be_written_leaves_nothing_half_written(db_path: Path) -> None:
+    store = ResultStore(sqlite_url(db_path))
+    store.start_campaign(campaign())
+    nid = store.upsert_node(node())
+    bad = trial(store, nid)
+    bad.metrics.append(bad.metrics[0])  # duplicate metric name violates a unique constraint
+    with pytest.raises(IntegrityError):
+        store.record_trial(bad)
+    db = sqlite3.connect(db_path)
+    assert db.execute("select count(*) from trials").fetchone()[0] == 0
+    assert db.execute("select count(*) from telemetry_samples").fetchone()[0] == 0
+
+
+def test_schema_behind_says_how_to_upgrade(db_path: Path) -> None:
+    ResultStore(sqlite_url(db_path))
+    db = sqlite3.connect(db_path)
+    db.execute("update alembic_version set version_num='0000_older'")
+    db.commit()
+    with pytest.raises(
+        StoreError, match=r"is at schema 0000_older, this harness needs .*harness db upgrade"
+    ):
+        ResultStore(sqlite_url(db_path))
+
+
+def test_query_commands_do_not_create_a_schema(db_path: Path) -> None:
+    with pytest.raises(StoreError, match="has no harness schema"):
+        ResultStore(sqlite_url(db_path), upgrade=False)
+
+
+def test_urls_never_show_passwords() -> None:
+    assert (
+        safe_url("postgresql+psycopg://bob:hunter2@db:5432/h")
+        == "postgresql+psycopg://bob:***@db:5432/h"
+    )
+    with pytest.raises(StoreError) as exc:
+        ResultStore("postgresql+psycopg://bob:hunter2@127.0.0.1:1/h")
+    assert "hunter2" not in str(exc.value) and "bob:***@" in str(exc.value)
+    with pytest.raises(StoreError, match="invalid database URL"):
+        ResultStore("::not a url::")
