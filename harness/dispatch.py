@@ -30,36 +30,39 @@ def _trial_task(workload: str, params: dict, settings: dict) -> TrialOutcome:
 @dataclass
 class _InFlight:
     trial: PlacedTrial
-    deadline: float
-    submitted: float
+    deadline: float  # monotonic
+    submitted_at: float  # wall clock: the stored start of a trial that never returns
 
 
-def _lost(trial: PlacedTrial, phase: str, reason: str, status: str = "failed") -> TrialOutcome:
-    now = time.time()
+def _lost(flight: _InFlight, phase: str, reason: str, status: str = "failed") -> TrialOutcome:
+    """The outcome of a trial whose task returned none."""
     return TrialOutcome(
-        status=status, failure_phase=phase, failure_reason=reason, started_at=now, finished_at=now
+        status=status,
+        failure_phase=phase,
+        failure_reason=reason,
+        started_at=flight.submitted_at,
+        finished_at=time.time(),
     )
 
 
-def _outcome_of(ref: ray.ObjectRef, trial: PlacedTrial) -> TrialOutcome:
+def _outcome_of(ref: ray.ObjectRef, flight: _InFlight) -> TrialOutcome:
     """The task's outcome, or a failed one naming what the cluster did to it."""
-    node = f"{trial.node.hostname} ({trial.node.short_id})"
+    node = f"{flight.trial.node.hostname} ({flight.trial.node.short_id})"
     try:
         return ray.get(ref)
     except ray.exceptions.NodeDiedError as exc:
-        return _lost(trial, "dispatch", f"node lost: {node}: {_first_line(exc)}")
+        reason = f"node lost: {node}: {_first_line(exc)}"
     except ray.exceptions.OutOfMemoryError as exc:
-        return _lost(
-            trial, "dispatch", f"killed by Ray's memory monitor on {node}: {_first_line(exc)}"
-        )
+        reason = f"killed by Ray's memory monitor on {node}: {_first_line(exc)}"
     except ray.exceptions.WorkerCrashedError as exc:
-        return _lost(trial, "dispatch", f"worker died on {node}: {_first_line(exc)}")
+        reason = f"worker died on {node}: {_first_line(exc)}"
     except ray.exceptions.TaskUnschedulableError as exc:
-        return _lost(trial, "dispatch", f"cannot schedule on {node}: {_first_line(exc)}")
+        reason = f"cannot schedule on {node}: {_first_line(exc)}"
     except ray.exceptions.RayTaskError as exc:
-        return _lost(trial, "dispatch", f"task error on {node}: {_first_line(exc.cause or exc)}")
+        reason = f"task error on {node}: {_first_line(exc.cause or exc)}"
     except ray.exceptions.RayError as exc:
-        return _lost(trial, "dispatch", f"{type(exc).__name__} on {node}: {_first_line(exc)}")
+        reason = f"{type(exc).__name__} on {node}: {_first_line(exc)}"
+    return _lost(flight, "dispatch", reason)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -86,8 +89,8 @@ class Dispatcher:
             num_gpus=node.resources.get("GPU", 0.0),
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False),
         ).remote(trial.spec.workload, trial.spec.params, trial.spec.settings.model_dump())
-        now = time.monotonic()
-        self._in_flight[ref] = _InFlight(trial, now + trial.spec.settings.timeout_s, now)
+        deadline = time.monotonic() + trial.spec.settings.timeout_s
+        self._in_flight[ref] = _InFlight(trial, deadline, time.time())
         self.on_start(trial)
 
     def run(self, trials: list[PlacedTrial]) -> None:
@@ -110,7 +113,7 @@ class Dispatcher:
                 for ref in ready:
                     flight = self._in_flight.pop(ref)
                     busy.discard(flight.trial.node.ray_node_id)
-                    self.on_done(flight.trial, _outcome_of(ref, flight.trial))
+                    self.on_done(flight.trial, _outcome_of(ref, flight))
                 now = time.monotonic()
                 for ref, flight in list(self._in_flight.items()):
                     if now >= flight.deadline:
@@ -121,7 +124,7 @@ class Dispatcher:
                         self.on_done(
                             flight.trial,
                             _lost(
-                                flight.trial,
+                                flight,
                                 "timeout",
                                 f"exceeded timeout_s={timeout_s:g}; task cancelled",
                                 status="timeout",

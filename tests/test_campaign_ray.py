@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -247,10 +248,12 @@ def test_timeout_cancels_the_trial_and_the_campaign_goes_on(
 campaign: {name: timeouts}
 defaults: {warmup_iterations: 0, min_repetitions: 2, min_duration_s: 0, timeout_s: 3,
            telemetry: {sources: [host]}}
-targets: {b: {labels: {zone: b}}}
+targets: {b: {labels: {zone: b}}, head: {labels: {tier: head}}}
 benchmarks:
   - {name: slow, workload: test.flaky, on: b, params: {sleep_s: 30}}
   - {name: quick, workload: test.flaky, on: b, params: {size: 5}}
+  - {name: beside, workload: test.flaky, on: head, params: {sleep_s: 0.2},
+     settings: {min_repetitions: 5}}
 """
     )
     result = invoke("run", str(path), "--db", str(db_path), "--address", ray_cluster.address)
@@ -261,6 +264,16 @@ benchmarks:
     )
     assert rows["slow"].startswith("timeout:exceeded timeout_s=3")
     assert rows["quick"] == "ok:"  # same node, ran after the cancelled one
+    assert rows["beside"] == "ok:"
+    spans = {
+        b: (datetime.fromisoformat(s), datetime.fromisoformat(f))
+        for b, s, f in db.execute("select benchmark, started_at, finished_at from trials")
+    }
+    assert (spans["slow"][1] - spans["slow"][0]).total_seconds() == pytest.approx(3, abs=1.5)
+    # Different nodes run at once: `beside` (head) ran while `slow` (zone b) was running.
+    assert spans["beside"][0] < spans["slow"][1] and spans["slow"][0] < spans["beside"][1]
+    # One trial per node at a time: `quick` started only after `slow` was cancelled.
+    assert spans["quick"][0] >= spans["slow"][1]
 
 
 def test_dry_run_shows_placement_and_stores_nothing(ray_cluster, playbook, db_path: Path) -> None:
