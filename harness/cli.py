@@ -132,9 +132,10 @@ class _Live:
             transient=False,
         )
         self.task: Any = None
-        self.failed = 0
+        self.campaign_id = ""
 
     def planned(self, campaign_id: str, total: int, skipped: int) -> None:
+        self.campaign_id = campaign_id
         note = f" ({skipped} already done)" if skipped else ""
         err.print(f"campaign {campaign_id}: {total} trial(s) to run{note}", markup=False)
         self.task = self.progress.add_task("trials", total=total, last="")
@@ -145,7 +146,6 @@ class _Live:
 
     def finished(self, trial: PlacedTrial, outcome: TrialOutcome) -> None:
         if outcome.status != "ok":
-            self.failed += 1
             self.progress.console.print(
                 f"[red]{outcome.status}[/red] {trial.spec.benchmark} "
                 f"{_shown_params(trial.spec.workload, trial.spec.params)} "
@@ -200,7 +200,11 @@ def run(
                 result = run_campaign(loaded, store, session, live, resume=resume)
             except KeyboardInterrupt:
                 live.stop()
-                err.print("interrupted: resume with --resume CAMPAIGN", markup=False)
+                err.print(
+                    f"interrupted: to finish it, harness run {playbook} "
+                    f"--resume {live.campaign_id}",
+                    markup=False,
+                )
                 raise typer.Exit(130) from None
             finally:
                 live.stop()
