@@ -7,9 +7,15 @@ average, and the method is named in the metric (``power_instant`` vs ``power_avg
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from collectors.base import Sample, SourceUnavailable
+
+# Clock-event (throttle) reasons that mean the GPU ran slower than it could: software power
+# cap, hardware slowdown, software and hardware thermal slowdown, power brake. Idle,
+# application-clock and sync-boost reasons are not throttling.
+THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
 
 
 def _field_value(field: Any) -> float:
@@ -21,14 +27,19 @@ def _field_value(field: Any) -> float:
 
 
 class NvmlCollector:
-    """Utilisation, memory, power, clocks, temperature and energy of each visible GPU."""
+    """Utilisation, memory, power, energy, clocks, temperature, throttle reasons and PCIe
+    throughput of each GPU the trial uses (``gpu_uuids``), or of every GPU when not given."""
 
     name = "nvml"
 
-    def __init__(self) -> None:
+    def __init__(self, gpu_uuids: Sequence[str] | None = None) -> None:
         self._nvml: Any = None
         self._handles: list[Any] = []
+        self._labels: list[str] = []
         self._instant_power: list[bool] = []
+        self._gpu_uuids = [
+            u if u.startswith(("GPU-", "MIG-")) else f"GPU-{u}" for u in gpu_uuids or []
+        ]
 
     def open(self) -> None:
         try:
@@ -44,7 +55,16 @@ class NvmlCollector:
             pynvml.nvmlShutdown()
             raise SourceUnavailable("NVML reports no GPU on this node")
         self._nvml = pynvml
-        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        indices = range(count)
+        if self._gpu_uuids:
+            by_uuid = {
+                _text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))): i
+                for i in indices
+            }
+            wanted = [by_uuid[u] for u in self._gpu_uuids if u in by_uuid]
+            indices = wanted or indices  # an unknown UUID: watch every GPU rather than none
+        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+        self._labels = [f"gpu{i}" for i in indices]  # NVML (PCI bus) order
         self._instant_power = [self._has_instant_power(h) for h in self._handles]
 
     def _has_instant_power(self, handle: Any) -> bool:
@@ -66,7 +86,7 @@ class NvmlCollector:
         nv = self._nvml
         out: list[Sample] = []
         for i, h in enumerate(self._handles):
-            dev = f"gpu{i}"
+            dev = self._labels[i]
 
             def add(metric: str, unit: str, value: float | None, dev: str = dev) -> None:
                 if value is not None:
@@ -99,7 +119,26 @@ class NvmlCollector:
                 "C",
                 self._optional(nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU),
             )
+            reasons_fn = self._clock_reasons_fn()
+            reasons = self._optional(reasons_fn, h) if reasons_fn else None
+            add("clock_event_reasons", "bitmask", reasons)
+            if reasons is not None:
+                add("throttled", "bool", 1.0 if int(reasons) & THROTTLE_MASK else 0.0)
+            for metric, counter in (
+                ("pcie_tx", "NVML_PCIE_UTIL_TX_BYTES"),
+                ("pcie_rx", "NVML_PCIE_UTIL_RX_BYTES"),
+            ):
+                if hasattr(nv, counter):
+                    kbs = self._optional(nv.nvmlDeviceGetPcieThroughput, h, getattr(nv, counter))
+                    add(metric, "B/s", None if kbs is None else kbs * 1e3)
         return out
+
+    def _clock_reasons_fn(self) -> Any:
+        """The clock-event (formerly "throttle") reasons query, or None in an old binding."""
+        nv = self._nvml
+        return getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+            nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None
+        )
 
     def close(self) -> None:
         if self._nvml is not None:
@@ -115,7 +154,7 @@ class NvmlCollector:
             pci = self._optional(nv.nvmlDeviceGetPciInfo, h)
             gpus.append(
                 {
-                    "index": i,
+                    "index": int(self._labels[i].removeprefix("gpu")),
                     "name": _text(nv.nvmlDeviceGetName(h)),
                     "uuid": _text(self._optional(nv.nvmlDeviceGetUUID, h)),
                     "memory_bytes": int(nv.nvmlDeviceGetMemoryInfo(h).total),

@@ -6,11 +6,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from collectors.amd import AmdSmiCollector
 from collectors.base import Collector, Sample, SourceStatus, SourceUnavailable
 from collectors.host import HostCollector
 from collectors.nvml import NvmlCollector
+from collectors.rapl import RaplCollector
 
-SOURCES: dict[str, Callable[[], Collector]] = {"host": HostCollector, "nvml": NvmlCollector}
+# name -> factory taking the UUIDs of the GPUs the trial uses (only NVML can select by them).
+SOURCES: dict[str, Callable[[Sequence[str]], Collector]] = {
+    "host": lambda uuids: HostCollector(),
+    "nvml": lambda uuids: NvmlCollector(uuids),
+    "rapl": lambda uuids: RaplCollector(),
+    "amdsmi": lambda uuids: AmdSmiCollector(),
+}
 
 
 def known_sources() -> list[str]:
@@ -26,7 +34,9 @@ class TelemetrySampler:
     at start and at stop, so even a short window has its two edges.
     """
 
-    def __init__(self, sources: Sequence[str], interval_s: float) -> None:
+    def __init__(
+        self, sources: Sequence[str], interval_s: float, gpu_uuids: Sequence[str] = ()
+    ) -> None:
         self.interval_s = interval_s
         self.samples: list[Sample] = []
         self.statuses: dict[str, SourceStatus] = {}
@@ -36,7 +46,7 @@ class TelemetrySampler:
             if factory is None:
                 self.statuses[name] = SourceStatus(name, False, "unknown telemetry source")
                 continue
-            collector = factory()
+            collector = factory(gpu_uuids)
             try:
                 collector.open()
             except SourceUnavailable as exc:
@@ -82,7 +92,3 @@ class TelemetrySampler:
         for c in self._collectors:
             c.close()
         self._collectors = []
-
-    def facts(self) -> dict[str, dict]:
-        """Static facts of each open source (call before stop)."""
-        return {c.name: c.facts() for c in self._collectors}

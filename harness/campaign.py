@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
+from collectors.energy import energy_readings
 from harness import __version__
 from harness.cluster import ClusterSession, NodeInfo
-from harness.dispatch import Dispatcher
+from harness.dispatch import Dispatcher, idle_telemetry
+from harness.energy import trial_energy
 from harness.expand import expand
 from harness.placement import PlacedTrial, Plan, place
 from harness.playbook import LoadedPlaybook, short_hash
@@ -20,6 +22,8 @@ from harness.runner import TrialOutcome
 from harness.stats import summarize
 from results_db import (
     CampaignRecord,
+    EnergyRecord,
+    IdleBaselineRecord,
     MetricRecord,
     NodeRecord,
     ResultStore,
@@ -43,6 +47,8 @@ class Observer(Protocol):
     def finished(self, trial: PlacedTrial, outcome: TrialOutcome) -> None: ...
 
     def warn(self, message: str) -> None: ...
+
+    def info(self, message: str) -> None: ...
 
 
 @dataclass
@@ -80,13 +86,25 @@ def node_record(node: NodeInfo) -> NodeRecord:
 
 
 def trial_record(
-    campaign_id: str, trial: PlacedTrial, outcome: TrialOutcome, node_id: int, attempt: int
+    campaign_id: str,
+    trial: PlacedTrial,
+    outcome: TrialOutcome,
+    node_id: int,
+    attempt: int,
+    idle_power: dict[tuple[str, str], float] | None = None,
 ) -> TrialRecord:
-    """Translate an outcome into the store's record: summaries derived from raw samples."""
+    """Translate an outcome into the store's record: summaries derived from raw samples,
+    energy from the telemetry of the same window."""
     metrics = [
         MetricRecord(name, unit, hib, outcome.metrics[name], summarize(outcome.metrics[name]))
         for name, unit, hib in outcome.metric_specs
         if outcome.metrics.get(name)
+    ]
+    idle_power = idle_power or {}
+    energy = trial_energy(outcome, trial.spec.settings.telemetry.interval_s, idle_power)
+    metrics += [
+        MetricRecord(name, unit, hib, [value], summarize([value]))
+        for name, unit, hib, value in energy.metrics
     ]
     groups: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
     for s in outcome.telemetry:
@@ -116,7 +134,7 @@ def trial_record(
         measure_seconds=outcome.measure_seconds,
         timer=outcome.timer,
         settings=trial.spec.settings.model_dump(),
-        context=outcome.context,
+        context={**outcome.context, **energy.notes},
         window_start=outcome.window[0] if outcome.window else None,
         window_end=outcome.window[1] if outcome.window else None,
         started_at=ts(outcome.started_at),
@@ -128,6 +146,21 @@ def trial_record(
         ],
         telemetry_summary=summaries,
         sources=[(s.source, s.available, s.reason) for s in outcome.sources],
+        energy=[
+            EnergyRecord(
+                r.source,
+                r.device,
+                r.method,
+                r.duration_s,
+                r.energy_j,
+                r.avg_power_w,
+                r.peak_power_w,
+                r.samples,
+                r.flag,
+                idle_power.get((r.source, r.device)),
+            )
+            for r in energy.readings
+        ],
     )
 
 
@@ -198,12 +231,20 @@ def run_campaign(
             campaign_id, node.ray_node_id, node_ids[node.ray_node_id], node.labels, node.resources
         )
 
+    idle = measure_idle_baselines(loaded, store, campaign_id, todo, node_ids, observer)
     warned: set[tuple[str, str]] = set()
 
     def done(trial: PlacedTrial, outcome: TrialOutcome) -> None:
         attempt = attempts.get(trial.key, (0, ""))[0] + 1
         store.record_trial(
-            trial_record(campaign_id, trial, outcome, node_ids[trial.node.ray_node_id], attempt)
+            trial_record(
+                campaign_id,
+                trial,
+                outcome,
+                node_ids[trial.node.ray_node_id],
+                attempt,
+                idle.get(trial.node.ray_node_id),
+            )
         )
         result.ran += 1
         result.counts[outcome.status] += 1
@@ -227,6 +268,49 @@ def run_campaign(
         raise
     store.set_campaign_status(campaign_id, "completed")
     return result
+
+
+def measure_idle_baselines(
+    loaded: LoadedPlaybook,
+    store: ResultStore,
+    campaign_id: str,
+    todo: list[PlacedTrial],
+    node_ids: dict[str, int],
+    observer: Observer,
+) -> dict[str, dict[tuple[str, str], float]]:
+    """Idle power per (source, device) of each node that has trials, when the playbook asks."""
+    telemetry = loaded.model.defaults.telemetry
+    nodes = list({t.node.ray_node_id: t.node for t in todo}.values())
+    if telemetry.idle_baseline_s <= 0 or not nodes:
+        return {}
+    observer.info(
+        f"measuring idle power on {len(nodes)} node(s) for {telemetry.idle_baseline_s:g} s"
+    )
+    samples = idle_telemetry(
+        nodes, telemetry.sources, telemetry.interval_s, telemetry.idle_baseline_s
+    )
+    now = datetime.now(timezone.utc)
+    rows, idle = [], {}
+    for node_id, node_samples in samples.items():
+        for r in energy_readings(node_samples, telemetry.interval_s):
+            rows.append(
+                IdleBaselineRecord(
+                    campaign_id,
+                    node_id,
+                    node_ids.get(node_id),
+                    r.source,
+                    r.device,
+                    r.method,
+                    r.duration_s,
+                    r.avg_power_w,
+                    r.flag,
+                    now,
+                )
+            )
+            if r.avg_power_w is not None:
+                idle.setdefault(node_id, {})[(r.source, r.device)] = r.avg_power_w
+    store.record_idle_baselines(rows)
+    return idle
 
 
 def _user() -> str:

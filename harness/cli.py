@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.campaign import CampaignError, plan, run_campaign
 from harness.cluster import ClusterError, ClusterSession
+from harness.energy import EFFICIENCY
 from harness.output import emit, fmt_params, table
 from harness.placement import PlacedTrial, PlacementError
 from harness.playbook import PlaybookError, load_playbook
@@ -52,6 +53,9 @@ app.add_typer(db_app, name="db")
 out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 _state = {"debug": False}
+
+
+EFFICIENCY_METRICS = {name for name, _, _ in EFFICIENCY.values()}
 
 
 class Format(str, Enum):
@@ -158,6 +162,9 @@ class _Live:
 
     def warn(self, message: str) -> None:
         err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+    def info(self, message: str) -> None:
+        err.print(message, markup=False, highlight=False)
 
     def stop(self) -> None:
         self.progress.stop()
@@ -443,6 +450,8 @@ def _print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
         metric = _primary_metric(first["workload"], [r["metric"] for r in recs if r["metric"]])
         r = next((x for x in recs if x["metric"] == metric), first)
         picked.append(r)
+        efficiency = next((x for x in recs if x["metric"] in EFFICIENCY_METRICS), None)
+        energy = f"{efficiency['median']:.4g} {efficiency['unit']}" if efficiency else ""
         if r["status"] == "ok":
             value = f"{r['median']:.4g} {r['unit']}"
             spread = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
@@ -460,12 +469,24 @@ def _print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
                 r["metric"] or "",
                 value,
                 spread,
+                energy,
                 detail,
             )
         )
     tbl = table(
         f"campaign {campaign}",
-        ["trial", "benchmark", "params", "node", "status", "metric", "median", "95% CI", "detail"],
+        [
+            "trial",
+            "benchmark",
+            "params",
+            "node",
+            "status",
+            "metric",
+            "median",
+            "95% CI",
+            "efficiency",
+            "detail",
+        ],
         rows,
     )
     emit(out, fmt, picked if fmt != "table" else records, tbl)

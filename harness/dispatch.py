@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from harness.cluster import NodeInfo
 from harness.placement import PlacedTrial
-from harness.runner import TrialOutcome, run_trial
+from harness.runner import TrialOutcome, measure_idle, run_trial
 
 POLL_S = 0.5
 
@@ -25,6 +26,30 @@ POLL_S = 0.5
 @ray.remote(max_retries=0)
 def _trial_task(workload: str, params: dict, settings: dict) -> TrialOutcome:
     return run_trial(workload, params, settings)
+
+
+@ray.remote(max_retries=0)
+def _idle_task(sources: list[str], interval_s: float, seconds: float) -> list:
+    return measure_idle(sources, interval_s, seconds)
+
+
+def _whole_node(node: NodeInfo) -> dict[str, float]:
+    """Resources that claim a node outright: nothing else runs beside a measurement."""
+    return {"num_cpus": node.resources.get("CPU", 0.0), "num_gpus": node.resources.get("GPU", 0.0)}
+
+
+def idle_telemetry(
+    nodes: list[NodeInfo], sources: list[str], interval_s: float, seconds: float
+) -> dict[str, list]:
+    """Idle telemetry of every node at once, each node claimed whole while it is measured."""
+    refs = {
+        n.ray_node_id: _idle_task.options(
+            **_whole_node(n),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n.ray_node_id, soft=False),
+        ).remote(sources, interval_s, seconds)
+        for n in nodes
+    }
+    return {node_id: ray.get(ref) for node_id, ref in refs.items()}
 
 
 @dataclass
@@ -85,8 +110,7 @@ class Dispatcher:
     def _submit(self, trial: PlacedTrial) -> None:
         node = trial.node
         ref = _trial_task.options(
-            num_cpus=node.resources.get("CPU", 0.0),
-            num_gpus=node.resources.get("GPU", 0.0),
+            **_whole_node(node),
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False),
         ).remote(trial.spec.workload, trial.spec.params, trial.spec.settings.model_dump())
         deadline = time.monotonic() + trial.spec.settings.timeout_s

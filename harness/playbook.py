@@ -60,7 +60,14 @@ class _Strict(BaseModel):
 
 class Telemetry(_Strict):
     interval_s: float = Field(0.1, gt=0, le=60, description="sampling interval, seconds")
-    sources: list[str] = Field(default_factory=lambda: ["host", "nvml"])
+    sources: list[str] = Field(default_factory=lambda: ["host", "nvml", "rapl"])
+    idle_baseline_s: float = Field(
+        0.0,
+        ge=0,
+        le=600,
+        description="idle power measured on each node before the campaign "
+        "(from `defaults` only); 0 turns it off",
+    )
 
     @field_validator("sources")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from collectors import Sample, SourceStatus, TelemetrySampler
@@ -26,6 +26,8 @@ class TrialOutcome:
     """Everything a trial produced, picklable, for the driver to record."""
 
     status: str  # ok | failed
+    device: str = ""
+    work: dict[str, Any] = field(default_factory=dict)  # per iteration: bytes, flops, tokens
     failure_phase: str | None = None
     failure_reason: str | None = None
     failure_detail: str | None = None
@@ -103,7 +105,10 @@ def run_trial(workload_name: str, params: dict[str, Any], settings: dict[str, An
         warm_up(workload, settings["warmup_iterations"], timer)
         outcome.warmup_iterations = settings["warmup_iterations"]
         telemetry = settings["telemetry"]
-        sampler = TelemetrySampler(telemetry["sources"], telemetry["interval_s"])
+        outcome.device = workload.device()
+        sampler = TelemetrySampler(
+            telemetry["sources"], telemetry["interval_s"], workload.gpu_uuids()
+        )
         phase = "measure"
         sampler.start()
         try:
@@ -114,6 +119,7 @@ def run_trial(workload_name: str, params: dict[str, Any], settings: dict[str, An
         phase = "verify"
         workload.verify()
         outcome.metrics = workload.derive(outcome.seconds)
+        outcome.work = asdict(workload.work())
         outcome.context = workload.context()
     except Exception as exc:
         _fail(outcome, phase, exc)
@@ -129,6 +135,15 @@ def run_trial(workload_name: str, params: dict[str, Any], settings: dict[str, An
                     _fail(outcome, "teardown", exc)
     outcome.finished_at = time.time()
     return outcome
+
+
+def measure_idle(sources: list[str], interval_s: float, seconds: float) -> list[Sample]:
+    """Telemetry of an idle node for ``seconds`` (the idle-power baseline)."""
+    sampler = TelemetrySampler(sources, interval_s)
+    sampler.start()
+    time.sleep(seconds)
+    sampler.stop()
+    return sampler.samples
 
 
 def _fail(outcome: TrialOutcome, phase: str, exc: BaseException) -> None:

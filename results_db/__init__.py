@@ -3,6 +3,8 @@
 from results_db.query import Filters, QueryError, list_campaigns, query_records
 from results_db.records import (
     CampaignRecord,
+    EnergyRecord,
+    IdleBaselineRecord,
     MetricRecord,
     NodeRecord,
     TelemetryRecord,
@@ -13,7 +15,9 @@ from results_db.store import ResultStore, StoreError, safe_url, sqlite_url
 
 __all__ = [
     "CampaignRecord",
+    "EnergyRecord",
     "Filters",
+    "IdleBaselineRecord",
     "MetricRecord",
     "NodeRecord",
     "QueryError",

@@ -216,3 +216,40 @@ class SourceStatusRow(Base):
     source: Mapped[str] = mapped_column(String(32))
     available: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class EnergyRow(Base):
+    """Energy of one device over a trial's measurement window, with its method."""
+
+    __tablename__ = "energy_readings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(String(32))
+    method: Mapped[str] = mapped_column(String(48))  # counter | integrated:<power metric>
+    duration_s: Mapped[float] = mapped_column(Float)
+    energy_j: Mapped[float | None] = mapped_column(Float)  # null when flagged
+    avg_power_w: Mapped[float | None] = mapped_column(Float)
+    peak_power_w: Mapped[float | None] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer)
+    flag: Mapped[str] = mapped_column(Text, default="")
+    idle_power_w: Mapped[float | None] = mapped_column(Float)
+
+
+class IdleBaseline(Base):
+    """Idle power of a device, measured on its node before a campaign's trials."""
+
+    __tablename__ = "idle_baselines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    ray_node_id: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"))
+    source: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(String(32))
+    method: Mapped[str] = mapped_column(String(48))
+    duration_s: Mapped[float] = mapped_column(Float)
+    power_w: Mapped[float | None] = mapped_column(Float)
+    flag: Mapped[str] = mapped_column(Text, default="")
+    measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

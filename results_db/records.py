@@ -74,6 +74,34 @@ class TelemetrySummaryRecord:
 
 
 @dataclass
+class EnergyRecord:
+    source: str
+    device: str
+    method: str
+    duration_s: float
+    energy_j: float | None
+    avg_power_w: float | None
+    peak_power_w: float | None
+    samples: int
+    flag: str = ""
+    idle_power_w: float | None = None
+
+
+@dataclass
+class IdleBaselineRecord:
+    campaign_id: str
+    ray_node_id: str
+    node_id: int | None
+    source: str
+    device: str
+    method: str
+    duration_s: float
+    power_w: float | None
+    flag: str
+    measured_at: datetime
+
+
+@dataclass
 class TrialRecord:
     campaign_id: str
     trial_key: str
@@ -103,3 +131,4 @@ class TrialRecord:
     telemetry: list[TelemetryRecord] = field(default_factory=list)
     telemetry_summary: list[TelemetrySummaryRecord] = field(default_factory=list)
     sources: list[tuple[str, bool, str]] = field(default_factory=list)  # (source, ok, reason)
+    energy: list[EnergyRecord] = field(default_factory=list)

@@ -15,6 +15,8 @@ from results_db import schema
 from results_db.models import (
     Campaign,
     CampaignNode,
+    EnergyRow,
+    IdleBaseline,
     Metric,
     Node,
     RawSample,
@@ -23,7 +25,7 @@ from results_db.models import (
     TelemetrySummary,
     Trial,
 )
-from results_db.records import CampaignRecord, NodeRecord, TrialRecord
+from results_db.records import CampaignRecord, IdleBaselineRecord, NodeRecord, TrialRecord
 
 
 class StoreError(Exception):
@@ -166,6 +168,12 @@ class ResultStore:
                     )
                 )
 
+    def record_idle_baselines(self, rows: list[IdleBaselineRecord]) -> None:
+        """Store the idle power measured on nodes before a campaign's trials."""
+        if rows:
+            with self._session.begin() as s:
+                s.execute(insert(IdleBaseline), [asdict(r) for r in rows])
+
     # trials --------------------------------------------------------------------------------
     def attempts(self, campaign_id: str) -> dict[str, tuple[int, str]]:
         """For each trial key of the campaign: (latest attempt number, its status)."""
@@ -243,6 +251,10 @@ class ResultStore:
                 s.execute(
                     insert(TelemetrySummary),
                     [{"trial_id": trial.id, **asdict(t)} for t in rec.telemetry_summary],
+                )
+            if rec.energy:
+                s.execute(
+                    insert(EnergyRow), [{"trial_id": trial.id, **asdict(e)} for e in rec.energy]
                 )
             for source, ok, reason in rec.sources:
                 s.add(

@@ -2,94 +2,13 @@
 
 import sys
 import time
-import types
 
 import pytest
 
 from collectors import TelemetrySampler
 from collectors.host import HostCollector
 from collectors.nvml import NvmlCollector
-
-
-class FakeNvml(types.ModuleType):
-    """The pynvml functions our collector calls, over two scripted GPUs.
-
-    GPU 0 has the instantaneous power field; GPU 1 only the 1 s average. Power rises 10 W
-    per call and energy counts 1000 mJ per call, so readings are checkable.
-    """
-
-    NVML_SUCCESS = 0
-    NVML_FI_DEV_POWER_INSTANT = 186
-    NVML_CLOCK_SM = 1
-    NVML_CLOCK_MEM = 2
-    NVML_TEMPERATURE_GPU = 0
-
-    class NVMLError(Exception):
-        pass
-
-    def __init__(self, fail_init: bool = False) -> None:
-        super().__init__("pynvml")
-        self.fail_init = fail_init
-        self.calls = 0
-        self.shutdowns = 0
-
-    def nvmlInit(self):
-        if self.fail_init:
-            raise self.NVMLError("Driver Not Loaded")
-
-    def nvmlShutdown(self):
-        self.shutdowns += 1
-
-    def nvmlDeviceGetCount(self):
-        return 2
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
-
-    def nvmlDeviceGetFieldValues(self, h, ids):
-        self.calls += 1
-        value = types.SimpleNamespace(uiVal=250_000 + 10_000 * self.calls)
-        ret = 0 if h == 0 else 3  # NVML_ERROR_NOT_SUPPORTED on GPU 1
-        return [types.SimpleNamespace(valueType=1, nvmlReturn=ret, value=value)]
-
-    def nvmlDeviceGetPowerUsage(self, h):
-        return 100_000
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h):
-        self.calls += 1
-        return 1_000 * self.calls
-
-    def nvmlDeviceGetUtilizationRates(self, h):
-        return types.SimpleNamespace(gpu=97, memory=40)
-
-    def nvmlDeviceGetMemoryInfo(self, h):
-        return types.SimpleNamespace(used=2 * 2**30, total=80 * 2**30)
-
-    def nvmlDeviceGetClockInfo(self, h, kind):
-        return 1980 if kind == self.NVML_CLOCK_SM else 2619
-
-    def nvmlDeviceGetMaxClockInfo(self, h, kind):
-        return 1980 if kind == self.NVML_CLOCK_SM else 2619
-
-    def nvmlDeviceGetTemperature(self, h, kind):
-        if h == 1:
-            raise self.NVMLError("Not Supported")
-        return 61
-
-    def nvmlDeviceGetName(self, h):
-        return b"NVIDIA H100 80GB HBM3"
-
-    def nvmlDeviceGetUUID(self, h):
-        return f"GPU-{h}"
-
-    def nvmlDeviceGetPciInfo(self, h):
-        return types.SimpleNamespace(busId=f"00000000:{h:02x}:00.0".encode())
-
-    def nvmlDeviceGetPowerManagementLimit(self, h):
-        return 700_000
-
-    def nvmlSystemGetDriverVersion(self):
-        return "570.86.15"
+from tests.fakes import FakeNvml
 
 
 @pytest.fixture
@@ -114,6 +33,9 @@ def test_nvml_collector_reads_every_metric_with_units(fake_nvml) -> None:
     assert by[("gpu0", "energy_total")].unit == "J"
     assert by[("gpu0", "temperature")].value == 61
     assert ("gpu1", "temperature") not in by  # unsupported query: left out, not zero
+    assert by[("gpu0", "throttled")].value == 0.0 and by[("gpu1", "throttled")].value == 1.0
+    assert by[("gpu1", "clock_event_reasons")].value == 0x5
+    assert by[("gpu0", "pcie_tx")].value == 1_000_000 and by[("gpu0", "pcie_rx")].value == 1_001_000
     assert all(s.t == 123.0 and s.source == "nvml" for s in samples)
     facts = c.facts()
     assert facts["driver"] == "570.86.15"
@@ -172,6 +94,16 @@ def test_a_source_failing_mid_run_is_closed_and_reported(fake_nvml, monkeypatch)
     sampler.stop()
     assert sampler.statuses["nvml"].available is False
     assert "GPU fell off the bus" in sampler.statuses["nvml"].reason
+
+
+def test_host_io_rates_are_taken_over_spans_of_their_interval() -> None:
+    c = HostCollector(io_interval_s=1.0)
+    c.open()
+    assert not [s for s in c.sample(100.0) if s.device == "io"]  # first read: no rate yet
+    assert not [s for s in c.sample(100.5) if s.device == "io"]  # span too short: not read
+    rates = {s.metric: s for s in c.sample(101.0) if s.device == "io"}
+    assert {"net_sent_rate", "net_recv_rate"} <= set(rates)
+    assert all(s.unit == "B/s" and s.value >= 0 for s in rates.values())
 
 
 def test_host_collector_reports_total_and_per_core() -> None:

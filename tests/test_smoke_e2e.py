@@ -1,5 +1,6 @@
 """The product as a user runs it: the console script, an embedded Ray cluster (token auth
-on, as Ray 2.60 defaults), the shipped smoke playbook, a fresh SQLite file."""
+on, as Ray 2.60 defaults), the shipped smoke playbook, a fresh SQLite file, and CPU energy
+from a RAPL tree that a thread advances at a known power (the only faked layer)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import RaplTree
+
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.ray
 
@@ -22,9 +25,15 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
     assert harness.exists(), "the package must be installed (console script `harness`)"
     ray_tmp = tempfile.mkdtemp(prefix="hre", dir="/tmp")
     os.makedirs(os.path.join(ray_tmp, "ray"))
+    rapl = RaplTree(tmp_path / "powercap", package_w=50.0, dram_w=5.0)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
-    env.update(HOME=str(tmp_path), RAY_TMPDIR=ray_tmp)  # auth token and Ray files stay private
+    env.update(
+        HOME=str(tmp_path),  # Ray's auth token and files stay private to this test
+        RAY_TMPDIR=ray_tmp,
+        HARNESS_POWERCAP_ROOT=str(tmp_path / "powercap"),
+    )
     db = tmp_path / "smoke.sqlite"
+    rapl.run()
     try:
         proc = subprocess.run(
             [
@@ -34,27 +43,56 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
                 "--db",
                 str(db),
                 "--set",
-                "defaults.min_duration_s=0.1",
+                "defaults.min_duration_s=1.0",
+                "--set",
+                "defaults.telemetry.idle_baseline_s=1.5",
             ],
             env=env,
             capture_output=True,
             text=True,
-            timeout=240,
+            timeout=300,
             cwd=tmp_path,
         )
     finally:
+        rapl.stop()
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert "8 ok, 0 failed" in proc.stdout and str(db) in proc.stdout
-    db_conn = sqlite3.connect(db)
-    rows = db_conn.execute(
-        "select t.workload, count(*) from trials t where t.status='ok' group by t.workload"
-    ).fetchall()
-    expected = {"memory.stream": 4, "kernel.gemm": 4}
-    gpu = db_conn.execute("select max(gpu_count) from nodes").fetchone()[0]
-    if gpu:  # on a GPU box the optional CUDA benchmarks run too
-        expected = {"memory.stream": 6, "kernel.gemm": 8}
-    assert dict(rows) == expected
-    assert db_conn.execute("select status from campaigns").fetchone()[0] == "completed"
+    sql = sqlite3.connect(db)
+    rows = dict(
+        sql.execute("select workload, count(*) from trials where status='ok' group by workload")
+    )
+    gpu = sql.execute("select max(gpu_count) from nodes").fetchone()[0]
+    expected = (
+        {"memory.stream": 6, "kernel.gemm": 8} if gpu else {"memory.stream": 4, "kernel.gemm": 4}
+    )
+    assert rows == expected
+    assert sql.execute("select status from campaigns").fetchone()[0] == "completed"
     assert (tmp_path / ".ray" / "auth_token").exists() or gpu  # Ray's token auth stayed on
+
+    # Idle baseline: measured once per node before the trials, from the same sources.
+    idle = dict(sql.execute("select device, power_w from idle_baselines where source='rapl'"))
+    assert idle == {"package-0": pytest.approx(50, rel=0.1), "dram-0": pytest.approx(5, rel=0.1)}
+    # Every host trial: RAPL energy over its measurement window, and metrics of record.
+    host = sql.execute(
+        "select t.id, t.workload, t.window_end - t.window_start from trials t "
+        "where json_extract(t.params, '$.device') = 'cpu'"
+    ).fetchall()
+    assert len(host) == 8
+    for trial_id, workload, window in host:
+        energy = dict(
+            sql.execute(
+                "select device, energy_j from energy_readings where trial_id=? and source='rapl'",
+                (trial_id,),
+            )
+        )
+        assert energy["package-0"] == pytest.approx(50 * window, rel=0.1)
+        metrics = dict(
+            sql.execute("select name, median from metrics where trial_id=?", (trial_id,))
+        )
+        assert metrics["energy"] == pytest.approx(55 * window, rel=0.1)
+        assert metrics["power_avg"] == pytest.approx(55, rel=0.1)
+        assert abs(metrics["active_energy"]) < 0.15 * metrics["energy"]  # idle = loaded here
+        assert ("energy_per_gb" in metrics) == (workload == "memory.stream")
+        assert ("gflop_per_joule" in metrics) == (workload == "kernel.gemm")

@@ -168,3 +168,28 @@ def test_urls_never_show_passwords() -> None:
     assert "hunter2" not in str(exc.value) and "bob:***@" in str(exc.value)
     with pytest.raises(StoreError, match="invalid database URL"):
         ResultStore("::not a url::")
+
+
+def test_an_older_database_is_upgraded_in_place_keeping_its_rows(db_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from results_db.schema import upgrade
+
+    engine = create_engine(sqlite_url(db_path))
+    upgrade(engine, "0001_baseline")
+    db = sqlite3.connect(db_path)
+    db.execute(
+        "insert into campaigns (id, name, description, playbook_path, playbook_text, playbook_hash,"
+        " effective, status, created_at, harness_version, user, driver_host, cluster) values "
+        "('old', 'n', '', '', 'text', 'h', '{}', 'completed', '2026-01-01', '0.0.1', '', '', '')"
+    )
+    db.commit()
+    with pytest.raises(StoreError, match="is at schema 0001_baseline, this harness needs 0002"):
+        ResultStore(sqlite_url(db_path))
+    result = CliRunner().invoke(app, ["db", "upgrade", "--db", str(db_path)])
+    assert result.exit_code == 0 and "0001_baseline -> 0002_energy" in result.stdout
+    store = ResultStore(sqlite_url(db_path))
+    assert store.get_campaign("old").playbook_text == "text"
+    tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+    assert {"energy_readings", "idle_baselines"} <= tables

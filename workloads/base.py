@@ -114,6 +114,17 @@ class Workload(ABC):
         """The timer for this workload's device: CUDA events on a GPU, perf_counter_ns else."""
         return timer_for_device(self.device())
 
+    def gpu_uuids(self) -> list[str]:
+        """UUIDs of the GPUs this trial runs on (after setup), so telemetry watches those."""
+        if not self.device().startswith("cuda"):
+            return []
+        import torch
+
+        from workloads.devices import gpu_uuid
+
+        uuid = gpu_uuid(torch.device(self.device()))
+        return [uuid] if uuid else []
+
     def context(self) -> dict[str, Any]:
         """Facts about how the trial ran (threads, backend flags), stored with it."""
         return {}

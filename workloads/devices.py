@@ -76,6 +76,17 @@ def generator(dev: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=dev).manual_seed(seed)
 
 
+def gpu_uuid(dev: torch.device) -> str | None:
+    """The UUID of a CUDA device as NVML spells it (GPU-...), where torch exposes it."""
+    if dev.type != "cuda":
+        return None
+    uuid = getattr(torch.cuda.get_device_properties(dev), "uuid", None)
+    if uuid is None:
+        return None
+    text = str(uuid)
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
 def torch_facts() -> dict[str, Any]:
     """Torch, CUDA and per-GPU facts of this process's node, for the node fingerprint."""
     facts: dict[str, Any] = {
