@@ -134,7 +134,7 @@ def trial_record(
         measure_seconds=outcome.measure_seconds,
         timer=outcome.timer,
         settings=trial.spec.settings.model_dump(),
-        context={**outcome.context, **energy.notes},
+        context={**outcome.context, **energy.notes, **throttle_flags(outcome)},
         window_start=outcome.window[0] if outcome.window else None,
         window_end=outcome.window[1] if outcome.window else None,
         started_at=ts(outcome.started_at),
@@ -162,6 +162,15 @@ def trial_record(
             for r in energy.readings
         ],
     )
+
+
+def throttle_flags(outcome: TrialOutcome) -> dict[str, object]:
+    """Whether any GPU reported a throttling clock-event reason during the window."""
+    flags = [s for s in outcome.telemetry if s.metric == "throttled"]
+    if not flags:
+        return {}
+    hits = [s for s in flags if s.value > 0]
+    return {"throttled": bool(hits), "throttled_devices": sorted({s.device for s in hits})}
 
 
 def plan(loaded: LoadedPlaybook, nodes: list[NodeInfo]) -> Plan:
@@ -267,6 +276,11 @@ def run_campaign(
         store.set_campaign_status(campaign_id, "failed")
         raise
     store.set_campaign_status(campaign_id, "completed")
+    if loaded.model.campaign.calibrate:
+        for c in store.update_ceilings(campaign_id):
+            observer.info(
+                f"ceiling {c.key} for hardware class {c.hardware_class}: {c.value:.4g} {c.unit}"
+            )
     return result
 
 

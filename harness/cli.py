@@ -18,6 +18,7 @@ import typer
 from platformdirs import user_data_path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
 
 from harness.campaign import CampaignError, plan, run_campaign
 from harness.cluster import ClusterError, ClusterSession
@@ -32,9 +33,11 @@ from results_db import (
     ResultStore,
     StoreError,
     list_campaigns,
+    list_ceilings,
     query_records,
     sqlite_url,
 )
+from results_db.models import Trial
 
 app = typer.Typer(
     help="Distributed benchmarking harness: run playbooks over Ray, query stored results.",
@@ -440,6 +443,10 @@ def _primary_metric(workload: str, available: list[str]) -> str | None:
 def _print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
     with store.session() as s:
         records = query_records(s, Filters(campaign=campaign, status=None))
+        throttled = {
+            t.id: bool(t.context.get("throttled"))
+            for t in s.scalars(select(Trial).where(Trial.campaign_id == campaign))
+        }
     by_trial: dict[int, list[dict[str, Any]]] = {}
     for r in records:
         by_trial.setdefault(r["trial"], []).append(r)
@@ -456,9 +463,16 @@ def _print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
             value = f"{r['median']:.4g} {r['unit']}"
             spread = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
             detail = f"n={r['n']} cv={100 * (r['cv'] or 0):.1f}% {r['stop_reason']}"
+            if throttled.get(r["trial"]):
+                detail += " THROTTLED"
         else:
             value, spread, detail = "", "", f"{r['failure_phase']}: {r['failure_reason']}"
         shown = _shown_params(r["workload"], r["params"], varying[r["benchmark"]])
+        peak = " ".join(
+            f"{r[k]:.0f}% {label}"
+            for k, label in (("pct_of_ceiling", "ceil"), ("pct_of_datasheet", "spec"))
+            if r.get(k) is not None
+        )
         rows.append(
             (
                 r["trial"],
@@ -469,6 +483,7 @@ def _print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
                 r["metric"] or "",
                 value,
                 spread,
+                peak,
                 energy,
                 detail,
             )
@@ -484,12 +499,56 @@ def _print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
             "metric",
             "median",
             "95% CI",
+            "of peak",
             "efficiency",
             "detail",
         ],
         rows,
     )
     emit(out, fmt, picked if fmt != "table" else records, tbl)
+
+
+@results_app.command("ceilings")
+def results_ceilings(
+    db: DbOpt = None, format: Annotated[Format, typer.Option("--format")] = Format.table
+) -> None:
+    """Measured ceilings (from `calibrate: true` campaigns) beside datasheet peaks."""
+    with handled():
+        store = ResultStore(db_url(db), upgrade=False)
+        with store.session() as s:
+            records = list_ceilings(s)
+    rows = [
+        (
+            r["hardware_class"],
+            r["node"],
+            r["gpu_model"] or r["cpu_model"],
+            r["key"],
+            f"{r['value']:.4g} {r['unit']}",
+            f"{r['datasheet']:g} ({r['datasheet_sku']})" if r["datasheet"] else "",
+            f"{r['pct_of_datasheet']:.0f}%" if r["pct_of_datasheet"] else "",
+            r["campaign"],
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            "measured ceilings",
+            [
+                "hardware class",
+                "node",
+                "model",
+                "key",
+                "ceiling",
+                "datasheet",
+                "% of datasheet",
+                "campaign",
+            ],
+            rows,
+        ),
+    )
 
 
 def _parse_where(items: list[str]) -> list[tuple[str, Any]]:

@@ -87,6 +87,8 @@ class Settings(_Strict):
     min_duration_s: float = Field(1.0, ge=0)
     max_duration_s: float = Field(60.0, gt=0)
     timeout_s: float = Field(600.0, gt=0, description="whole trial, setup to teardown")
+    flush_l2: bool = Field(False, description="zero a 256 MB buffer before each CUDA iteration")
+    cuda_graph: bool = Field(False, description="time CUDA-graph replays of one iteration")
     telemetry: Telemetry = Field(default_factory=Telemetry)
 
     @model_validator(mode="after")
@@ -116,6 +118,9 @@ class Target(_Strict):
 class CampaignInfo(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     description: str = ""
+    calibrate: bool = Field(
+        False, description="store the best results as each hardware class's measured ceilings"
+    )
 
 
 class ClusterInfo(_Strict):

@@ -61,6 +61,8 @@ def measure(
     Stops when both min_repetitions and min_duration_s are met; max_repetitions and
     max_duration_s always win. The reason is stored in ``outcome.stop_reason``.
     """
+    step, flush, facts = workload.timing_hooks(settings["flush_l2"], settings["cuda_graph"])
+    outcome.context.update(facts)
     min_reps, max_reps = settings["min_repetitions"], settings["max_repetitions"]
     min_s, max_s = settings["min_duration_s"], settings["max_duration_s"]
     seconds: list[float] = []
@@ -68,8 +70,10 @@ def measure(
     t0 = time.perf_counter()
     while True:
         for _ in range(min(batch, max_reps - len(seconds))):
+            if flush is not None:
+                flush()  # outside the timed pair, as in do_bench
             timer.start()
-            workload.run_iteration()
+            step()
             timer.stop()
         seconds += timer.collect()
         elapsed = time.perf_counter() - t0
@@ -120,7 +124,7 @@ def run_trial(workload_name: str, params: dict[str, Any], settings: dict[str, An
         workload.verify()
         outcome.metrics = workload.derive(outcome.seconds)
         outcome.work = asdict(workload.work())
-        outcome.context = workload.context()
+        outcome.context.update(workload.context())
     except Exception as exc:
         _fail(outcome, phase, exc)
     finally:

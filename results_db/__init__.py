@@ -1,6 +1,6 @@
 """The SQL results store: models, migrations, write and query API. No Ray, no torch."""
 
-from results_db.query import Filters, QueryError, list_campaigns, query_records
+from results_db.query import Filters, QueryError, list_campaigns, list_ceilings, query_records
 from results_db.records import (
     CampaignRecord,
     EnergyRecord,
@@ -27,6 +27,7 @@ __all__ = [
     "TelemetrySummaryRecord",
     "TrialRecord",
     "list_campaigns",
+    "list_ceilings",
     "query_records",
     "safe_url",
     "sqlite_url",

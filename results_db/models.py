@@ -253,3 +253,19 @@ class IdleBaseline(Base):
     power_w: Mapped[float | None] = mapped_column(Float)
     flag: Mapped[str] = mapped_column(Text, default="")
     measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Ceiling(Base):
+    """A node's measured ceiling for one kind of figure (from a calibration campaign)."""
+
+    __tablename__ = "ceilings"
+    __table_args__ = (UniqueConstraint("campaign_id", "hardware_class", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    hardware_class: Mapped[str] = mapped_column(String(64), index=True)
+    key: Mapped[str] = mapped_column(String(64))  # bandwidth:cuda, throughput:cuda:bf16, ...
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(32))
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
+    measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

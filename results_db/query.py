@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
-from results_db.models import Campaign, CampaignNode, Metric, Node, Trial
+from results_db.models import Campaign, CampaignNode, Ceiling, Metric, Node, Trial
+from results_db.peaks import datasheet_peak, peak_key
 
 # Node columns a --where filter may name as ``node.<field>``.
 NODE_FIELDS = (
@@ -72,6 +73,61 @@ def list_campaigns(session: Session) -> list[dict[str, Any]]:
                 "playbook_hash": c.playbook_hash,
                 "cluster": c.cluster,
                 "harness_version": c.harness_version,
+            }
+        )
+    return out
+
+
+def measured_ceilings(session: Session) -> dict[tuple[str, str], Ceiling]:
+    """The newest measured ceiling per (hardware class, key)."""
+    out: dict[tuple[str, str], Ceiling] = {}
+    for c in session.scalars(select(Ceiling).order_by(Ceiling.measured_at)):
+        out[(c.hardware_class, c.key)] = c
+    return out
+
+
+def add_peaks(rec: dict[str, Any], ceilings: dict[tuple[str, str], Ceiling]) -> None:
+    """Percent of the measured ceiling and of the datasheet peak, where either applies."""
+    key = peak_key(rec["workload"], rec["metric"] or "", rec["params"]) if rec["metric"] else None
+    rec["peak_key"] = key
+    rec["pct_of_ceiling"] = rec["pct_of_datasheet"] = rec["datasheet_sku"] = None
+    if key is None or rec["median"] is None:
+        return
+    ceiling = ceilings.get((rec["hardware_class"], key))
+    if ceiling is not None and ceiling.value > 0:
+        rec["pct_of_ceiling"] = 100.0 * rec["median"] / ceiling.value
+    sheet = datasheet_peak(rec["gpu_model"], key)
+    if sheet is not None:
+        rec["pct_of_datasheet"] = 100.0 * rec["median"] / sheet[0]
+        rec["datasheet_sku"] = sheet[1]
+
+
+def list_ceilings(session: Session) -> list[dict[str, Any]]:
+    """Every measured ceiling with the datasheet peak beside it where known."""
+    out = []
+    rows = session.execute(
+        select(Ceiling, Node.gpu_model, Node.cpu_model, Node.hostname)
+        .join(Trial, Trial.id == Ceiling.trial_id)
+        .outerjoin(Node, Node.id == Trial.node_id)
+        .order_by(Ceiling.hardware_class, Ceiling.key, Ceiling.measured_at)
+    )
+    for c, gpu_model, cpu_model, hostname in rows:
+        sheet = datasheet_peak(gpu_model, c.key)
+        out.append(
+            {
+                "hardware_class": c.hardware_class,
+                "key": c.key,
+                "value": c.value,
+                "unit": c.unit,
+                "campaign": c.campaign_id,
+                "trial": c.trial_id,
+                "node": hostname,
+                "gpu_model": gpu_model,
+                "cpu_model": cpu_model,
+                "measured_at": c.measured_at.isoformat() if c.measured_at else None,
+                "datasheet": sheet[0] if sheet else None,
+                "datasheet_sku": sheet[1] if sheet else None,
+                "pct_of_datasheet": 100.0 * c.value / sheet[0] if sheet else None,
             }
         )
     return out
@@ -143,6 +199,7 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
             name = key.removeprefix("params.")
             q = q.where(_value_clause(t.params[name], value))
     q = q.order_by(t.campaign_id, t.id, Metric.name)
+    ceilings = measured_ceilings(session)
     out = []
     for trial, node, metric, campaign_name, labels in session.execute(q):
         rec: dict[str, Any] = {
@@ -174,5 +231,6 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
         rec["higher_is_better"] = metric.higher_is_better if metric else None
         for k in stats:
             rec[k] = getattr(metric, k) if metric else None
+        add_peaks(rec, ceilings)
         out.append(rec)
     return out

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +15,7 @@ from results_db import schema
 from results_db.models import (
     Campaign,
     CampaignNode,
+    Ceiling,
     EnergyRow,
     IdleBaseline,
     Metric,
@@ -25,6 +26,7 @@ from results_db.models import (
     TelemetrySummary,
     Trial,
 )
+from results_db.peaks import peak_key
 from results_db.records import CampaignRecord, IdleBaselineRecord, NodeRecord, TrialRecord
 
 
@@ -173,6 +175,38 @@ class ResultStore:
         if rows:
             with self._session.begin() as s:
                 s.execute(insert(IdleBaseline), [asdict(r) for r in rows])
+
+    def update_ceilings(self, campaign_id: str) -> list[Ceiling]:
+        """Store the campaign's best median per (hardware class, peak key) as ceilings."""
+        q = (
+            select(Trial, Node.hardware_class, Metric)
+            .join(Node, Node.id == Trial.node_id)
+            .join(Metric, Metric.trial_id == Trial.id)
+            .where(Trial.campaign_id == campaign_id, Trial.status == "ok")
+        )
+        best: dict[tuple[str, str], tuple[float, str, int]] = {}
+        with self._session.begin() as s:
+            for trial, hw_class, metric in s.execute(q):
+                key = peak_key(trial.workload, metric.name, trial.params)
+                if key is None or metric.median is None:
+                    continue
+                if metric.median > best.get((hw_class, key), (float("-inf"),))[0]:
+                    best[(hw_class, key)] = (metric.median, metric.unit, trial.id)
+            s.execute(delete(Ceiling).where(Ceiling.campaign_id == campaign_id))
+            rows = [
+                Ceiling(
+                    campaign_id=campaign_id,
+                    hardware_class=hw,
+                    key=key,
+                    value=v,
+                    unit=u,
+                    trial_id=tid,
+                    measured_at=utcnow(),
+                )
+                for (hw, key), (v, u, tid) in sorted(best.items())
+            ]
+            s.add_all(rows)
+        return rows
 
     # trials --------------------------------------------------------------------------------
     def attempts(self, campaign_id: str) -> dict[str, tuple[int, str]]:

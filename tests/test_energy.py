@@ -16,6 +16,7 @@ from collectors.base import Sample, SourceUnavailable
 from collectors.energy import energy_readings
 from collectors.rapl import RaplCollector
 from harness.energy import trial_energy
+from harness.playbook import Settings
 from harness.runner import run_trial
 from tests.fakes import CurveNvml, RaplTree
 
@@ -128,16 +129,16 @@ def test_cpu_trial_energy_per_gb_from_rapl(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HARNESS_POWERCAP_ROOT", str(tmp_path))
     tree.run()
     try:
-        settings = {
-            "warmup_iterations": 1,
-            "min_repetitions": 3,
-            "max_repetitions": 100000,
-            "min_duration_s": 1.2,
-            "max_duration_s": 10,
-            "timeout_s": 60,
-            "telemetry": {"interval_s": 0.05, "sources": ["rapl"]},
-        }
-        out = run_trial("memory.stream", {"op": "copy", "size_mib": 1}, settings)
+        settings = Settings(
+            warmup_iterations=1,
+            min_repetitions=3,
+            max_repetitions=100000,
+            min_duration_s=1.2,
+            max_duration_s=10,
+            timeout_s=60,
+            telemetry={"interval_s": 0.05, "sources": ["rapl"]},
+        )
+        out = run_trial("memory.stream", {"op": "copy", "size_mib": 1}, settings.model_dump())
     finally:
         tree.stop()
     assert out.status == "ok", out.failure_reason
@@ -157,19 +158,14 @@ def test_cpu_trial_energy_per_gb_from_rapl(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_gpu_trial_without_gpu_telemetry_says_why() -> None:
-    out = run_trial(
-        "test.flaky",
-        {},
-        {
-            "warmup_iterations": 0,
-            "min_repetitions": 2,
-            "max_repetitions": 10,
-            "min_duration_s": 0,
-            "max_duration_s": 5,
-            "timeout_s": 10,
-            "telemetry": {"interval_s": 0.05, "sources": ["host"]},
-        },
+    settings = Settings(
+        warmup_iterations=0,
+        min_repetitions=2,
+        max_repetitions=10,
+        min_duration_s=0,
+        telemetry={"interval_s": 0.05, "sources": ["host"]},
     )
+    out = run_trial("test.flaky", {}, settings.model_dump())
     out.device = "cuda:0"
     result = trial_energy(out, 0.05, {})
     assert result.metrics == [] and "no nvml/amdsmi energy" in result.notes["energy"]

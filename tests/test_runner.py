@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from harness.playbook import Settings
 from harness.runner import run_trial
 
 BASE = {
@@ -16,7 +17,8 @@ BASE = {
 
 
 def settings(**kw):
-    return {**BASE, **kw}
+    """Settings as the dispatcher sends them: validated by the playbook model, then dumped."""
+    return Settings.model_validate({**BASE, **kw}).model_dump()
 
 
 def test_min_count_reached_and_warmup_not_measured() -> None:

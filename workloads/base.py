@@ -8,13 +8,13 @@ timer the workload hands it, then :meth:`Workload.verify` and :meth:`Workload.te
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workloads.timers import IterationTimer, timer_for_device
+from workloads.timers import IterationTimer, cuda_graph_step, l2_flusher, timer_for_device
 
 DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
 
@@ -113,6 +113,29 @@ class Workload(ABC):
     def make_timer(self) -> IterationTimer:
         """The timer for this workload's device: CUDA events on a GPU, perf_counter_ns else."""
         return timer_for_device(self.device())
+
+    def timing_hooks(
+        self, flush_l2: bool, cuda_graph: bool
+    ) -> tuple[Callable[[], None], Callable[[], None] | None, dict[str, Any]]:
+        """(the step to time, a flush to run untimed before each step or None, what applied).
+
+        Both options are CUDA techniques (triton's do_bench); on a host device they are not
+        applied, and the returned facts say so rather than pretending.
+        """
+        on_gpu = self.device().startswith("cuda")
+        facts: dict[str, Any] = {
+            "flush_l2": flush_l2 and on_gpu,
+            "cuda_graph": cuda_graph and on_gpu,
+        }
+        step: Callable[[], None] = self.run_iteration
+        flush = None
+        if (flush_l2 or cuda_graph) and not on_gpu:
+            facts["timing_note"] = "flush_l2/cuda_graph apply to CUDA devices; not applied"
+        if cuda_graph and on_gpu:
+            step = cuda_graph_step(self.run_iteration, self.device())
+        if flush_l2 and on_gpu:
+            flush = l2_flusher(self.device())
+        return step, flush, facts
 
     def gpu_uuids(self) -> list[str]:
         """UUIDs of the GPUs this trial runs on (after setup), so telemetry watches those."""

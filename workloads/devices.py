@@ -17,6 +17,7 @@ DTYPES: dict[str, torch.dtype] = {
     "tf32": torch.float32,
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
+    "fp8": torch.float8_e4m3fn,
 }
 
 

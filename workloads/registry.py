@@ -17,6 +17,10 @@ ENTRY_POINT_GROUP = "harness.workloads"
 _BUILTINS = {
     "memory.stream": "workloads.memory_stream:StreamWorkload",
     "kernel.gemm": "workloads.kernel_gemm:GemmWorkload",
+    "memory.copy": "workloads.memory_copy:CopyWorkload",
+    "kernel.attention": "workloads.kernel_attention:AttentionWorkload",
+    "kernel.conv2d": "workloads.kernel_conv2d:Conv2dWorkload",
+    "kernel.norm": "workloads.kernel_norm:NormWorkload",
 }
 
 

@@ -8,6 +8,7 @@ do_bench); ``collect`` synchronises once and reads the event pairs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -88,3 +89,36 @@ def timer_for_device(device: str) -> IterationTimer:
     if device.startswith("cuda"):
         return CudaEventTimer(device)
     return HostTimer()
+
+
+L2_FLUSH_BYTES = 256 * 2**20  # triton's do_bench: larger than any current GPU's L2
+
+
+def l2_flusher(device: str) -> Callable[[], None]:
+    """A callable that evicts the GPU's L2 by zeroing a 256 MB buffer (run it untimed)."""
+    import torch
+
+    buf = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device)
+    return buf.zero_
+
+
+def cuda_graph_step(fn: Callable[[], None], device: str) -> Callable[[], None]:
+    """Capture one call of ``fn`` in a CUDA graph and return its replay.
+
+    Replay removes the CPU launch overhead of every kernel in the step (it does not flush
+    L2). The capture is preceded by warm-up calls on a side stream, as CUDA requires.
+    """
+    import torch
+
+    dev = torch.device(device)
+    side = torch.cuda.Stream(dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream(dev).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    torch.cuda.synchronize(dev)
+    return graph.replay
