@@ -58,16 +58,23 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "8 ok, 0 failed" in proc.stdout and str(db) in proc.stdout
     sql = sqlite3.connect(db)
     rows = dict(
         sql.execute("select workload, count(*) from trials where status='ok' group by workload")
     )
     gpu = sql.execute("select max(gpu_count) from nodes").fetchone()[0]
-    expected = (
-        {"memory.stream": 6, "kernel.gemm": 8} if gpu else {"memory.stream": 4, "kernel.gemm": 4}
-    )
+    host = {
+        "memory.stream": 4,
+        "kernel.gemm": 4,
+        "kernel.attention": 2,
+        "kernel.conv2d": 1,
+        "kernel.norm": 2,
+        "memory.copy": 1,
+    }
+    on_gpu = {"memory.stream": 2, "kernel.gemm": 5, "kernel.attention": 1, "memory.copy": 3}
+    expected = {w: n + (on_gpu.get(w, 0) if gpu else 0) for w, n in host.items()}
     assert rows == expected
+    assert f"{sum(expected.values())} ok, 0 failed" in proc.stdout and str(db) in proc.stdout
     assert sql.execute("select status from campaigns").fetchone()[0] == "completed"
     assert (tmp_path / ".ray" / "auth_token").exists() or gpu  # Ray's token auth stayed on
 
@@ -75,12 +82,12 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
     idle = dict(sql.execute("select device, power_w from idle_baselines where source='rapl'"))
     assert idle == {"package-0": pytest.approx(50, rel=0.1), "dram-0": pytest.approx(5, rel=0.1)}
     # Every host trial: RAPL energy over its measurement window, and metrics of record.
-    host = sql.execute(
+    host_trials = sql.execute(
         "select t.id, t.workload, t.window_end - t.window_start from trials t "
         "where json_extract(t.params, '$.device') = 'cpu'"
     ).fetchall()
-    assert len(host) == 8
-    for trial_id, workload, window in host:
+    assert len(host_trials) == sum(host.values())
+    for trial_id, workload, window in host_trials:
         energy = dict(
             sql.execute(
                 "select device, energy_j from energy_readings where trial_id=? and source='rapl'",
@@ -94,5 +101,6 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
         assert metrics["energy"] == pytest.approx(55 * window, rel=0.1)
         assert metrics["power_avg"] == pytest.approx(55, rel=0.1)
         assert abs(metrics["active_energy"]) < 0.15 * metrics["energy"]  # idle = loaded here
-        assert ("energy_per_gb" in metrics) == (workload == "memory.stream")
-        assert ("gflop_per_joule" in metrics) == (workload == "kernel.gemm")
+        moves_bytes = workload in ("memory.stream", "memory.copy", "kernel.norm")
+        assert ("energy_per_gb" in metrics) == moves_bytes
+        assert ("gflop_per_joule" in metrics) == (not moves_bytes)
