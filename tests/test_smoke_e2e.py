@@ -87,6 +87,14 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
         "where json_extract(t.params, '$.device') = 'cpu'"
     ).fetchall()
     assert len(host_trials) == sum(host.values())
+    threads = {
+        t
+        for (t,) in sql.execute(
+            "select json_extract(context, '$.threads') from trials "
+            "where json_extract(params, '$.device') = 'cpu'"
+        )
+    }
+    assert threads == {os.cpu_count()}  # every host trial used all of the node's CPUs
     for trial_id, workload, window in host_trials:
         energy = dict(
             sql.execute(

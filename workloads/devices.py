@@ -40,10 +40,22 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def granted_cpus() -> int:
+    """CPUs this process may use: OMP_NUM_THREADS where the scheduler set it (Ray sets it to
+    a task's CPUs), else the CPU affinity mask."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return len(os.sched_getaffinity(0))
+
+
 def apply_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads when asked; return the count in force."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+    """Set torch's intra-op threads: as asked, else to the CPUs granted; return the count.
+
+    Always set, never inherited: a reused worker process keeps the pool size of whatever ran
+    in it first (a 0-CPU task leaves torch single-threaded).
+    """
+    torch.set_num_threads(threads or granted_cpus())
     return torch.get_num_threads()
 
 
