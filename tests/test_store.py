@@ -185,11 +185,13 @@ def test_an_older_database_is_upgraded_in_place_keeping_its_rows(db_path: Path) 
         "('old', 'n', '', '', 'text', 'h', '{}', 'completed', '2026-01-01', '0.0.1', '', '', '')"
     )
     db.commit()
-    with pytest.raises(StoreError, match="is at schema 0001_baseline, this harness needs 0002"):
+    with pytest.raises(
+        StoreError, match=f"is at schema 0001_baseline, this harness needs {head_revision()}"
+    ):
         ResultStore(sqlite_url(db_path))
     result = CliRunner().invoke(app, ["db", "upgrade", "--db", str(db_path)])
-    assert result.exit_code == 0 and "0001_baseline -> 0002_energy" in result.stdout
+    assert result.exit_code == 0 and f"0001_baseline -> {head_revision()}" in result.stdout
     store = ResultStore(sqlite_url(db_path))
     assert store.get_campaign("old").playbook_text == "text"
     tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
-    assert {"energy_readings", "idle_baselines"} <= tables
+    assert {"energy_readings", "idle_baselines", "ceilings"} <= tables

@@ -1,0 +1,63 @@
+"""Helpers for the side-by-side benchmarks: run a playbook through the real CLI, read back."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+HARNESS = Path(sys.executable).with_name("harness")
+
+
+def machine() -> str:
+    """One line naming the machine the figures come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def run_playbook(playbook: dict, workdir: Path) -> tuple[sqlite3.Connection, float]:
+    """`harness run` a playbook (dict) on an embedded cluster; (results db, wall seconds)."""
+    path = workdir / f"pb-{time.monotonic_ns()}.yaml"
+    path.write_text(yaml.safe_dump(playbook))
+    db = workdir / f"r-{time.monotonic_ns()}.sqlite"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [str(HARNESS), "run", str(path), "--db", str(db), "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"harness run failed:\n{proc.stdout}\n{proc.stderr}")
+    return sqlite3.connect(db), wall
+
+
+def metric(db: sqlite3.Connection, benchmark_filter: str, name: str, stat: str) -> dict:
+    """{params json: stat} of one metric over the campaign's trials matching a SQL filter."""
+    rows = db.execute(
+        f"select t.params, m.{stat} from trials t join metrics m on m.trial_id = t.id "
+        f"where m.name = ? and {benchmark_filter}",
+        (name,),
+    )
+    return dict(rows)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="hbench"))
