@@ -125,6 +125,12 @@ def trial_record(
         attempt=attempt,
         node_id=node_id,
         ray_node_id=trial.node.ray_node_id,
+        ranks=[
+            {"rank": r, "ray_node_id": n.ray_node_id, "hostname": n.hostname}
+            for r, n in enumerate(trial.ranks)
+        ]
+        if trial.spec.layout
+        else None,
         failure_phase=outcome.failure_phase,
         failure_reason=outcome.failure_reason,
         failure_detail=outcome.failure_detail,

@@ -234,6 +234,14 @@ def run(
             raise typer.Exit(1)
 
 
+def _where(p: PlacedTrial) -> str:
+    """The node of a trial, or each node of a multi-rank one with its rank count."""
+    nodes = {n.ray_node_id: n for n in p.ranks}
+    per_node = len(p.ranks) // len(nodes)
+    suffix = f" x{per_node}" if per_node > 1 else ""
+    return ", ".join(f"{n.hostname} ({n.short_id}){suffix}" for n in nodes.values())
+
+
 def _print_plan(placed: list[PlacedTrial]) -> None:
     varying = _varying([(p.spec.benchmark, p.spec.params) for p in placed])
     rows = [
@@ -242,7 +250,7 @@ def _print_plan(placed: list[PlacedTrial]) -> None:
             p.spec.benchmark,
             p.spec.workload,
             _shown_params(p.spec.workload, p.spec.params, varying[p.spec.benchmark]),
-            f"{p.node.hostname} ({p.node.short_id})",
+            _where(p),
             p.key,
         )
         for i, p in enumerate(placed)

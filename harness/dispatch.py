@@ -1,17 +1,21 @@
-"""Dispatch placed trials as Ray tasks pinned to their nodes, one trial per node at a time.
+"""Dispatch placed trials to their nodes: a Ray task for a single-rank trial, one pinned Ray
+actor per rank for a multi-rank trial (collectives), which rendezvous at rank 0's node.
 
-A trial claims all of its node's CPUs and GPUs: nothing else runs beside a measurement, and
-Ray sets OMP_NUM_THREADS to the CPUs granted (it would be 1 otherwise). Trials on different
-nodes run concurrently. A trial past its timeout is cancelled (its worker killed) and
-recorded as a timeout; a worker or node that dies fails its trial with that reason.
+A trial claims all of each of its nodes' CPUs and GPUs (split among its ranks there):
+nothing runs beside a measurement, a GPU never serves two trials, and Ray sets
+OMP_NUM_THREADS to the CPUs granted (it would be 1 otherwise). Trials on disjoint nodes run
+concurrently; a trial waiting for nodes reserves them, so later smaller trials cannot starve
+it. A trial past its timeout is cancelled (its processes killed) and recorded as a timeout;
+one whose node leaves the cluster fails with "node lost".
 """
 
 from __future__ import annotations
 
+import socket
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -19,8 +23,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from harness.cluster import NodeInfo
 from harness.placement import PlacedTrial
 from harness.runner import TrialOutcome, measure_idle, run_trial
+from workloads.base import RankContext
 
 POLL_S = 0.5
+RENDEZVOUS_TIMEOUT_S = 120
 
 
 @ray.remote(max_retries=0)
@@ -28,14 +34,36 @@ def _trial_task(workload: str, params: dict, settings: dict) -> TrialOutcome:
     return run_trial(workload, params, settings)
 
 
+@ray.remote(max_restarts=0)
+class _Rank:
+    """One rank of a multi-rank trial, living on its node for the trial's duration."""
+
+    def endpoint(self) -> tuple[str, int]:
+        """This node's address and a free TCP port for the process-group rendezvous."""
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def run(self, workload: str, params: dict, settings: dict, ctx: RankContext) -> TrialOutcome:
+        return run_trial(workload, params, settings, ctx)
+
+
 @ray.remote(max_retries=0)
 def _idle_task(sources: list[str], interval_s: float, seconds: float) -> list:
     return measure_idle(sources, interval_s, seconds)
 
 
-def _whole_node(node: NodeInfo) -> dict[str, float]:
-    """Resources that claim a node outright: nothing else runs beside a measurement."""
-    return {"num_cpus": node.resources.get("CPU", 0.0), "num_gpus": node.resources.get("GPU", 0.0)}
+def _share(node: NodeInfo, ways: int = 1) -> dict[str, float]:
+    """A 1/ways share of a node's CPUs and GPUs: ``ways`` ranks together claim it whole."""
+    return {
+        "num_cpus": node.resources.get("CPU", 0.0) / ways,
+        "num_gpus": node.resources.get("GPU", 0.0) / ways,
+    }
+
+
+def _pin(node: NodeInfo) -> NodeAffinitySchedulingStrategy:
+    return NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False)
 
 
 def idle_telemetry(
@@ -43,24 +71,35 @@ def idle_telemetry(
 ) -> dict[str, list]:
     """Idle telemetry of every node at once, each node claimed whole while it is measured."""
     refs = {
-        n.ray_node_id: _idle_task.options(
-            **_whole_node(n),
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n.ray_node_id, soft=False),
-        ).remote(sources, interval_s, seconds)
+        n.ray_node_id: _idle_task.options(**_share(n), scheduling_strategy=_pin(n)).remote(
+            sources, interval_s, seconds
+        )
         for n in nodes
     }
     return {node_id: ray.get(ref) for node_id, ref in refs.items()}
 
 
+def alive_nodes() -> set[str]:
+    return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+
+
 @dataclass
 class _InFlight:
     trial: PlacedTrial
+    refs: list[ray.ObjectRef]  # one per rank (a single task for a single-rank trial)
     deadline: float  # monotonic
     submitted_at: float  # wall clock: the stored start of a trial that never returns
+    actors: list[Any] = field(default_factory=list)
+    done: dict[int, TrialOutcome] = field(default_factory=dict)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _lost(flight: _InFlight, phase: str, reason: str, status: str = "failed") -> TrialOutcome:
-    """The outcome of a trial whose task returned none."""
+    """The outcome of a trial (or rank) whose process returned none."""
     return TrialOutcome(
         status=status,
         failure_phase=phase,
@@ -70,29 +109,37 @@ def _lost(flight: _InFlight, phase: str, reason: str, status: str = "failed") ->
     )
 
 
-def _outcome_of(ref: ray.ObjectRef, flight: _InFlight) -> TrialOutcome:
-    """The task's outcome, or a failed one naming what the cluster did to it."""
-    node = f"{flight.trial.node.hostname} ({flight.trial.node.short_id})"
+def _rank_outcome(ref: ray.ObjectRef, flight: _InFlight, rank: int) -> TrialOutcome:
+    """A rank's outcome, or a failed one naming what the cluster did to it."""
+    node = flight.trial.ranks[rank]
+    where = f"{node.hostname} ({node.short_id})"
     try:
         return ray.get(ref)
-    except ray.exceptions.NodeDiedError as exc:
-        reason = f"node lost: {node}: {_first_line(exc)}"
-    except ray.exceptions.OutOfMemoryError as exc:
-        reason = f"killed by Ray's memory monitor on {node}: {_first_line(exc)}"
-    except ray.exceptions.WorkerCrashedError as exc:
-        reason = f"worker died on {node}: {_first_line(exc)}"
-    except ray.exceptions.TaskUnschedulableError as exc:
-        reason = f"cannot schedule on {node}: {_first_line(exc)}"
-    except ray.exceptions.RayTaskError as exc:
-        reason = f"task error on {node}: {_first_line(exc.cause or exc)}"
     except ray.exceptions.RayError as exc:
-        reason = f"{type(exc).__name__} on {node}: {_first_line(exc)}"
+        if node.ray_node_id not in alive_nodes():
+            reason = f"node lost: {where} left the cluster"
+        elif isinstance(exc, ray.exceptions.OutOfMemoryError):
+            reason = f"killed by Ray's memory monitor on {where}: {_first_line(exc)}"
+        elif isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.RayActorError)):
+            reason = f"worker died on {where}: {_first_line(exc)}"
+        elif isinstance(exc, ray.exceptions.RayTaskError):
+            reason = f"task error on {where}: {_first_line(exc.cause or exc)}"
+        else:
+            reason = f"{type(exc).__name__} on {where}: {_first_line(exc)}"
     return _lost(flight, "dispatch", reason)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def combine(trial: PlacedTrial, outcomes: dict[int, TrialOutcome]) -> TrialOutcome:
+    """One outcome for the trial: rank 0's when every rank passed, else the first failure."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    for rank in sorted(outcomes):
+        o = outcomes[rank]
+        if o.status != "ok":
+            node = trial.ranks[rank]
+            o.failure_reason = f"rank {rank} on {node.hostname}: {o.failure_reason}"
+            return o
+    return outcomes[0]
 
 
 class Dispatcher:
@@ -105,56 +152,136 @@ class Dispatcher:
     ) -> None:
         self.on_start = on_start
         self.on_done = on_done
-        self._in_flight: dict[ray.ObjectRef, _InFlight] = {}
+        self._in_flight: list[_InFlight] = []
 
-    def _submit(self, trial: PlacedTrial) -> None:
-        node = trial.node
-        ref = _trial_task.options(
-            **_whole_node(node),
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False),
-        ).remote(trial.spec.workload, trial.spec.params, trial.spec.settings.model_dump())
-        deadline = time.monotonic() + trial.spec.settings.timeout_s
-        self._in_flight[ref] = _InFlight(trial, deadline, time.time())
-        self.on_start(trial)
+    def _submit(self, trial: PlacedTrial) -> _InFlight:
+        spec = trial.spec
+        settings = spec.settings.model_dump()
+        now = time.monotonic()
+        flight = _InFlight(trial, [], now + spec.settings.timeout_s, time.time())
+        if spec.layout is None:
+            node = trial.node
+            flight.refs = [
+                _trial_task.options(**_share(node), scheduling_strategy=_pin(node)).remote(
+                    spec.workload, spec.params, settings
+                )
+            ]
+            return flight
+        per_node = spec.layout.per_node
+        flight.actors = [
+            _Rank.options(**_share(node, per_node), scheduling_strategy=_pin(node)).remote()
+            for node in trial.ranks
+        ]
+        hosts = tuple(n.hostname for n in trial.ranks)
+        try:
+            addr, port = ray.get(flight.actors[0].endpoint.remote(), timeout=RENDEZVOUS_TIMEOUT_S)
+        except ray.exceptions.RayError as exc:
+            flight.done = {
+                0: _lost(flight, "dispatch", f"rank 0 did not start: {_first_line(exc)}")
+            }
+            return flight
+        flight.refs = [
+            actor.run.remote(
+                spec.workload,
+                spec.params,
+                settings,
+                RankContext(rank, len(trial.ranks), rank % per_node, addr, port, hosts),
+            )
+            for rank, actor in enumerate(flight.actors)
+        ]
+        return flight
+
+    def _finish(self, flight: _InFlight, outcome: TrialOutcome) -> None:
+        for actor in flight.actors:
+            ray.kill(actor)
+        self._in_flight.remove(flight)
+        self.on_done(flight.trial, outcome)
 
     def run(self, trials: list[PlacedTrial]) -> None:
         """Run every trial; returns when all have an outcome. Ctrl-C cancels what is running."""
-        queues: dict[str, deque[PlacedTrial]] = {}
-        for t in trials:
-            queues.setdefault(t.node.ray_node_id, deque()).append(t)
-        busy: set[str] = set()
+        pending = list(trials)
         try:
-            while queues or self._in_flight:
-                for node_id in list(queues):
-                    if node_id not in busy:
-                        self._submit(queues[node_id].popleft())
-                        busy.add(node_id)
-                        if not queues[node_id]:
-                            del queues[node_id]
-                now = time.monotonic()
-                wait_s = min([POLL_S] + [f.deadline - now for f in self._in_flight.values()])
-                ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=max(0.0, wait_s))
-                for ref in ready:
-                    flight = self._in_flight.pop(ref)
-                    busy.discard(flight.trial.node.ray_node_id)
-                    self.on_done(flight.trial, _outcome_of(ref, flight))
-                now = time.monotonic()
-                for ref, flight in list(self._in_flight.items()):
-                    if now >= flight.deadline:
-                        ray.cancel(ref, force=True)
-                        del self._in_flight[ref]
-                        busy.discard(flight.trial.node.ray_node_id)
-                        timeout_s = flight.trial.spec.settings.timeout_s
-                        self.on_done(
-                            flight.trial,
-                            _lost(
-                                flight,
-                                "timeout",
-                                f"exceeded timeout_s={timeout_s:g}; task cancelled",
-                                status="timeout",
-                            ),
-                        )
+            while pending or self._in_flight:
+                self._start_what_fits(pending)
+                self._collect()
+                self._expire()
         finally:
-            for ref in list(self._in_flight):
-                ray.cancel(ref, force=True)
+            for flight in self._in_flight:
+                for ref in flight.refs:
+                    ray.cancel(ref, force=True)
+                for actor in flight.actors:
+                    ray.kill(actor)
             self._in_flight.clear()
+
+    def _start_what_fits(self, pending: list[PlacedTrial]) -> None:
+        busy = {nid for f in self._in_flight for nid in f.trial.node_ids}
+        reserved: set[str] = set()
+        alive = alive_nodes() if pending else set()
+        for trial in list(pending):
+            if not trial.node_ids <= alive:
+                pending.remove(trial)
+                gone = next(n for n in trial.ranks if n.ray_node_id not in alive)
+                where = f"{gone.hostname} ({gone.short_id})"
+                now = time.time()
+                self.on_done(
+                    trial,
+                    TrialOutcome(
+                        status="failed",
+                        failure_phase="dispatch",
+                        failure_reason=f"node lost: {where} left the cluster",
+                        started_at=now,
+                        finished_at=now,
+                    ),
+                )
+                continue
+            if trial.node_ids & (busy | reserved):
+                reserved |= trial.node_ids  # first come, first served: hold its nodes
+                continue
+            pending.remove(trial)
+            busy |= trial.node_ids
+            flight = self._submit(trial)
+            self._in_flight.append(flight)
+            self.on_start(trial)
+            if flight.done:  # failed before any rank ran
+                self._finish(flight, flight.done[0])
+
+    def _collect(self) -> None:
+        waiting = {
+            ref: f for f in self._in_flight for ref in f.refs if f.refs.index(ref) not in f.done
+        }
+        if not waiting:
+            time.sleep(0.01)
+            return
+        now = time.monotonic()
+        wait_s = min([POLL_S] + [f.deadline - now for f in self._in_flight])
+        ready, _ = ray.wait(list(waiting), num_returns=1, timeout=max(0.0, wait_s))
+        for ref in ready:
+            flight = waiting[ref]
+            rank = flight.refs.index(ref)
+            flight.done[rank] = _rank_outcome(ref, flight, rank)
+            failed = flight.done[rank].status != "ok"
+            if len(flight.done) == len(flight.refs) or (
+                failed and len(flight.refs) > 1 and self._peers_lost(flight)
+            ):
+                self._finish(flight, combine(flight.trial, flight.done))
+
+    def _peers_lost(self, flight: _InFlight) -> bool:
+        """Whether a failed rank's peers can no longer finish (their node left the cluster)."""
+        alive = alive_nodes()
+        return any(n.ray_node_id not in alive for n in flight.trial.ranks)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for flight in [f for f in self._in_flight if now >= f.deadline]:
+            for ref in flight.refs:
+                ray.cancel(ref, force=True)
+            timeout_s = flight.trial.spec.settings.timeout_s
+            self._finish(
+                flight,
+                _lost(
+                    flight,
+                    "timeout",
+                    f"exceeded timeout_s={timeout_s:g}; task cancelled",
+                    status="timeout",
+                ),
+            )

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from harness.playbook import (
     Benchmark,
     Playbook,
+    RankLayout,
     Settings,
     effective_settings,
     short_hash,
@@ -31,6 +32,7 @@ class TrialSpec:
     target: str
     each: bool
     optional: bool = False
+    layout: RankLayout | None = None  # multi-rank trials only
 
 
 def benchmark_name(b: Benchmark, index: int) -> str:
@@ -78,6 +80,18 @@ def check_benchmarks(pb: Playbook, source: str) -> list[str]:
         if b.on != "any" and b.on not in pb.targets:
             names = ", ".join(["any", *pb.targets])
             errors.append(f"{at}.on: unknown target {b.on!r}; expected one of: {names}")
+        if wl.multi_rank and b.ranks is None:
+            errors.append(
+                f"{at}.ranks: {b.workload} runs over ranks; give ranks: N or "
+                "ranks: {nodes: N, per_node: R}"
+            )
+        elif not wl.multi_rank and b.ranks is not None:
+            errors.append(f"{at}.ranks: {b.workload} runs as one process; remove ranks")
+        elif isinstance(b.ranks, RankLayout):
+            n, hi = b.ranks.world_size, wl.max_ranks
+            if n < wl.min_ranks or (hi is not None and n > hi):
+                wanted = f"exactly {hi}" if hi == wl.min_ranks else f"at least {wl.min_ranks}"
+                errors.append(f"{at}.ranks: {b.workload} needs {wanted} ranks, got {n}")
         try:
             effective_settings(pb.defaults, b.settings)
         except ValidationError as exc:
@@ -146,6 +160,7 @@ def expand(pb: Playbook) -> list[TrialSpec]:
                     target=b.on,
                     each=b.each,
                     optional=b.optional,
+                    layout=b.ranks if isinstance(b.ranks, RankLayout) else None,
                 )
             )
     return specs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -21,11 +22,21 @@ class PlacementError(Exception):
 
 @dataclass(frozen=True)
 class PlacedTrial:
-    """A trial spec bound to the node that runs it, with its stable key."""
+    """A trial spec bound to the node of each rank (one rank unless multi-rank), with its
+    stable key."""
 
     spec: TrialSpec
-    node: NodeInfo
+    ranks: tuple[NodeInfo, ...]
     key: str
+
+    @property
+    def node(self) -> NodeInfo:
+        """The node of rank 0: the one the trial's row names."""
+        return self.ranks[0]
+
+    @property
+    def node_ids(self) -> frozenset[str]:
+        return frozenset(n.ray_node_id for n in self.ranks)
 
 
 def _matches(value: Any, wanted: Any) -> bool:
@@ -56,15 +67,23 @@ def matching_nodes(
     return [n for n in nodes if node_matches(targets[target_name], n)]
 
 
-def trial_key(spec: TrialSpec, node: NodeInfo | None) -> str:
-    """Stable across runs: benchmark, workload, canonical params, and the node for `each`.
+def trial_key(spec: TrialSpec, nodes: tuple[NodeInfo, ...] | None) -> str:
+    """Stable across runs: benchmark, workload, canonical params, the node(s) for `each`, and
+    the rank layout of a multi-rank trial.
 
-    A trial that may run on any one matching node does not include the node in its key, so
+    A trial that may run on any matching node(s) does not include them in its key, so
     resuming on a cluster whose node choice differs still recognises it as done.
     """
-    return short_hash(
-        [spec.benchmark, spec.workload, spec.params_hash, node.identity if node else "*"]
-    )
+    if not nodes:
+        where: object = "*"
+    elif len(nodes) == 1:
+        where = nodes[0].identity
+    else:
+        where = [n.identity for n in nodes]
+    parts: list[object] = [spec.benchmark, spec.workload, spec.params_hash, where]
+    if spec.layout:
+        parts.append([spec.layout.nodes, spec.layout.per_node])
+    return short_hash(parts)
 
 
 @dataclass
@@ -75,28 +94,46 @@ class Plan:
     skipped: list[str]
 
 
+def _ranks(nodes: tuple[NodeInfo, ...], per_node: int) -> tuple[NodeInfo, ...]:
+    """The node of each rank: ``per_node`` consecutive ranks on each node, in order."""
+    return tuple(n for n in nodes for _ in range(per_node))
+
+
 def place(specs: list[TrialSpec], targets: dict[str, Target], nodes: list[NodeInfo]) -> Plan:
-    """Bind every spec to node(s): all matching nodes with ``each``, else the least loaded."""
+    """Bind every spec to node(s).
+
+    Single-rank: every matching node with ``each``, else the least loaded one. Multi-rank
+    (``layout``): every combination of ``layout.nodes`` matching nodes with ``each`` (all
+    pairs, for a pairwise network test), else the least loaded ones.
+    """
     errors: list[str] = []
     skipped: list[str] = []
     load = {n.ray_node_id: 0 for n in nodes}
     placed = []
     for spec in specs:
-        candidates = matching_nodes(spec.target, targets, nodes)
-        if not candidates:
-            line = f"target {spec.target!r} (benchmark {spec.benchmark}) matches no node"
+        candidates = sorted(matching_nodes(spec.target, targets, nodes), key=lambda n: n.identity)
+        wanted = spec.layout.nodes if spec.layout else 1
+        if len(candidates) < wanted:
+            line = (
+                f"target {spec.target!r} (benchmark {spec.benchmark}) matches "
+                f"{len(candidates) or 'no'} node(s)" + (f", needs {wanted}" if wanted > 1 else "")
+            )
+            line = line.replace("matches no node(s)", "matches no node")
             bucket = skipped if spec.optional else errors
             if line not in bucket:
                 bucket.append(line)
             continue
+        per_node = spec.layout.per_node if spec.layout else 1
         if spec.each:
-            for node in candidates:
-                placed.append(PlacedTrial(spec, node, trial_key(spec, node)))
-                load[node.ray_node_id] += 1
+            groups = list(itertools.combinations(candidates, wanted))
         else:
-            node = min(candidates, key=lambda n: (load[n.ray_node_id], n.identity))
-            load[node.ray_node_id] += 1
-            placed.append(PlacedTrial(spec, node, trial_key(spec, None)))
+            chosen = sorted(candidates, key=lambda n: (load[n.ray_node_id], n.identity))[:wanted]
+            groups = [tuple(sorted(chosen, key=lambda n: n.identity))]
+        for group in groups:
+            for n in group:
+                load[n.ray_node_id] += 1
+            key = trial_key(spec, group if spec.each else None)
+            placed.append(PlacedTrial(spec, _ranks(group, per_node), key))
     if errors:
         raise PlacementError(
             [*errors, f"the cluster has {len(nodes)} node(s): see `harness nodes`"]

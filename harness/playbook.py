@@ -130,12 +130,36 @@ class ClusterInfo(_Strict):
 ParamValue = str | int | float | bool | None
 
 
+class RankLayout(_Strict):
+    """Ranks of a multi-rank trial: ``nodes`` distinct nodes with ``per_node`` ranks each."""
+
+    nodes: int = Field(ge=1)
+    per_node: int = Field(1, ge=1)
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.per_node
+
+
 class Benchmark(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
     workload: str
     on: str = "any"
     each: bool = False
     optional: bool = Field(False, description="skip with a warning when `on` matches no node")
+    ranks: int | RankLayout | None = Field(
+        None, description="multi-rank trial: N ranks on N nodes, or {nodes: N, per_node: R}"
+    )
+
+    @field_validator("ranks")
+    @classmethod
+    def _layout(cls, v: int | RankLayout | None) -> RankLayout | None:
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError("ranks must be at least 1")
+            return RankLayout(nodes=v, per_node=1)
+        return v
+
     params: dict[str, ParamValue | list[ParamValue]] = Field(default_factory=dict)
     zip: list[list[str]] = Field(default_factory=list)
     exclude: list[dict[str, ParamValue]] = Field(default_factory=list)

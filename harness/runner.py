@@ -13,6 +13,7 @@ from typing import Any
 
 from collectors import Sample, SourceStatus, TelemetrySampler
 from workloads import UnsupportedParams, VerificationError, Workload, get_workload
+from workloads.base import RankContext
 from workloads.timers import IterationTimer
 
 # Measured iterations are run in batches between stop checks, so a CUDA timer synchronises
@@ -78,31 +79,43 @@ def measure(
         seconds += timer.collect()
         elapsed = time.perf_counter() - t0
         n = len(seconds)
+        reason = None
         if n >= max_reps:
-            outcome.stop_reason = "max_repetitions"
+            reason = "max_repetitions"
         elif elapsed >= max_s:
-            outcome.stop_reason = "max_duration"
+            reason = "max_duration"
         elif n >= min_reps and elapsed >= min_s:
-            outcome.stop_reason = "min_reached"
-        if outcome.stop_reason:
-            break
+            reason = "min_reached"
         per_iteration = elapsed / n
         batch = max(1, min(MAX_BATCH, int(BATCH_SHARE * min_s / max(per_iteration, 1e-9))))
+        # Multi-rank trials take rank 0's decision, so every rank runs the same iterations.
+        stop, batch = workload.agree(reason is not None, batch)
+        if stop:
+            outcome.stop_reason = reason or "rank0"
+            break
     outcome.measure_seconds = time.perf_counter() - t0
     outcome.seconds = seconds
 
 
-def run_trial(workload_name: str, params: dict[str, Any], settings: dict[str, Any]) -> TrialOutcome:
-    """Run one trial on this node; every failure is captured with its phase."""
+def run_trial(
+    workload_name: str,
+    params: dict[str, Any],
+    settings: dict[str, Any],
+    ranks: RankContext | None = None,
+) -> TrialOutcome:
+    """Run one trial (or one rank of it) on this node; every failure is captured with its
+    phase."""
     outcome = TrialOutcome(status="ok", started_at=time.time())
     phase = "setup"
     workload: Workload | None = None
     sampler: TelemetrySampler | None = None
     try:
         cls = get_workload(workload_name)
-        workload = cls(cls.Params.model_validate(params))
+        workload = cls(cls.Params.model_validate(params), ranks)
         workload.setup()
-        outcome.metric_specs = [(m.name, m.unit, m.higher_is_better) for m in cls.metrics]
+        outcome.metric_specs = [
+            (m.name, m.unit, m.higher_is_better) for m in workload.metric_specs()
+        ]
         timer = workload.make_timer()
         outcome.timer = timer.kind
         phase = "warmup"

@@ -115,7 +115,8 @@ class Trial(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     params_hash: Mapped[str] = mapped_column(String(64), index=True)
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), index=True)
-    ray_node_id: Mapped[str] = mapped_column(String(64), default="")
+    ray_node_id: Mapped[str] = mapped_column(String(64), default="")  # rank 0's node
+    ranks: Mapped[list[Any] | None] = mapped_column(JSON)  # multi-rank: node of every rank
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), index=True)  # ok | failed | timeout
     failure_phase: Mapped[str | None] = mapped_column(String(32))

@@ -212,6 +212,7 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
             "params": trial.params,
             "node": node.hostname if node else None,
             "node_id": trial.ray_node_id,
+            "ranks": trial.ranks,
             "node_labels": labels or {},
             "hardware_class": node.hardware_class if node else None,
             "cpu_model": node.cpu_model if node else None,

@@ -113,6 +113,7 @@ class TrialRecord:
     attempt: int
     node_id: int | None = None
     ray_node_id: str = ""
+    ranks: list[dict[str, Any]] | None = None
     failure_phase: str | None = None
     failure_reason: str | None = None
     failure_detail: str | None = None

@@ -239,6 +239,7 @@ class ResultStore:
                 params_hash=rec.params_hash,
                 node_id=rec.node_id,
                 ray_node_id=rec.ray_node_id,
+                ranks=rec.ranks,
                 attempt=rec.attempt,
                 status=rec.status,
                 failure_phase=rec.failure_phase,

@@ -60,6 +60,18 @@ BANDWIDTH = MetricSpec("bandwidth", "GB/s", True, "bytes moved per second (1 GB 
 THROUGHPUT = MetricSpec("throughput", "TFLOP/s", True, "floating-point operations per second")
 
 
+@dataclass(frozen=True)
+class RankContext:
+    """Where one rank of a multi-rank trial stands, and how to reach rank 0 (rendezvous)."""
+
+    rank: int
+    world_size: int
+    local_rank: int  # index among the ranks on this node (selects cuda:<local_rank>)
+    master_addr: str
+    master_port: int
+    hosts: tuple[str, ...] = ()  # hostname of every rank, in rank order
+
+
 class Params(BaseModel):
     """Base of every workload's parameter model: unknown keys are errors."""
 
@@ -83,9 +95,13 @@ class Workload(ABC):
     Params: ClassVar[type[Params]]
     metrics: ClassVar[tuple[MetricSpec, ...]] = (TIME,)
     primary_metric: ClassVar[str] = "time"
+    multi_rank: ClassVar[bool] = False  # runs as one process per rank (collectives)
+    min_ranks: ClassVar[int] = 1
+    max_ranks: ClassVar[int | None] = None
 
-    def __init__(self, params: Params) -> None:
+    def __init__(self, params: Params, ranks: RankContext | None = None) -> None:
         self.params = params
+        self.ranks = ranks
 
     @abstractmethod
     def setup(self) -> None:
@@ -113,6 +129,14 @@ class Workload(ABC):
     def make_timer(self) -> IterationTimer:
         """The timer for this workload's device: CUDA events on a GPU, perf_counter_ns else."""
         return timer_for_device(self.device())
+
+    def agree(self, stop: bool, batch: int) -> tuple[bool, int]:
+        """Make every rank take the same stop decision and batch size (rank 0's).
+
+        Single-rank workloads have nothing to agree with; multi-rank ones must override this,
+        or ranks would run different numbers of iterations and deadlock.
+        """
+        return stop, batch
 
     def timing_hooks(
         self, flush_l2: bool, cuda_graph: bool
@@ -151,6 +175,10 @@ class Workload(ABC):
     def context(self) -> dict[str, Any]:
         """Facts about how the trial ran (threads, backend flags), stored with it."""
         return {}
+
+    def metric_specs(self) -> tuple[MetricSpec, ...]:
+        """The metrics this instance reports (after setup; some depend on the rank count)."""
+        return self.metrics
 
     def derive(self, seconds: Sequence[float]) -> dict[str, list[float]]:
         """Per-iteration values of every metric in ``metrics`` from per-iteration seconds."""

@@ -21,6 +21,14 @@ _BUILTINS = {
     "kernel.attention": "workloads.kernel_attention:AttentionWorkload",
     "kernel.conv2d": "workloads.kernel_conv2d:Conv2dWorkload",
     "kernel.norm": "workloads.kernel_norm:NormWorkload",
+    "collective.all_reduce": "workloads.collective:AllReduce",
+    "collective.all_gather": "workloads.collective:AllGather",
+    "collective.reduce_scatter": "workloads.collective:ReduceScatter",
+    "collective.all_to_all": "workloads.collective:AllToAll",
+    "collective.broadcast": "workloads.collective:Broadcast",
+    "collective.reduce": "workloads.collective:Reduce",
+    "collective.send_recv": "workloads.collective:SendRecv",
+    "network.p2p": "workloads.network:P2PWorkload",
 }
 
 
