@@ -27,6 +27,9 @@ from workloads.base import RankContext
 
 POLL_S = 0.5
 RENDEZVOUS_TIMEOUT_S = 120
+# A process that vanished with its node is reported before Ray's health checks mark the node
+# dead; wait this long for the verdict before calling it a worker crash.
+NODE_DEATH_GRACE_S = 30.0
 
 
 @ray.remote(max_retries=0)
@@ -83,6 +86,16 @@ def alive_nodes() -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
 
 
+def node_died(node_id: str, grace_s: float = NODE_DEATH_GRACE_S) -> bool:
+    """Whether the node is (or within ``grace_s`` is declared) gone from the cluster."""
+    deadline = time.monotonic() + grace_s
+    while node_id in alive_nodes():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 @dataclass
 class _InFlight:
     trial: PlacedTrial
@@ -116,7 +129,15 @@ def _rank_outcome(ref: ray.ObjectRef, flight: _InFlight, rank: int) -> TrialOutc
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as exc:
-        if node.ray_node_id not in alive_nodes():
+        crashed = isinstance(
+            exc,
+            (
+                ray.exceptions.WorkerCrashedError,
+                ray.exceptions.RayActorError,
+                ray.exceptions.NodeDiedError,
+            ),
+        )
+        if node_died(node.ray_node_id, NODE_DEATH_GRACE_S if crashed else 0.0):
             reason = f"node lost: {where} left the cluster"
         elif isinstance(exc, ray.exceptions.OutOfMemoryError):
             reason = f"killed by Ray's memory monitor on {where}: {_first_line(exc)}"

@@ -17,6 +17,7 @@ from workloads.base import TIME, Params, VerificationError, Work, Workload
 
 class FlakyParams(Params):
     marker: str = Field("", description="setup fails while this file exists")
+    started: str = Field("", description="a file created when setup begins")
     sleep_s: float = Field(0.0, ge=0, description="sleep per iteration")
     corrupt: bool = Field(False, description="produce a wrong result")
     size: int = Field(1000, ge=1)
@@ -31,6 +32,8 @@ class FlakyWorkload(Workload):
     params: FlakyParams
 
     def setup(self) -> None:
+        if self.params.started:
+            open(self.params.started, "w").close()
         if self.params.marker and os.path.exists(self.params.marker):
             raise RuntimeError(f"marker {self.params.marker} present")
         self.data = list(range(self.params.size))
