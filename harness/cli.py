@@ -48,9 +48,11 @@ app = typer.Typer(
 results_app = typer.Typer(help="Query stored results.", no_args_is_help=True)
 playbook_app = typer.Typer(help="Check playbooks.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Try multi-node campaigns on one machine.", no_args_is_help=True)
 app.add_typer(results_app, name="results")
 app.add_typer(playbook_app, name="playbook")
 app.add_typer(db_app, name="db")
+app.add_typer(cluster_app, name="cluster")
 
 # Off a terminal rich assumes 80 columns; results tables are wider than that.
 out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
@@ -659,6 +661,52 @@ def db_upgrade(db: DbOpt = None) -> None:
         schema.upgrade(engine)
         after = schema.current_revision(engine)
     out.print(f"{safe_url(url)}: schema {before or '(empty)'} -> {after}", markup=False)
+
+
+@cluster_app.command("local")
+def cluster_local(
+    nodes: Annotated[int, typer.Option("--nodes", min=1, max=16, help="Ray nodes to start")] = 3,
+    cpus_per_node: Annotated[int, typer.Option("--cpus-per-node", min=1)] = 1,
+) -> None:
+    """Start a Ray cluster of several nodes on this machine until Ctrl-C.
+
+    Node i gets the labels node=<i> and role=head|worker, and every second worker a custom
+    resource `fast`, so selectors have something to tell apart. Ray's token auth stays on.
+    """
+    import tempfile
+    import time
+
+    from ray.cluster_utils import Cluster
+
+    tmp = tempfile.mkdtemp(prefix="hcl", dir="/tmp")  # short: raylet socket paths are limited
+    os.makedirs(os.path.join(tmp, "ray"))
+    os.environ["RAY_TMPDIR"] = tmp  # never touch another Ray's address file
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": cpus_per_node,
+            "labels": {"node": "0", "role": "head"},
+            "include_dashboard": False,
+        },
+    )
+    try:
+        for i in range(1, nodes):
+            cluster.add_node(
+                num_cpus=cpus_per_node,
+                labels={"node": str(i), "role": "worker"},
+                resources={"fast": 1} if i % 2 == 0 else {},
+            )
+        cluster.wait_for_nodes()
+        out.print(f"{nodes} Ray node(s) on this machine at {cluster.address}", markup=False)
+        out.print(f"  harness nodes --address {cluster.address}", markup=False)
+        out.print(f"  harness run PLAYBOOK --address {cluster.address}", markup=False)
+        out.print("Ctrl-C stops them (only them).", markup=False)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.shutdown()
 
 
 def main() -> None:
