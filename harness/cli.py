@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -19,6 +19,7 @@ from platformdirs import user_data_path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from harness.campaign import CampaignError, plan, run_campaign
 from harness.cluster import ClusterError, ClusterSession
@@ -55,8 +56,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(cluster_app, name="cluster")
 
 # Off a terminal rich assumes 80 columns; results tables are wider than that.
-out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(
+    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200
+)
 _state = {"debug": False}
 
 
@@ -367,15 +370,20 @@ def playbook_validate(
 
 
 # results -----------------------------------------------------------------------------------
+def _read(db: str | None, query: Callable[[Session], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run a read-only query on the results store (never creates or migrates a schema)."""
+    with handled():
+        store = ResultStore(db_url(db), upgrade=False)
+        with store.session() as s:
+            return query(s)
+
+
 @results_app.command("campaigns")
 def results_campaigns(
     db: DbOpt = None, format: Annotated[Format, typer.Option("--format")] = Format.table
 ) -> None:
     """Stored campaigns, newest first."""
-    with handled():
-        store = ResultStore(db_url(db), upgrade=False)
-        with store.session() as s:
-            records = list_campaigns(s)
+    records = _read(db, list_campaigns)
     rows = [
         (
             r["campaign"],
@@ -523,10 +531,7 @@ def results_ceilings(
     db: DbOpt = None, format: Annotated[Format, typer.Option("--format")] = Format.table
 ) -> None:
     """Measured ceilings (from `calibrate: true` campaigns) beside datasheet peaks."""
-    with handled():
-        store = ResultStore(db_url(db), upgrade=False)
-        with store.session() as s:
-            records = list_ceilings(s)
+    records = _read(db, list_ceilings)
     rows = [
         (
             r["hardware_class"],
@@ -600,9 +605,7 @@ def results_query(
             where=_parse_where(where or []),
             all_attempts=all_attempts,
         )
-        store = ResultStore(db_url(db), upgrade=False)
-        with store.session() as s:
-            records = query_records(s, filters)
+    records = _read(db, lambda s: query_records(s, filters))
     rows = [
         (
             r["campaign"],

@@ -75,3 +75,105 @@ def db_path(tmp_path: Path) -> Path:
 def write_playbook(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+class PostgresServer:
+    """A private PostgreSQL server (Debian's binaries) on a loopback port in a temp folder,
+    password-authenticated, started as the postgres user when the tests run as root."""
+
+    PASSWORD = "s3cret-pw"
+
+    def __init__(self) -> None:
+        import glob
+        import pwd
+        import socket
+        import subprocess
+
+        bindir = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)), None)
+        if bindir is None and shutil.which("initdb"):
+            bindir = os.path.dirname(os.path.realpath(shutil.which("initdb")))
+        if bindir is None:
+            message = "PostgreSQL server binaries not found (.ci/run installs Debian's postgresql)"
+            if os.environ.get("CI"):
+                raise RuntimeError(message)
+            pytest.skip(message)
+        self.tmp = tempfile.mkdtemp(prefix="hpg", dir="/tmp")
+        as_user: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            user = pwd.getpwnam("postgres")
+            os.chown(self.tmp, user.pw_uid, user.pw_gid)
+            as_user = ["runuser", "-u", "postgres", "--"]
+        pwfile = os.path.join(self.tmp, "pw")
+        with open(pwfile, "w") as f:
+            f.write(self.PASSWORD)
+        if as_user:
+            os.chown(pwfile, user.pw_uid, user.pw_gid)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        data = os.path.join(self.tmp, "data")
+        run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True)  # noqa: E731
+        run(
+            f"{bindir}/initdb",
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--pwfile",
+            pwfile,
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+        )
+        run(
+            f"{bindir}/pg_ctl",
+            "-D",
+            data,
+            "-l",
+            os.path.join(self.tmp, "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1",
+            "start",
+        )
+        self.stop_cmd = [*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            password=self.PASSWORD,
+            dbname="postgres",
+            autocommit=True,
+        ) as c:
+            c.execute("create database harness_test")
+        self.url = (
+            f"postgresql+psycopg://postgres:{self.PASSWORD}@127.0.0.1:{self.port}/harness_test"
+        )
+
+    def connect(self):
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            password=self.PASSWORD,
+            dbname="harness_test",
+        )
+
+    def shutdown(self) -> None:
+        import subprocess
+
+        subprocess.run(self.stop_cmd, capture_output=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.shutdown()
