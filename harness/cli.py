@@ -650,6 +650,197 @@ def results_query(
     )
 
 
+class CompareBy(str, Enum):
+    campaign = "campaign"
+    hardware = "hardware"
+    time = "time"
+
+
+def _side(label: str, by: CompareBy) -> Any:
+    from results_db.compare import Side, parse_window
+
+    if by is CompareBy.campaign:
+        return Side(label, campaign=label)
+    if by is CompareBy.hardware:
+        return Side(label, hardware=label)
+    since, until = parse_window(label)
+    return Side(label, since=since, until=until)
+
+
+@results_app.command("compare")
+def results_compare(
+    baseline: Annotated[str, typer.Argument(help="campaign id, hardware, or START..END")],
+    candidate: Annotated[str, typer.Argument(help="the same kind as BASELINE")],
+    by: Annotated[
+        CompareBy, typer.Option("--by", help="what the two sides are")
+    ] = CompareBy.campaign,
+    db: DbOpt = None,
+    workload: Annotated[str | None, typer.Option("--workload", help="workload (glob)")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="repeatable")] = None,
+    threshold: Annotated[float, typer.Option("--threshold", min=0, help="percent")] = 5.0,
+    alpha: Annotated[float, typer.Option("--alpha", min=0, max=1)] = 0.05,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Compare two campaigns (or hardware classes, or time windows), trial by trial.
+
+    Exit code 1 when a significant regression beyond --threshold is found, 0 otherwise,
+    2 for bad input (unknown campaign, nothing in common).
+    """
+    from results_db.compare import compare
+
+    with handled():
+        sides = [_side(baseline, by), _side(candidate, by)]
+        store = ResultStore(db_url(db), upgrade=False)
+        for side in sides:
+            if side.campaign and store.get_campaign(side.campaign) is None:
+                raise CampaignError(f"no campaign {side.campaign!r} in {store.describe()}")
+        with store.session() as s:
+            records = compare(
+                s,
+                *sides,
+                workload=workload,
+                metrics=metric or [],
+                threshold_pct=threshold,
+                alpha=alpha,
+            )
+        if not records:
+            raise QueryError(f"{baseline} and {candidate} have no trials and metrics in common")
+    rows = [
+        (
+            r["workload"],
+            _shown_params(r["workload"], r["params"]),
+            r["metric"],
+            f"{r['baseline_median']:.4g}",
+            f"{r['candidate_median']:.4g}",
+            r["unit"],
+            f"{r['change_pct']:+.1f}%",
+            f"{r['p_value']:.2g}",
+            r["verdict"],
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            f"{baseline} -> {candidate} (change > 0 is better; Mann-Whitney U, alpha {alpha:g})",
+            [
+                "workload",
+                "params",
+                "metric",
+                "baseline",
+                "candidate",
+                "unit",
+                "change",
+                "p",
+                "verdict",
+            ],
+            rows,
+        ),
+    )
+    regressions = [r for r in records if r["regression"]]
+    if regressions:
+        err.print(
+            f"{len(regressions)} significant regression(s) beyond {threshold:g}%", markup=False
+        )
+        raise typer.Exit(1)
+
+
+@results_app.command("history")
+def results_history(
+    workload: Annotated[str, typer.Option("--workload", help="workload (glob)")],
+    metric: Annotated[str, typer.Option("--metric")],
+    db: DbOpt = None,
+    where: Annotated[list[str] | None, typer.Option("--where", help="PARAM=VALUE")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="hostname (glob)")] = None,
+    hardware: Annotated[str | None, typer.Option("--hardware", help="class or model glob")] = None,
+    threshold: Annotated[float, typer.Option("--threshold", min=0, help="percent")] = 5.0,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """A series over time (per node, or per hardware class), step changes marked."""
+    from results_db.compare import history
+
+    records = _read(
+        db,
+        lambda s: history(
+            s,
+            workload=workload,
+            metric=metric,
+            where=_parse_where(where or []),
+            node=node,
+            hardware=hardware,
+            threshold_pct=threshold,
+        ),
+    )
+    rows = [
+        (
+            r["started_at"],
+            r["campaign"],
+            r["node"],
+            _shown_params(workload, r["params"]),
+            f"{r['median']:.4g} {r['unit']}",
+            "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%",
+            r["step"] or "",
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            f"{workload} {metric} over time",
+            ["started", "campaign", "node", "params", "median", "change", "step"],
+            rows,
+        ),
+    )
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+    json = "json"
+
+
+class ExportWhat(str, Enum):
+    metrics = "metrics"
+    samples = "samples"
+    telemetry = "telemetry"
+
+
+@results_app.command("export")
+def results_export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="file to write")],
+    what: Annotated[ExportWhat, typer.Option("--what")] = ExportWhat.metrics,
+    format: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.csv,
+    campaign: Annotated[str | None, typer.Option("--campaign")] = None,
+    workload: Annotated[str | None, typer.Option("--workload")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write metrics, raw samples or telemetry as CSV, Parquet or JSON (records)."""
+    from results_db import frames
+
+    with handled():
+        url = db_url(db)
+        if what is ExportWhat.metrics:
+            frame = frames.metrics(url, campaign=campaign, workload=workload, status=None)
+        elif what is ExportWhat.samples:
+            frame = frames.samples(url, campaign=campaign, workload=workload)
+        else:
+            frame = frames.telemetry(url, campaign=campaign)
+        try:
+            if format is ExportFormat.csv:
+                frame.to_csv(output, index=False)
+            elif format is ExportFormat.parquet:
+                frame.to_parquet(output, index=False)
+            else:
+                frame.to_json(output, orient="records", indent=1, date_format="iso")
+        except OSError as exc:
+            raise QueryError(f"cannot write {output}: {exc.strerror or exc}") from None
+    out.print(f"{len(frame)} {what.value} row(s) -> {output}", markup=False)
+
+
 # db ----------------------------------------------------------------------------------------
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:

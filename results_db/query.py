@@ -49,7 +49,7 @@ class Filters:
 
 def list_campaigns(session: Session) -> list[dict[str, Any]]:
     """Every campaign, newest first, with its trial counts by status (latest attempts)."""
-    latest = _latest_trials().subquery()
+    latest = latest_trials().subquery()
     counts = dict.fromkeys(STATUSES, 0)
     by_campaign: dict[str, dict[str, int]] = {}
     for cid, status, n in session.execute(
@@ -133,7 +133,7 @@ def list_ceilings(session: Session) -> list[dict[str, Any]]:
     return out
 
 
-def _latest_trials() -> Select:
+def latest_trials() -> Select:
     """Trials that are the latest attempt of their key in their campaign."""
     newer = aliased(Trial)
     return select(Trial).where(
@@ -147,7 +147,7 @@ def _latest_trials() -> Select:
     )
 
 
-def _value_clause(column: Any, value: Any) -> Any:
+def value_clause(column: Any, value: Any) -> Any:
     """Compare a column (or JSON element accessor) with a typed value; * globs with LIKE."""
     if isinstance(value, bool):
         return column.as_boolean() == value if hasattr(column, "as_boolean") else column == value
@@ -165,7 +165,7 @@ def _value_clause(column: Any, value: Any) -> Any:
 
 def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
     """Flat records, one per (trial, metric); failed trials carry null metric fields."""
-    base = select(Trial) if f.all_attempts else _latest_trials()
+    base = select(Trial) if f.all_attempts else latest_trials()
     t = aliased(Trial, base.subquery())
     q = (
         select(t, Node, Metric, Campaign.name, CampaignNode.labels)
@@ -182,7 +182,7 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
     if f.campaign:
         q = q.where(t.campaign_id == f.campaign)
     if f.workload:
-        q = q.where(_value_clause(t.workload, f.workload))
+        q = q.where(value_clause(t.workload, f.workload))
     if f.status:
         if f.status not in STATUSES:
             raise QueryError(f"status must be one of {', '.join(STATUSES)} or all")
@@ -194,10 +194,10 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
             name = key.removeprefix("node.")
             if name not in NODE_FIELDS:
                 raise QueryError(f"unknown node field {name!r}; valid: {', '.join(NODE_FIELDS)}")
-            q = q.where(_value_clause(getattr(Node, name), value))
+            q = q.where(value_clause(getattr(Node, name), value))
         else:
             name = key.removeprefix("params.")
-            q = q.where(_value_clause(t.params[name], value))
+            q = q.where(value_clause(t.params[name], value))
     q = q.order_by(t.campaign_id, t.id, Metric.name)
     ceilings = measured_ceilings(session)
     out = []

@@ -1,0 +1,251 @@
+"""Compare stored results: two campaigns, two hardware classes or two time windows; and a
+series' history with its step changes.
+
+Trials are matched by trial key between campaigns (same benchmark, workload, parameters and,
+for per-node trials, node), and by workload and canonical parameters across hardware or
+time. Each side's raw per-iteration samples of a metric are pooled and compared with the
+two-sided Mann-Whitney U test. Iterations of one trial are not fully independent (drift,
+clock changes), so small p-values deserve a second campaign before a verdict is trusted.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from scipy.stats import mannwhitneyu
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from results_db.models import Metric, Node, RawSample
+from results_db.query import QueryError, latest_trials, value_clause
+
+MIN_SAMPLES = 3  # fewer than this per side (e.g. energy figures, n=1) is not tested
+
+
+@dataclass
+class Side:
+    """One side of a comparison: a campaign, a hardware class or model glob, a time window."""
+
+    label: str
+    campaign: str | None = None
+    hardware: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def parse_window(text: str) -> tuple[datetime | None, datetime | None]:
+    """'2026-11-01..2026-11-10' (either end may be empty) -> (since, until)."""
+    start, sep, end = text.partition("..")
+    if not sep:
+        raise QueryError(f"time window {text!r}: expected START..END (ISO dates, either empty)")
+    try:
+        return (
+            datetime.fromisoformat(start) if start else None,
+            datetime.fromisoformat(end) if end else None,
+        )
+    except ValueError as exc:
+        raise QueryError(f"time window {text!r}: {exc}") from None
+
+
+def _pooled(
+    session: Session, side: Side, by_trial_key: bool, workload: str | None, metrics: list[str]
+) -> dict[tuple, dict[str, Any]]:
+    """{(match key, metric): pooled samples and facts} for one side's latest ok trials."""
+    t = latest_trials().subquery()
+    q = (
+        select(
+            t.c.id,
+            t.c.trial_key,
+            t.c.workload,
+            t.c.params_hash,
+            t.c.params,
+            Metric.name,
+            Metric.unit,
+            Metric.higher_is_better,
+            RawSample.value,
+        )
+        .join(Metric, Metric.trial_id == t.c.id)
+        .join(RawSample, RawSample.metric_id == Metric.id)
+        .outerjoin(Node, Node.id == t.c.node_id)
+        .where(t.c.status == "ok")
+    )
+    if side.campaign:
+        q = q.where(t.c.campaign_id == side.campaign)
+    if side.hardware:
+        q = q.where(
+            or_(
+                Node.hardware_class == side.hardware,
+                value_clause(Node.gpu_model, side.hardware),
+                value_clause(Node.cpu_model, side.hardware),
+            )
+        )
+    if side.since:
+        q = q.where(t.c.started_at >= side.since)
+    if side.until:
+        q = q.where(t.c.started_at < side.until)
+    if workload:
+        q = q.where(value_clause(t.c.workload, workload))
+    if metrics:
+        q = q.where(Metric.name.in_(metrics))
+    else:
+        q = q.where(Metric.name.not_like("rank_time.%"))
+    out: dict[tuple, dict[str, Any]] = {}
+    for tid, key, wl, phash, params, name, unit, hib, value in session.execute(q):
+        match = (key,) if by_trial_key else (wl, phash)
+        entry = out.setdefault(
+            (match, name),
+            {
+                "workload": wl,
+                "params": params,
+                "unit": unit,
+                "higher_is_better": hib,
+                "values": [],
+                "trials": set(),
+            },
+        )
+        entry["values"].append(value)
+        entry["trials"].add(tid)
+    return out
+
+
+def compare(
+    session: Session,
+    base: Side,
+    cand: Side,
+    *,
+    workload: str | None = None,
+    metrics: list[str] | None = None,
+    threshold_pct: float = 5.0,
+    alpha: float = 0.05,
+) -> list[dict[str, Any]]:
+    """One record per matched (trial, metric): medians, change, p-value and verdict.
+
+    ``change_pct`` is signed so that positive is better whatever the metric's direction.
+    The verdict is better/worse only when the change is significant (p < alpha) and at
+    least ``threshold_pct``; ``regression`` marks the worse ones.
+    """
+    by_key = bool(base.campaign and cand.campaign)
+    left = _pooled(session, base, by_key, workload, metrics or [])
+    right = _pooled(session, cand, by_key, workload, metrics or [])
+    records = []
+    for k in sorted(set(left) & set(right), key=str):
+        b, c = left[k], right[k]
+        if len(b["values"]) < MIN_SAMPLES or len(c["values"]) < MIN_SAMPLES:
+            continue
+        mb, mc = statistics.median(b["values"]), statistics.median(c["values"])
+        ratio = mc / mb if mb else float("inf")
+        sign = 1.0 if b["higher_is_better"] else -1.0
+        change = sign * (ratio - 1.0) * 100.0
+        p = float(mannwhitneyu(b["values"], c["values"], alternative="two-sided").pvalue)
+        significant = p < alpha
+        verdict = "same"
+        if significant and abs(change) >= threshold_pct:
+            verdict = "better" if change > 0 else "worse"
+        records.append(
+            {
+                "workload": b["workload"],
+                "params": b["params"],
+                "metric": k[1],
+                "unit": b["unit"],
+                "higher_is_better": b["higher_is_better"],
+                "baseline": base.label,
+                "candidate": cand.label,
+                "baseline_median": mb,
+                "candidate_median": mc,
+                "ratio": ratio,
+                "change_pct": change,
+                "p_value": p,
+                "significant": significant,
+                "verdict": verdict,
+                "regression": verdict == "worse",
+                "baseline_n": len(b["values"]),
+                "candidate_n": len(c["values"]),
+                "baseline_trials": len(b["trials"]),
+                "candidate_trials": len(c["trials"]),
+            }
+        )
+    return records
+
+
+def history(
+    session: Session,
+    *,
+    workload: str,
+    metric: str,
+    where: list[tuple[str, Any]],
+    node: str | None = None,
+    hardware: str | None = None,
+    threshold_pct: float = 5.0,
+    alpha: float = 0.05,
+) -> list[dict[str, Any]]:
+    """Every ok trial of the series in time order, each step change against the previous
+    trial of the same (node or hardware class, parameters) marked like a compare verdict."""
+    t = latest_trials().subquery()
+    q = (
+        select(
+            t.c.id,
+            t.c.campaign_id,
+            t.c.started_at,
+            t.c.params,
+            t.c.params_hash,
+            Node.hostname,
+            Node.hardware_class,
+            Metric.id,
+            Metric.median,
+            Metric.unit,
+            Metric.higher_is_better,
+        )
+        .join(Metric, Metric.trial_id == t.c.id)
+        .join(Node, Node.id == t.c.node_id)
+        .where(t.c.status == "ok", Metric.name == metric, value_clause(t.c.workload, workload))
+        .order_by(t.c.started_at)
+    )
+    if node:
+        q = q.where(value_clause(Node.hostname, node))
+    if hardware:
+        q = q.where(
+            or_(
+                Node.hardware_class == hardware,
+                value_clause(Node.gpu_model, hardware),
+                value_clause(Node.cpu_model, hardware),
+            )
+        )
+    for key, value in where:
+        q = q.where(value_clause(t.c.params[key.removeprefix("params.")], value))
+    rows = session.execute(q).all()
+    samples = {mid: [] for *_, mid, _, _, _ in rows}
+    for mid, value in session.execute(
+        select(RawSample.metric_id, RawSample.value).where(RawSample.metric_id.in_(samples))
+    ):
+        samples[mid].append(value)
+    previous: dict[tuple, tuple[float, list[float]]] = {}
+    out = []
+    for tid, cid, started, params, phash, host, hw, mid, median, unit, hib in rows:
+        series = (host if node or not hardware else hw, phash)
+        rec = {
+            "trial": tid,
+            "campaign": cid,
+            "started_at": started.isoformat() if started else None,
+            "node": host,
+            "hardware_class": hw,
+            "params": params,
+            "metric": metric,
+            "unit": unit,
+            "median": median,
+            "step": None,
+            "change_pct": None,
+            "p_value": None,
+        }
+        if series in previous:
+            before_median, before = previous[series]
+            change = (1 if hib else -1) * (median / before_median - 1) * 100 if before_median else 0
+            p = float(mannwhitneyu(before, samples[mid], alternative="two-sided").pvalue)
+            rec.update(change_pct=change, p_value=p)
+            if p < alpha and abs(change) >= threshold_pct:
+                rec["step"] = "better" if change > 0 else "worse"
+        previous[series] = (median, samples[mid])
+        out.append(rec)
+    return out

@@ -1,0 +1,94 @@
+"""The results store as pandas DataFrames, for notebooks and exports.
+
+from results_db import frames
+df = frames.metrics("sqlite:///results.sqlite", campaign="smoke-...")
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from results_db.models import Metric, Node, RawSample, TelemetrySample, Trial
+from results_db.query import Filters, latest_trials, query_records
+from results_db.store import ResultStore
+
+
+def _flatten(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Records with ``params`` spread into ``params.<name>`` columns and other nested values
+    (labels, ranks) as JSON text, so every column is flat for CSV and Parquet."""
+    frame = pd.DataFrame(records)
+    if frame.empty:
+        return frame
+    if "params" in frame:
+        params = pd.json_normalize(frame["params"].tolist()).add_prefix("params.")
+        frame = pd.concat([frame.drop(columns=["params"]), params], axis=1)
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, (dict, list))).any():
+            frame[column] = frame[column].map(lambda v: json.dumps(v) if v is not None else None)
+    return frame
+
+
+def metrics(url: str, **filters: Any) -> pd.DataFrame:
+    """One row per (trial, metric): the same records as `harness results query`."""
+    store = ResultStore(url, upgrade=False)
+    with store.session() as s:
+        return _flatten(query_records(s, Filters(**filters)))
+
+
+def samples(url: str, campaign: str | None = None, workload: str | None = None) -> pd.DataFrame:
+    """Every raw per-iteration value: trial, workload, params, node, metric, unit, idx, value."""
+    store = ResultStore(url, upgrade=False)
+    t = latest_trials().subquery()
+    q = (
+        select(
+            t.c.campaign_id.label("campaign"),
+            t.c.id.label("trial"),
+            t.c.workload,
+            t.c.params,
+            Node.hostname.label("node"),
+            t.c.ray_node_id.label("node_id"),
+            Metric.name.label("metric"),
+            Metric.unit,
+            RawSample.idx,
+            RawSample.value,
+        )
+        .join(Metric, Metric.trial_id == t.c.id)
+        .join(RawSample, RawSample.metric_id == Metric.id)
+        .outerjoin(Node, Node.id == t.c.node_id)
+        .order_by(t.c.id, Metric.name, RawSample.idx)
+    )
+    if campaign:
+        q = q.where(t.c.campaign_id == campaign)
+    if workload:
+        q = q.where(t.c.workload == workload)
+    with store.session() as s:
+        return _flatten([dict(r._mapping) for r in s.execute(q)])
+
+
+def telemetry(url: str, campaign: str | None = None) -> pd.DataFrame:
+    """Every telemetry sample: trial, node, source, device, metric, unit, t, value."""
+    store = ResultStore(url, upgrade=False)
+    q = (
+        select(
+            Trial.campaign_id.label("campaign"),
+            TelemetrySample.trial_id.label("trial"),
+            Node.hostname.label("node"),
+            TelemetrySample.source,
+            TelemetrySample.device,
+            TelemetrySample.metric,
+            TelemetrySample.unit,
+            TelemetrySample.t,
+            TelemetrySample.value,
+        )
+        .join(Trial, Trial.id == TelemetrySample.trial_id)
+        .outerjoin(Node, Node.id == Trial.node_id)
+        .order_by(TelemetrySample.trial_id, TelemetrySample.t)
+    )
+    if campaign:
+        q = q.where(Trial.campaign_id == campaign)
+    with store.session() as s:
+        return pd.DataFrame([dict(r._mapping) for r in s.execute(q)])
