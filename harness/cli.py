@@ -841,6 +841,34 @@ def results_export(
     out.print(f"{len(frame)} {what.value} row(s) -> {output}", markup=False)
 
 
+@app.command()
+def report(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path(
+        "report.html"
+    ),
+    compare: Annotated[str | None, typer.Option("--compare", help="another campaign id")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write one self-contained HTML report (works offline) of a campaign."""
+    from harness.report import render
+    from results_db.report_data import campaign_data
+
+    with handled():
+        store = ResultStore(db_url(db), upgrade=False)
+        with store.session() as s:
+            data = campaign_data(s, campaign)
+            other = campaign_data(s, compare) if compare else None
+        for cid, found in ((campaign, data), (compare, other)):
+            if cid and found is None:
+                raise CampaignError(f"no campaign {cid!r} in {store.describe()}")
+        try:
+            output.write_text(render(data, other))
+        except OSError as exc:
+            raise QueryError(f"cannot write {output}: {exc.strerror or exc}") from None
+    out.print(f"report of {campaign} -> {output}", markup=False)
+
+
 # db ----------------------------------------------------------------------------------------
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:

@@ -100,6 +100,8 @@ class AttentionWorkload(Workload):
         return {
             "flops_per_iteration": self.work().flops,
             "flop_convention": "4*b*h*sq*sk*d; causal counts half",
+            "compulsory_bytes": (2 * self.q.numel() + self.k.numel() + self.v.numel())
+            * self.q.element_size(),
             "gqa_group": self.params.heads // self.kv_heads,
             "threads": self.threads,
         }

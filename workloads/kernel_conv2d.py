@@ -93,9 +93,13 @@ class Conv2dWorkload(Workload):
         )
 
     def context(self) -> dict[str, Any]:
+        out_elems = self.params.batch * self.params.out_channels * self.out_h * self.out_w
         return {
             "flops_per_iteration": self.work().flops,
             "output_hw": [self.out_h, self.out_w],
+            # input and weights read, output written once: the roofline's intensity
+            "compulsory_bytes": (self.x.numel() + self.w.numel() + out_elems)
+            * self.x.element_size(),
             "threads": self.threads,
         }
 

@@ -98,8 +98,11 @@ class GemmWorkload(Workload):
         return Work(flops=2.0 * p.m * p.n * p.k)
 
     def context(self) -> dict[str, Any]:
+        p = self.params
         return {
             "flops_per_iteration": self.work().flops,
+            # A, B read and C written once: the least traffic, for the roofline's intensity.
+            "compulsory_bytes": (p.m * p.k + p.k * p.n + p.m * p.n) * self.a.element_size(),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "threads": self.threads,
         }

@@ -1,0 +1,299 @@
+"""One self-contained HTML report of a campaign (optionally against another): inline CSS and
+SVG only, no scripts, nothing fetched; every stored string is escaped."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from html import escape
+from typing import Any
+
+from harness import svg
+from results_db.peaks import datasheet_peak, peak_key
+
+SIZE_PARAMS = ("size_mib", "size_bytes", "seq_len", "kv_len", "m", "rows")
+CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}
+table{border-collapse:collapse;margin:8px 0 24px;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.failed,.timeout{color:#b00}.ok{color:#070}
+.chart{margin:8px 16px 24px 0;border:1px solid #eee}h2{margin-top:32px}"""
+
+
+def _params(p: dict[str, Any], varying: set[str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in p.items() if k in varying or k == "op" or k == "dtype")
+
+
+def _primary(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per trial, the record of its primary figure (bandwidth/throughput/busbw/latency...)."""
+    order = ("busbw", "bandwidth", "throughput", "latency", "time")
+    best: dict[int, dict[str, Any]] = {}
+    for r in records:
+        cur = best.get(r["trial"])
+        rank = order.index(r["metric"]) if r["metric"] in order else len(order)
+        if cur is None or rank < (order.index(cur["metric"]) if cur["metric"] in order else 99):
+            best[r["trial"]] = r
+    return best
+
+
+def _varying(records: list[dict[str, Any]]) -> dict[str, set[str]]:
+    seen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for r in records:
+        for k, v in r["params"].items():
+            seen[r["benchmark"]][k].add(repr(v))
+    return {b: {k for k, vs in kv.items() if len(vs) > 1} for b, kv in seen.items()}
+
+
+def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        f'<tr class="{escape(classes[i]) if classes else ""}">'
+        + "".join(f"<td>{escape(str(c))}</td>" for c in row)
+        + "</tr>"
+        for i, row in enumerate(rows)
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _num(v: Any) -> str:
+    return "" if v is None else f"{v:.4g}"
+
+
+def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
+    """The report page for ``data`` (from results_db.report_data), compared with ``other``."""
+    c = data["campaign"]
+    records = data["records"]
+    primary = _primary(records)
+    varying = _varying(records)
+    hosts = {n["ray_node_id"]: n["hostname"] for n in data["nodes"]}
+    short = {nid: f"{h} ({nid[:6]})" for nid, h in hosts.items()}
+    parts = [
+        f"<h1>{escape(c['name'])} <small>{escape(c['id'])}</small></h1>",
+        f"<p>{escape(c['description'])}</p>",
+        _table(
+            ["status", "created", "harness", "playbook sha256", "cluster", "user"],
+            [
+                [
+                    c["status"],
+                    c["created_at"],
+                    c["harness_version"],
+                    c["playbook_hash"][:16],
+                    c["cluster"],
+                    c["user"],
+                ]
+            ],
+        ),
+    ]
+
+    parts.append("<h2>Nodes</h2>")
+    parts.append(
+        _table(
+            [
+                "node",
+                "hostname",
+                "cpu",
+                "threads",
+                "memory GiB",
+                "gpus",
+                "torch",
+                "cuda",
+                "driver",
+                "labels",
+            ],
+            [
+                [
+                    n["ray_node_id"][:8],
+                    n["hostname"],
+                    n["cpu_model"],
+                    n["cpu_threads"],
+                    f"{(n['memory_bytes'] or 0) / 2**30:.1f}",
+                    f"{n['gpu_count']} {n['gpu_model']}",
+                    n["torch"],
+                    n["cuda"],
+                    n["driver"],
+                    " ".join(f"{k}={v}" for k, v in (n["labels"] or {}).items()),
+                ]
+                for n in data["nodes"]
+            ],
+        )
+    )
+
+    parts.append("<h2>Trials</h2>")
+    rows, classes = [], []
+    for tid, r in sorted(primary.items()):
+        ctx = data["contexts"].get(tid) or {}
+        peak = " ".join(
+            f"{r[k]:.0f}% {label}"
+            for k, label in (("pct_of_ceiling", "ceil"), ("pct_of_datasheet", "spec"))
+            if r.get(k)
+        )
+        detail = (
+            f"{r['failure_phase']}: {r['failure_reason']}"
+            if r["status"] != "ok"
+            else f"n={r['n']} {r['stop_reason']}" + (" THROTTLED" if ctx.get("throttled") else "")
+        )
+        rows.append(
+            [
+                tid,
+                r["benchmark"],
+                _params(r["params"], varying[r["benchmark"]]),
+                short.get(r["node_id"], r["node"]),
+                r["status"],
+                r["metric"] or "",
+                f"{_num(r['median'])} {r['unit'] or ''}",
+                f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if r["median"] else "",
+                peak,
+                detail,
+            ]
+        )
+        classes.append(r["status"])
+    parts.append(
+        _table(
+            [
+                "trial",
+                "benchmark",
+                "params",
+                "node",
+                "status",
+                "metric",
+                "median",
+                "95% CI",
+                "of peak",
+                "detail",
+            ],
+            rows,
+            classes,
+        )
+    )
+
+    ok = [r for r in primary.values() if r["status"] == "ok" and r["median"] is not None]
+    parts.append("<h2>Across nodes" + (" and campaigns" if other else "") + "</h2>")
+    parts += _cross_bars(ok, varying, short, other)
+    parts.append("<h2>Size sweeps</h2>")
+    parts += _sweeps(ok, varying, short)
+    parts.append("<h2>Roofline</h2>")
+    parts += _rooflines(ok, data)
+    parts.append("<h2>Telemetry</h2>")
+    parts += _telemetry(data["telemetry"])
+    title = escape(f"harness report: {c['name']} {c['id']}")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}'
+        f"</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
+
+
+def _cross_bars(
+    ok: list[dict[str, Any]],
+    varying: dict[str, set[str]],
+    short: dict[str, str],
+    other: dict[str, Any] | None,
+) -> list[str]:
+    """Bars per (benchmark, params): one bar per node, or per campaign with --compare."""
+    charts: dict[tuple[str, str, str], dict[str, dict[str, float]]] = defaultdict(dict)
+    for r in ok:
+        group = _params(r["params"], varying[r["benchmark"]]) or r["benchmark"]
+        series = r["campaign"] if other else short.get(r["node_id"], r["node"])
+        charts[(r["workload"], r["metric"], r["unit"])].setdefault(group, {})[series] = r["median"]
+    if other:
+        for r in _primary(other["records"]).values():
+            if r["status"] == "ok" and r["median"] is not None:
+                key = (r["workload"], r["metric"], r["unit"])
+                group = _params(r["params"], varying.get(r["benchmark"], set())) or r["benchmark"]
+                if key in charts and group in charts[key]:
+                    charts[key][group][r["campaign"]] = r["median"]
+    out = [
+        svg.bars(f"{wl} {metric}", dict(list(groups.items())[:12]), unit)
+        for (wl, metric, unit), groups in charts.items()
+        if other or any(len(g) > 1 for g in groups.values())
+    ]
+    return out or ["<p>Every benchmark ran on one node: nothing to set side by side.</p>"]
+
+
+def _tied(records: list[dict[str, Any]], size: str) -> set[str]:
+    """Params that move in lockstep with ``size`` (zipped shapes): not separate series."""
+    values: dict[str, dict[Any, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for r in records:
+        for k, v in r["params"].items():
+            values[k][repr(r["params"].get(size))].add(repr(v))
+    return {k for k, by_size in values.items() if all(len(vs) == 1 for vs in by_size.values())}
+
+
+def _sweeps(
+    ok: list[dict[str, Any]], varying: dict[str, set[str]], short: dict[str, str]
+) -> list[str]:
+    charts: dict[tuple[str, str, str, str], dict[str, list]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for r in ok:
+        size = next((k for k in SIZE_PARAMS if k in varying[r["benchmark"]]), None)
+        if size is None or not isinstance(r["params"].get(size), (int, float)):
+            continue
+        same = [x for x in ok if x["benchmark"] == r["benchmark"]]
+        loose = varying[r["benchmark"]] - {size} - _tied(same, size)
+        others = " ".join(f"{k}={v}" for k, v in r["params"].items() if k in loose)
+        label = f"{short.get(r['node_id'], r['node'])} {others}".strip()
+        charts[(r["benchmark"], size, r["metric"], r["unit"])][label].append(
+            (float(r["params"][size]), r["median"])
+        )
+    out = [
+        svg.lines(f"{bench}: {metric} against {size}", dict(series), size, unit)
+        for (bench, size, metric, unit), series in charts.items()
+    ]
+    return out or ["<p>No benchmark swept a size.</p>"]
+
+
+def _rooflines(ok: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
+    groups: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    models = {}
+    for r in ok:
+        ctx = data["contexts"].get(r["trial"]) or {}
+        key = peak_key(r["workload"], r["metric"], r["params"])
+        if not key or not ctx.get("compulsory_bytes") or not ctx.get("flops_per_iteration"):
+            continue
+        intensity = ctx["flops_per_iteration"] / ctx["compulsory_bytes"]
+        groups[(r["hardware_class"], key, r["gpu_model"] or r["cpu_model"] or "")][
+            r["workload"]
+        ].append((intensity, r["median"]))
+        models[r["hardware_class"]] = r["gpu_model"]
+    out = []
+    for (hw, key, model), points in groups.items():
+        device = key.split(":")[1]
+        peak = data["ceilings"].get(f"{hw}|{key}")
+        bw = data["ceilings"].get(f"{hw}|bandwidth:{device}")
+        source = "measured"
+        if peak is None or bw is None:
+            p, b = (
+                datasheet_peak(models.get(hw), key),
+                datasheet_peak(models.get(hw), f"bandwidth:{device}"),
+            )
+            peak, bw, source = (p[0], b[0], p[1]) if p and b else (None, None, "")
+        if peak and bw:
+            out.append(svg.roofline(f"{model} {key}", dict(points), peak, bw, source))
+        else:
+            out.append(
+                f"<p>{escape(model)} {escape(key)}: no measured ceiling or datasheet peak "
+                "(run playbooks/calibrate.yaml).</p>"
+            )
+    return out or ["<p>No matmul-bound trial to place.</p>"]
+
+
+def _telemetry(samples: list[dict[str, Any]]) -> list[str]:
+    if not samples:
+        return ["<p>No telemetry was recorded.</p>"]
+    t0 = min(s["t"] for s in samples)
+    charts: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for s in samples:
+        if s["metric"] == "cpu_util" and s["device"] != "cpu":
+            continue  # per-core utilisation stays in the data, not the page
+        charts[(s["node"], s["metric"], s["unit"])][f"{s['source']}:{s['device']}"].append(
+            (s["t"] - t0, s["value"])
+        )
+    return [
+        svg.lines(
+            f"{node} {metric}",
+            dict(series),
+            "seconds into the campaign",
+            unit,
+            log_x=False,
+            joined=False,
+        )
+        for (node, metric, unit), series in sorted(charts.items())
+    ]
