@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +34,7 @@ from results_db import (
     QueryError,
     ResultStore,
     StoreError,
+    group_records,
     list_campaigns,
     list_ceilings,
     query_records,
@@ -566,6 +568,17 @@ def results_ceilings(
     )
 
 
+def _when(value: str | None, option: str) -> datetime | None:
+    """An ISO date or date-time option; naive values are taken as UTC."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise QueryError(f"{option} {value!r}: expected an ISO date or date-time") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
 def _parse_where(items: list[str]) -> list[tuple[str, Any]]:
     from harness.playbook import parse_scalar
 
@@ -593,6 +606,15 @@ def results_query(
     all_attempts: Annotated[
         bool, typer.Option("--all-attempts", help="include superseded attempts")
     ] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="ISO date/time: started at or after")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="ISO date/time: started before")
+    ] = None,
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", help="hardware_class, gpu_model, cpu_model or node")
+    ] = None,
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Metric records filtered by campaign, workload, params and node fields."""
@@ -604,8 +626,48 @@ def results_query(
             status=None if status == "all" else status,
             where=_parse_where(where or []),
             all_attempts=all_attempts,
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
         )
     records = _read(db, lambda s: query_records(s, filters))
+    if group_by:
+        with handled():
+            grouped = group_records(records, group_by)
+        rows = [
+            (
+                g[group_by],
+                g["workload"],
+                _shown_params(g["workload"], g["params"]),
+                g["metric"],
+                g["unit"],
+                g["trials"],
+                g["median"],
+                g["min"],
+                g["max"],
+            )
+            for g in grouped
+        ]
+        emit(
+            out,
+            format.value,
+            grouped,
+            table(
+                f"{len(grouped)} group(s) by {group_by}",
+                [
+                    group_by,
+                    "workload",
+                    "params",
+                    "metric",
+                    "unit",
+                    "trials",
+                    "median of medians",
+                    "min",
+                    "max",
+                ],
+                rows,
+            ),
+        )
+        return
     rows = [
         (
             r["campaign"],

@@ -1,6 +1,13 @@
 """The SQL results store: models, migrations, write and query API. No Ray, no torch."""
 
-from results_db.query import Filters, QueryError, list_campaigns, list_ceilings, query_records
+from results_db.query import (
+    Filters,
+    QueryError,
+    group_records,
+    list_campaigns,
+    list_ceilings,
+    query_records,
+)
 from results_db.records import (
     CampaignRecord,
     EnergyRecord,
@@ -26,6 +33,7 @@ __all__ = [
     "TelemetryRecord",
     "TelemetrySummaryRecord",
     "TrialRecord",
+    "group_records",
     "list_campaigns",
     "list_ceilings",
     "query_records",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, func, select
@@ -45,6 +47,8 @@ class Filters:
     status: str | None = "ok"
     where: list[tuple[str, Any]] = field(default_factory=list)
     all_attempts: bool = False
+    since: datetime | None = None  # trials started at or after
+    until: datetime | None = None  # trials started before
 
 
 def list_campaigns(session: Session) -> list[dict[str, Any]]:
@@ -189,6 +193,10 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
         q = q.where(t.status == f.status)
     if f.metrics:
         q = q.where(Metric.name.in_(f.metrics))
+    if f.since:
+        q = q.where(t.started_at >= f.since)
+    if f.until:
+        q = q.where(t.started_at < f.until)
     for key, value in f.where:
         if key.startswith("node."):
             name = key.removeprefix("node.")
@@ -234,4 +242,40 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
             rec[k] = getattr(metric, k) if metric else None
         add_peaks(rec, ceilings)
         out.append(rec)
+    return out
+
+
+GROUP_FIELDS = ("hardware_class", "gpu_model", "cpu_model", "node")
+
+
+def group_records(records: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """Aggregate ok records per (``by`` value, workload, params, metric): how many trials,
+    and the median, mean, min and max of their medians."""
+    if by not in GROUP_FIELDS:
+        raise QueryError(f"cannot group by {by!r}; valid: {', '.join(GROUP_FIELDS)}")
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["metric"] is None or r["median"] is None:
+            continue
+        key = (r[by] or "", r["workload"], repr(sorted(r["params"].items())), r["metric"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (value, workload, _, metric), rs in sorted(groups.items(), key=lambda kv: kv[0]):
+        medians = [r["median"] for r in rs]
+        out.append(
+            {
+                by: value,
+                "workload": workload,
+                "params": rs[0]["params"],
+                "metric": metric,
+                "unit": rs[0]["unit"],
+                "higher_is_better": rs[0]["higher_is_better"],
+                "trials": len(rs),
+                "nodes": len({r["node_id"] for r in rs}),
+                "median": statistics.median(medians),
+                "mean": statistics.fmean(medians),
+                "min": min(medians),
+                "max": max(medians),
+            }
+        )
     return out

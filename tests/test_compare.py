@@ -217,3 +217,39 @@ def test_python_api_returns_dataframes(tmp_path: Path) -> None:
     assert set(df["workload"]) == {"memory.stream", "kernel.gemm", "kernel.norm"}
     s = frames.samples(url, campaign="c1", workload="memory.stream")
     assert s["value"].tolist() == pytest.approx(samples[("c1", "kb")])
+
+
+def test_query_time_range_and_group_by_hardware(tmp_path: Path) -> None:
+    url, _ = fill(tmp_path / "r.sqlite")
+    result = invoke(
+        "results",
+        "query",
+        "--db",
+        url,
+        "--since",
+        "2026-11-02",
+        "--until",
+        "2026-11-03",
+        "--format",
+        "json",
+    )
+    assert {r["campaign"] for r in json.loads(result.stdout)} == {"c2"}
+    result = invoke(
+        "results",
+        "query",
+        "--db",
+        url,
+        "--group-by",
+        "gpu_model",
+        "--workload",
+        "memory.stream",
+        "--format",
+        "json",
+    )
+    groups = {g["gpu_model"]: g for g in json.loads(result.stdout)}
+    a100 = groups["NVIDIA A100-SXM4-80GB"]
+    assert a100["trials"] == 2 and a100["min"] == pytest.approx(100, rel=0.03)
+    assert a100["max"] == pytest.approx(120, rel=0.03)
+    assert groups["NVIDIA H100 80GB HBM3"]["trials"] == 1
+    result = invoke("results", "query", "--db", url, "--group-by", "rack")
+    assert result.exit_code == 2 and "cannot group by 'rack'" in result.stderr
