@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session
 
 from harness.campaign import CampaignError, plan, run_campaign
 from harness.cluster import ClusterError, ClusterSession
-from harness.energy import EFFICIENCY
-from harness.output import emit, fmt_params, table
+from harness.output import emit, table
 from harness.placement import PlacedTrial, PlacementError
 from harness.playbook import PlaybookError, load_playbook
 from harness.runner import TrialOutcome
+from harness.summary import shown_params, trial_summaries, varying_params
 from results_db import (
     Filters,
     QueryError,
@@ -63,9 +63,6 @@ err = Console(
     stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200
 )
 _state = {"debug": False}
-
-
-EFFICIENCY_METRICS = {name for name, _, _ in EFFICIENCY.values()}
 
 
 class Format(str, Enum):
@@ -162,7 +159,7 @@ class _Live:
         if outcome.status != "ok":
             self.progress.console.print(
                 f"[red]{outcome.status}[/red] {trial.spec.benchmark} "
-                f"{_shown_params(trial.spec.workload, trial.spec.params)} "
+                f"{shown_params(trial.spec.workload, trial.spec.params)} "
                 f"on {trial.node.hostname}: "
                 f"{outcome.failure_phase}: {outcome.failure_reason}",
                 markup=True,
@@ -250,13 +247,13 @@ def _where(p: PlacedTrial) -> str:
 
 
 def _print_plan(placed: list[PlacedTrial]) -> None:
-    varying = _varying([(p.spec.benchmark, p.spec.params) for p in placed])
+    varying = varying_params([(p.spec.benchmark, p.spec.params) for p in placed])
     rows = [
         (
             i + 1,
             p.spec.benchmark,
             p.spec.workload,
-            _shown_params(p.spec.workload, p.spec.params, varying[p.spec.benchmark]),
+            shown_params(p.spec.workload, p.spec.params, varying[p.spec.benchmark]),
             _where(p),
             p.key,
         )
@@ -422,110 +419,30 @@ def results_show(
         _print_trials(store, campaign, format.value)
 
 
-def _shown_params(workload: str, params: dict[str, Any], varying: set[str] = frozenset()) -> str:
-    """The params that differ from the workload's defaults or vary among the rows shown."""
-    from workloads import UnknownWorkload, get_workload
-
-    try:
-        fields = get_workload(workload).Params.model_fields
-    except UnknownWorkload:
-        return fmt_params(params)
-    return fmt_params(
-        {
-            k: v
-            for k, v in params.items()
-            if k in varying or k not in fields or fields[k].is_required() or fields[k].default != v
-        }
-    )
-
-
-def _varying(rows: list[tuple[str, dict[str, Any]]]) -> dict[str, set[str]]:
-    """For each benchmark, the param names whose value differs between its rows."""
-    values: dict[str, dict[str, set[str]]] = {}
-    for benchmark, params in rows:
-        for k, v in params.items():
-            values.setdefault(benchmark, {}).setdefault(k, set()).add(repr(v))
-    return {b: {k for k, vs in kv.items() if len(vs) > 1} for b, kv in values.items()}
-
-
-def _primary_metric(workload: str, available: list[str]) -> str | None:
-    from workloads import UnknownWorkload, get_workload
-
-    try:
-        wanted = get_workload(workload).primary_metric
-    except UnknownWorkload:
-        wanted = None
-    if wanted in available:
-        return wanted
-    return available[0] if available else None
-
-
 def _print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
     with store.session() as s:
         records = query_records(s, Filters(campaign=campaign, status=None))
-        throttled = {
-            t.id: bool(t.context.get("throttled"))
-            for t in s.scalars(select(Trial).where(Trial.campaign_id == campaign))
+        contexts = {
+            t.id: t.context for t in s.scalars(select(Trial).where(Trial.campaign_id == campaign))
         }
-    by_trial: dict[int, list[dict[str, Any]]] = {}
-    for r in records:
-        by_trial.setdefault(r["trial"], []).append(r)
-    rows, picked = [], []
-    varying = _varying([(recs[0]["benchmark"], recs[0]["params"]) for recs in by_trial.values()])
-    for recs in by_trial.values():
-        first = recs[0]
-        metric = _primary_metric(first["workload"], [r["metric"] for r in recs if r["metric"]])
-        r = next((x for x in recs if x["metric"] == metric), first)
-        picked.append(r)
-        efficiency = next((x for x in recs if x["metric"] in EFFICIENCY_METRICS), None)
-        energy = f"{efficiency['median']:.4g} {efficiency['unit']}" if efficiency else ""
-        if r["status"] == "ok":
-            value = f"{r['median']:.4g} {r['unit']}"
-            spread = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
-            detail = f"n={r['n']} cv={100 * (r['cv'] or 0):.1f}% {r['stop_reason']}"
-            if throttled.get(r["trial"]):
-                detail += " THROTTLED"
-        else:
-            value, spread, detail = "", "", f"{r['failure_phase']}: {r['failure_reason']}"
-        shown = _shown_params(r["workload"], r["params"], varying[r["benchmark"]])
-        peak = " ".join(
-            f"{r[k]:.0f}% {label}"
-            for k, label in (("pct_of_ceiling", "ceil"), ("pct_of_datasheet", "spec"))
-            if r.get(k) is not None
-        )
-        rows.append(
-            (
-                r["trial"],
-                r["benchmark"],
-                shown,
-                r["node"],
-                r["status"],
-                r["metric"] or "",
-                value,
-                spread,
-                peak,
-                energy,
-                detail,
-            )
-        )
-    tbl = table(
-        f"campaign {campaign}",
-        [
-            "trial",
-            "benchmark",
-            "params",
-            "node",
-            "status",
-            "metric",
-            "median",
-            "95% CI",
-            "of peak",
-            "efficiency",
-            "detail",
-        ],
-        rows,
-    )
-    emit(out, fmt, picked if fmt != "table" else records, tbl)
+    summaries = trial_summaries(records, contexts)
+    columns = [
+        "trial",
+        "benchmark",
+        "params",
+        "node",
+        "status",
+        "metric",
+        "median",
+        "ci",
+        "peak",
+        "efficiency",
+        "detail",
+    ]
+    rows = [[t["record"]["node"] if c == "node" else t[c] for c in columns] for t in summaries]
+    headers = [{"ci": "95% CI", "peak": "of peak"}.get(c, c) for c in columns]
+    tbl = table(f"campaign {campaign}", headers, rows)
+    emit(out, fmt, [t["record"] for t in summaries] if fmt != "table" else records, tbl)
 
 
 @results_app.command("ceilings")
@@ -637,7 +554,7 @@ def results_query(
             (
                 g[group_by],
                 g["workload"],
-                _shown_params(g["workload"], g["params"]),
+                shown_params(g["workload"], g["params"]),
                 g["metric"],
                 g["unit"],
                 g["trials"],
@@ -673,7 +590,7 @@ def results_query(
             r["campaign"],
             r["trial"],
             r["workload"],
-            _shown_params(r["workload"], r["params"]),
+            shown_params(r["workload"], r["params"]),
             r["node"],
             r["status"],
             r["metric"],
@@ -770,7 +687,7 @@ def results_compare(
     rows = [
         (
             r["workload"],
-            _shown_params(r["workload"], r["params"]),
+            shown_params(r["workload"], r["params"]),
             r["metric"],
             f"{r['baseline_median']:.4g}",
             f"{r['candidate_median']:.4g}",
@@ -840,7 +757,7 @@ def results_history(
             r["started_at"],
             r["campaign"],
             r["node"],
-            _shown_params(workload, r["params"]),
+            shown_params(workload, r["params"]),
             f"{r['median']:.4g} {r['unit']}",
             "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%",
             r["step"] or "",

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from harness import svg
+from harness.summary import shown_params, trial_summaries, varying_params
 from results_db.peaks import datasheet_peak, peak_key
 
 SIZE_PARAMS = ("size_mib", "size_bytes", "seq_len", "kv_len", "m", "rows")
@@ -18,28 +19,12 @@ th{background:#f3f3f3}.failed,.timeout{color:#b00}.ok{color:#070}
 .chart{margin:8px 16px 24px 0;border:1px solid #eee}h2{margin-top:32px}"""
 
 
-def _params(p: dict[str, Any], varying: set[str]) -> str:
-    return " ".join(f"{k}={v}" for k, v in p.items() if k in varying or k == "op" or k == "dtype")
-
-
-def _primary(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Per trial, the record of its primary figure (bandwidth/throughput/busbw/latency...)."""
-    order = ("busbw", "bandwidth", "throughput", "latency", "time")
-    best: dict[int, dict[str, Any]] = {}
-    for r in records:
-        cur = best.get(r["trial"])
-        rank = order.index(r["metric"]) if r["metric"] in order else len(order)
-        if cur is None or rank < (order.index(cur["metric"]) if cur["metric"] in order else 99):
-            best[r["trial"]] = r
-    return best
-
-
-def _varying(records: list[dict[str, Any]]) -> dict[str, set[str]]:
-    seen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for r in records:
-        for k, v in r["params"].items():
-            seen[r["benchmark"]][k].add(repr(v))
-    return {b: {k for k, vs in kv.items() if len(vs) > 1} for b, kv in seen.items()}
+def _label(r: dict[str, Any], varying: dict[str, set[str]]) -> str:
+    """A trial's group label in charts: the params that tell it apart, else the benchmark."""
+    return (
+        shown_params(r["workload"], r["params"], varying.get(r["benchmark"], set()))
+        or r["benchmark"]
+    )
 
 
 def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
@@ -53,16 +38,12 @@ def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None =
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _num(v: Any) -> str:
-    return "" if v is None else f"{v:.4g}"
-
-
 def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     """The report page for ``data`` (from results_db.report_data), compared with ``other``."""
     c = data["campaign"]
     records = data["records"]
-    primary = _primary(records)
-    varying = _varying(records)
+    summaries = trial_summaries(records, data["contexts"])
+    varying = varying_params([(r["benchmark"], r["params"]) for r in records])
     hosts = {n["ray_node_id"]: n["hostname"] for n in data["nodes"]}
     short = {nid: f"{h} ({nid[:6]})" for nid, h in hosts.items()}
     parts = [
@@ -117,54 +98,32 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     )
 
     parts.append("<h2>Trials</h2>")
-    rows, classes = [], []
-    for tid, r in sorted(primary.items()):
-        ctx = data["contexts"].get(tid) or {}
-        peak = " ".join(
-            f"{r[k]:.0f}% {label}"
-            for k, label in (("pct_of_ceiling", "ceil"), ("pct_of_datasheet", "spec"))
-            if r.get(k)
-        )
-        detail = (
-            f"{r['failure_phase']}: {r['failure_reason']}"
-            if r["status"] != "ok"
-            else f"n={r['n']} {r['stop_reason']}" + (" THROTTLED" if ctx.get("throttled") else "")
-        )
-        rows.append(
-            [
-                tid,
-                r["benchmark"],
-                _params(r["params"], varying[r["benchmark"]]),
-                short.get(r["node_id"], r["node"]),
-                r["status"],
-                r["metric"] or "",
-                f"{_num(r['median'])} {r['unit'] or ''}",
-                f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if r["median"] else "",
-                peak,
-                detail,
-            ]
-        )
-        classes.append(r["status"])
-    parts.append(
-        _table(
-            [
-                "trial",
-                "benchmark",
-                "params",
-                "node",
-                "status",
-                "metric",
-                "median",
-                "95% CI",
-                "of peak",
-                "detail",
-            ],
-            rows,
-            classes,
-        )
-    )
+    columns = [
+        "trial",
+        "benchmark",
+        "params",
+        "node",
+        "status",
+        "metric",
+        "median",
+        "ci",
+        "peak",
+        "efficiency",
+        "detail",
+    ]
+    rows = [
+        [
+            short.get(t["record"]["node_id"], t["record"]["node"]) if c == "node" else t[c]
+            for c in columns
+        ]
+        for t in summaries
+    ]
+    headers = [{"ci": "95% CI", "peak": "of peak"}.get(c, c) for c in columns]
+    parts.append(_table(headers, rows, [t["status"] for t in summaries]))
 
-    ok = [r for r in primary.values() if r["status"] == "ok" and r["median"] is not None]
+    ok = [
+        t["record"] for t in summaries if t["status"] == "ok" and t["record"]["median"] is not None
+    ]
     parts.append("<h2>Across nodes" + (" and campaigns" if other else "") + "</h2>")
     parts += _cross_bars(ok, varying, short, other)
     parts.append("<h2>Size sweeps</h2>")
@@ -189,14 +148,15 @@ def _cross_bars(
     """Bars per (benchmark, params): one bar per node, or per campaign with --compare."""
     charts: dict[tuple[str, str, str], dict[str, dict[str, float]]] = defaultdict(dict)
     for r in ok:
-        group = _params(r["params"], varying[r["benchmark"]]) or r["benchmark"]
+        group = _label(r, varying)
         series = r["campaign"] if other else short.get(r["node_id"], r["node"])
         charts[(r["workload"], r["metric"], r["unit"])].setdefault(group, {})[series] = r["median"]
     if other:
-        for r in _primary(other["records"]).values():
+        for t in trial_summaries(other["records"], other["contexts"]):
+            r = t["record"]
             if r["status"] == "ok" and r["median"] is not None:
                 key = (r["workload"], r["metric"], r["unit"])
-                group = _params(r["params"], varying.get(r["benchmark"], set())) or r["benchmark"]
+                group = _label(r, varying)
                 if key in charts and group in charts[key]:
                     charts[key][group][r["campaign"]] = r["median"]
     out = [
