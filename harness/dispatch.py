@@ -151,9 +151,10 @@ def _rank_outcome(ref: ray.ObjectRef, flight: _InFlight, rank: int) -> TrialOutc
 
 
 def combine(trial: PlacedTrial, outcomes: dict[int, TrialOutcome]) -> TrialOutcome:
-    """One outcome for the trial: rank 0's when every rank passed, else the first failure."""
-    if len(outcomes) == 1:
-        return outcomes[0]
+    """One outcome for the trial: rank 0's when every rank passed, else the first failure
+    among the ranks that reported (a failure may end the trial before the others do)."""
+    if len(trial.ranks) == 1:
+        return next(iter(outcomes.values()))
     for rank in sorted(outcomes):
         o = outcomes[rank]
         if o.status != "ok":
@@ -280,16 +281,10 @@ class Dispatcher:
             flight = waiting[ref]
             rank = flight.refs.index(ref)
             flight.done[rank] = _rank_outcome(ref, flight, rank)
-            failed = flight.done[rank].status != "ok"
-            if len(flight.done) == len(flight.refs) or (
-                failed and len(flight.refs) > 1 and self._peers_lost(flight)
-            ):
+            # One failed rank ends the trial: its peers would wait for it in the rendezvous
+            # or the next collective until the timeout. Their actors are killed.
+            if len(flight.done) == len(flight.refs) or flight.done[rank].status != "ok":
                 self._finish(flight, combine(flight.trial, flight.done))
-
-    def _peers_lost(self, flight: _InFlight) -> bool:
-        """Whether a failed rank's peers can no longer finish (their node left the cluster)."""
-        alive = alive_nodes()
-        return any(n.ray_node_id not in alive for n in flight.trial.ranks)
 
     def _expire(self) -> None:
         now = time.monotonic()

@@ -161,6 +161,7 @@ class RaplTree:
             (d / "max_energy_range_uj").write_text(f"{max_uj}\n")
             self.write(zone, 0)
         self.start = {zone: 0 for zone in self.names}
+        self.history: dict[str, list[tuple[float, int]]] = {zone: [] for zone in self.watts}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -179,12 +180,27 @@ class RaplTree:
 
         def loop() -> None:
             while not self._stop.wait(0.001):
-                elapsed = time.time() - t0
+                now = time.time()
                 for zone, watts in self.watts.items():
-                    self.write(zone, int(watts * elapsed * 1e6))
+                    uj = int(watts * (now - t0) * 1e6)
+                    self.write(zone, uj)
+                    self.history[zone].append((time.time(), uj))
 
         self._thread = threading.Thread(target=loop, daemon=True)
         self._thread.start()
+
+    def energy_between(self, zone: str, t0: float, t1: float) -> float:
+        """Joules the counter showed as advancing between two times (what a reader saw,
+        however late a loaded machine let the writer thread run)."""
+        import bisect
+
+        times = [t for t, _ in self.history[zone]]
+
+        def at(t: float) -> int:
+            i = bisect.bisect_right(times, t) - 1
+            return self.history[zone][max(i, 0)][1]
+
+        return (at(t1) - at(t0)) / 1e6
 
     def stop(self) -> None:
         self._stop.set()

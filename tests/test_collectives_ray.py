@@ -178,3 +178,20 @@ def test_layouts_are_validated_before_anything_runs(ray_cluster, tmp_path: Path)
         "error: target 'any' (benchmark collective.all_reduce[0]) matches 3 node(s), needs 4"
         in result.stderr
     )
+
+
+def test_combine_reports_the_failed_rank_even_when_it_reports_first() -> None:
+    from harness.dispatch import combine
+    from harness.runner import TrialOutcome
+
+    class Node:
+        hostname = "h2"
+
+    class Trial:
+        ranks = (Node(), Node(), Node())
+
+    failed = TrialOutcome(status="failed", failure_phase="setup", failure_reason="boom")
+    out = combine(Trial(), {2: failed})  # rank 2 failed before ranks 0 and 1 reported
+    assert out.status == "failed" and out.failure_reason == "rank 2 on h2: boom"
+    ok = {r: TrialOutcome(status="ok", stop_reason=f"r{r}") for r in range(3)}
+    assert combine(Trial(), ok).stop_reason == "r0"

@@ -102,13 +102,22 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
                 (trial_id,),
             )
         )
-        assert energy["package-0"] == pytest.approx(50 * window, rel=0.1)
+        start, end = sql.execute(
+            "select window_start, window_end from trials where id=?", (trial_id,)
+        ).fetchone()
+        # What the counter showed across the window (the writer thread can lag under load).
+        shown = rapl.energy_between("intel-rapl:0", start, end)
+        assert energy["package-0"] == pytest.approx(shown, rel=0.05, abs=0.5)
         metrics = dict(
             sql.execute("select name, median from metrics where trial_id=?", (trial_id,))
         )
-        assert metrics["energy"] == pytest.approx(55 * window, rel=0.1)
-        assert metrics["power_avg"] == pytest.approx(55, rel=0.1)
-        assert abs(metrics["active_energy"]) < 0.15 * metrics["energy"]  # idle = loaded here
+        total = shown + rapl.energy_between("intel-rapl:0:2", start, end)
+        assert metrics["energy"] == pytest.approx(total, rel=0.05, abs=0.5)
+        assert metrics["power_avg"] == pytest.approx(metrics["energy"] / window, rel=0.02)
+        idle_w = sum(idle.values())  # the node's idle power, from its baseline
+        assert metrics["active_energy"] == pytest.approx(
+            metrics["energy"] - idle_w * window, rel=0.05, abs=0.5
+        )
         moves_bytes = workload in ("memory.stream", "memory.copy", "kernel.norm")
         assert ("energy_per_gb" in metrics) == moves_bytes
         assert ("gflop_per_joule" in metrics) == (not moves_bytes)
