@@ -70,6 +70,7 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
         "kernel.conv2d": 1,
         "kernel.norm": 2,
         "memory.copy": 1,
+        "inference.decode": 1,
     }
     on_gpu = {"memory.stream": 2, "kernel.gemm": 5, "kernel.attention": 1, "memory.copy": 3}
     expected = {w: n + (on_gpu.get(w, 0) if gpu else 0) for w, n in host.items()}
@@ -121,3 +122,4 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
         moves_bytes = workload in ("memory.stream", "memory.copy", "kernel.norm")
         assert ("energy_per_gb" in metrics) == moves_bytes
         assert ("gflop_per_joule" in metrics) == (not moves_bytes)
+        assert ("energy_per_token" in metrics) == (workload == "inference.decode")

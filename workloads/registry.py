@@ -29,6 +29,7 @@ _BUILTINS = {
     "collective.reduce": "workloads.collective:Reduce",
     "collective.send_recv": "workloads.collective:SendRecv",
     "network.p2p": "workloads.network:P2PWorkload",
+    "inference.decode": "workloads.inference_decode:DecodeWorkload",
 }
 
 
