@@ -246,11 +246,12 @@ def test_timeout_cancels_the_trial_and_the_campaign_goes_on(
     path.write_text(
         """
 campaign: {name: timeouts}
-defaults: {warmup_iterations: 0, min_repetitions: 2, min_duration_s: 0, timeout_s: 3,
+defaults: {warmup_iterations: 0, min_repetitions: 2, min_duration_s: 0, timeout_s: 120,
            telemetry: {sources: [host]}}
 targets: {b: {labels: {zone: b}}, head: {labels: {tier: head}}}
 benchmarks:
-  - {name: slow, workload: test.flaky, on: b, params: {sleep_s: 30}}
+  # Only this trial has a short timeout: the next one on the node pays for a fresh worker.
+  - {name: slow, workload: test.flaky, on: b, params: {sleep_s: 30}, settings: {timeout_s: 3}}
   - {name: quick, workload: test.flaky, on: b, params: {size: 5}}
   - {name: beside, workload: test.flaky, on: head, params: {sleep_s: 0.2},
      settings: {min_repetitions: 5}}
