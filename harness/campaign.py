@@ -246,6 +246,7 @@ def run_campaign(
             campaign_id, node.ray_node_id, node_ids[node.ray_node_id], node.labels, node.resources
         )
 
+    observer.planned(campaign_id, len(todo), result.skipped)
     idle = measure_idle_baselines(loaded, store, campaign_id, todo, node_ids, observer)
     warned: set[tuple[str, str]] = set()
 
@@ -272,7 +273,6 @@ def run_campaign(
                 )
         observer.finished(trial, outcome)
 
-    observer.planned(campaign_id, len(todo), result.skipped)
     try:
         Dispatcher(on_start=observer.started, on_done=done).run(todo)
     except KeyboardInterrupt:
