@@ -247,7 +247,7 @@ def run_campaign(
         )
 
     observer.planned(campaign_id, len(todo), result.skipped)
-    idle = measure_idle_baselines(loaded, store, campaign_id, todo, node_ids, observer)
+    idle: dict[str, dict[tuple[str, str], float]] = {}
     warned: set[tuple[str, str]] = set()
 
     def done(trial: PlacedTrial, outcome: TrialOutcome) -> None:
@@ -274,6 +274,7 @@ def run_campaign(
         observer.finished(trial, outcome)
 
     try:
+        idle.update(measure_idle_baselines(loaded, store, campaign_id, todo, node_ids, observer))
         Dispatcher(on_start=observer.started, on_done=done).run(todo)
     except KeyboardInterrupt:
         store.set_campaign_status(campaign_id, "interrupted")
