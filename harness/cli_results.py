@@ -1,0 +1,482 @@
+"""`harness results ...`: campaigns, show, ceilings, query, compare, history, export."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from harness.campaign import CampaignError
+from harness.cli_common import DbOpt, Format, db_url, err, handled, out
+from harness.output import emit, table
+from harness.summary import shown_params, trial_summaries
+from results_db import (
+    Filters,
+    QueryError,
+    ResultStore,
+    group_records,
+    list_campaigns,
+    list_ceilings,
+    query_records,
+)
+from results_db.models import Trial
+
+results_app = typer.Typer(help="Query stored results.", no_args_is_help=True)
+
+
+def _read(db: str | None, query: Callable[[Session], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run a read-only query on the results store (never creates or migrates a schema)."""
+    with handled():
+        store = ResultStore(db_url(db), upgrade=False)
+        with store.session() as s:
+            return query(s)
+
+
+@results_app.command("campaigns")
+def results_campaigns(
+    db: DbOpt = None, format: Annotated[Format, typer.Option("--format")] = Format.table
+) -> None:
+    """Stored campaigns, newest first."""
+    records = _read(db, list_campaigns)
+    rows = [
+        (
+            r["campaign"],
+            r["name"],
+            r["status"],
+            r["created_at"],
+            r["trials"],
+            r["trials_ok"],
+            r["trials_failed"] + r["trials_timeout"],
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            "campaigns", ["campaign", "name", "status", "created", "trials", "ok", "failed"], rows
+        ),
+    )
+
+
+@results_app.command("show")
+def results_show(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    db: DbOpt = None,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """A campaign's trials (latest attempts) with their key metric."""
+    with handled():
+        store = ResultStore(db_url(db), upgrade=False)
+        if store.get_campaign(campaign) is None:
+            raise CampaignError(f"no campaign {campaign!r} in {store.describe()}")
+        print_trials(store, campaign, format.value)
+
+
+def print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
+    """A campaign's trials, one row each (its primary figure), or their records."""
+    with store.session() as s:
+        records = query_records(s, Filters(campaign=campaign, status=None))
+        contexts = {
+            t.id: t.context for t in s.scalars(select(Trial).where(Trial.campaign_id == campaign))
+        }
+    summaries = trial_summaries(records, contexts)
+    columns = [
+        "trial",
+        "benchmark",
+        "params",
+        "node",
+        "status",
+        "metric",
+        "median",
+        "ci",
+        "peak",
+        "efficiency",
+        "detail",
+    ]
+    rows = [[t["record"]["node"] if c == "node" else t[c] for c in columns] for t in summaries]
+    headers = [{"ci": "95% CI", "peak": "of peak"}.get(c, c) for c in columns]
+    tbl = table(f"campaign {campaign}", headers, rows)
+    emit(out, fmt, [t["record"] for t in summaries] if fmt != "table" else records, tbl)
+
+
+@results_app.command("ceilings")
+def results_ceilings(
+    db: DbOpt = None, format: Annotated[Format, typer.Option("--format")] = Format.table
+) -> None:
+    """Measured ceilings (from `calibrate: true` campaigns) beside datasheet peaks."""
+    records = _read(db, list_ceilings)
+    rows = [
+        (
+            r["hardware_class"],
+            r["node"],
+            r["gpu_model"] or r["cpu_model"],
+            r["key"],
+            f"{r['value']:.4g} {r['unit']}",
+            f"{r['datasheet']:g} ({r['datasheet_sku']})" if r["datasheet"] else "",
+            f"{r['pct_of_datasheet']:.0f}%" if r["pct_of_datasheet"] else "",
+            r["campaign"],
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            "measured ceilings",
+            [
+                "hardware class",
+                "node",
+                "model",
+                "key",
+                "ceiling",
+                "datasheet",
+                "% of datasheet",
+                "campaign",
+            ],
+            rows,
+        ),
+    )
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    """An ISO date or date-time option; naive values are taken as UTC."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise QueryError(f"{option} {value!r}: expected an ISO date or date-time") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _parse_where(items: list[str]) -> list[tuple[str, Any]]:
+    from harness.playbook import parse_scalar
+
+    parsed = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise QueryError(f"--where {item!r}: expected KEY=VALUE (params key or node.FIELD)")
+        parsed.append((key.strip(), parse_scalar(value.strip())))
+    return parsed
+
+
+@results_app.command("query")
+def results_query(
+    db: DbOpt = None,
+    campaign: Annotated[str | None, typer.Option("--campaign", help="campaign id")] = None,
+    workload: Annotated[str | None, typer.Option("--workload", help="workload name (glob)")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="PARAM=VALUE or node.FIELD=VALUE (globs)")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="metric name (repeatable)")
+    ] = None,
+    status: Annotated[str, typer.Option("--status", help="ok, failed, timeout or all")] = "ok",
+    all_attempts: Annotated[
+        bool, typer.Option("--all-attempts", help="include superseded attempts")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="ISO date/time: started at or after")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="ISO date/time: started before")
+    ] = None,
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", help="hardware_class, gpu_model, cpu_model or node")
+    ] = None,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Metric records filtered by campaign, workload, params and node fields."""
+    with handled():
+        filters = Filters(
+            campaign=campaign,
+            workload=workload,
+            metrics=metric or [],
+            status=None if status == "all" else status,
+            where=_parse_where(where or []),
+            all_attempts=all_attempts,
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
+        )
+    records = _read(db, lambda s: query_records(s, filters))
+    if group_by:
+        with handled():
+            grouped = group_records(records, group_by)
+        rows = [
+            (
+                g[group_by],
+                g["workload"],
+                shown_params(g["workload"], g["params"]),
+                g["metric"],
+                g["unit"],
+                g["trials"],
+                g["median"],
+                g["min"],
+                g["max"],
+            )
+            for g in grouped
+        ]
+        emit(
+            out,
+            format.value,
+            grouped,
+            table(
+                f"{len(grouped)} group(s) by {group_by}",
+                [
+                    group_by,
+                    "workload",
+                    "params",
+                    "metric",
+                    "unit",
+                    "trials",
+                    "median of medians",
+                    "min",
+                    "max",
+                ],
+                rows,
+            ),
+        )
+        return
+    rows = [
+        (
+            r["campaign"],
+            r["trial"],
+            r["workload"],
+            shown_params(r["workload"], r["params"]),
+            r["node"],
+            r["status"],
+            r["metric"],
+            r["unit"],
+            r["n"],
+            r["median"],
+            r["mean"],
+            r["min"],
+            r["max"],
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            f"{len(records)} record(s)",
+            [
+                "campaign",
+                "trial",
+                "workload",
+                "params",
+                "node",
+                "status",
+                "metric",
+                "unit",
+                "n",
+                "median",
+                "mean",
+                "min",
+                "max",
+            ],
+            rows,
+        ),
+    )
+
+
+class CompareBy(str, Enum):
+    campaign = "campaign"
+    hardware = "hardware"
+    time = "time"
+
+
+def _side(label: str, by: CompareBy) -> Any:
+    from results_db.compare import Side, parse_window
+
+    if by is CompareBy.campaign:
+        return Side(label, campaign=label)
+    if by is CompareBy.hardware:
+        return Side(label, hardware=label)
+    since, until = parse_window(label)
+    return Side(label, since=since, until=until)
+
+
+@results_app.command("compare")
+def results_compare(
+    baseline: Annotated[str, typer.Argument(help="campaign id, hardware, or START..END")],
+    candidate: Annotated[str, typer.Argument(help="the same kind as BASELINE")],
+    by: Annotated[
+        CompareBy, typer.Option("--by", help="what the two sides are")
+    ] = CompareBy.campaign,
+    db: DbOpt = None,
+    workload: Annotated[str | None, typer.Option("--workload", help="workload (glob)")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="repeatable")] = None,
+    threshold: Annotated[float, typer.Option("--threshold", min=0, help="percent")] = 5.0,
+    alpha: Annotated[float, typer.Option("--alpha", min=0, max=1)] = 0.05,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Compare two campaigns (or hardware classes, or time windows), trial by trial.
+
+    Exit code 1 when a significant regression beyond --threshold is found, 0 otherwise,
+    2 for bad input (unknown campaign, nothing in common).
+    """
+    from results_db.compare import compare
+
+    with handled():
+        sides = [_side(baseline, by), _side(candidate, by)]
+        store = ResultStore(db_url(db), upgrade=False)
+        for side in sides:
+            if side.campaign and store.get_campaign(side.campaign) is None:
+                raise CampaignError(f"no campaign {side.campaign!r} in {store.describe()}")
+        with store.session() as s:
+            records = compare(
+                s,
+                *sides,
+                workload=workload,
+                metrics=metric or [],
+                threshold_pct=threshold,
+                alpha=alpha,
+            )
+        if not records:
+            raise QueryError(f"{baseline} and {candidate} have no trials and metrics in common")
+    rows = [
+        (
+            r["workload"],
+            shown_params(r["workload"], r["params"]),
+            r["metric"],
+            f"{r['baseline_median']:.4g}",
+            f"{r['candidate_median']:.4g}",
+            r["unit"],
+            f"{r['change_pct']:+.1f}%",
+            f"{r['p_value']:.2g}",
+            r["verdict"],
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            f"{baseline} -> {candidate} (change > 0 is better; Mann-Whitney U, alpha {alpha:g})",
+            [
+                "workload",
+                "params",
+                "metric",
+                "baseline",
+                "candidate",
+                "unit",
+                "change",
+                "p",
+                "verdict",
+            ],
+            rows,
+        ),
+    )
+    regressions = [r for r in records if r["regression"]]
+    if regressions:
+        err.print(
+            f"{len(regressions)} significant regression(s) beyond {threshold:g}%", markup=False
+        )
+        raise typer.Exit(1)
+
+
+@results_app.command("history")
+def results_history(
+    workload: Annotated[str, typer.Option("--workload", help="workload (glob)")],
+    metric: Annotated[str, typer.Option("--metric")],
+    db: DbOpt = None,
+    where: Annotated[list[str] | None, typer.Option("--where", help="PARAM=VALUE")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="hostname (glob)")] = None,
+    hardware: Annotated[str | None, typer.Option("--hardware", help="class or model glob")] = None,
+    threshold: Annotated[float, typer.Option("--threshold", min=0, help="percent")] = 5.0,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """A series over time (per node, or per hardware class), step changes marked."""
+    from results_db.compare import history
+
+    records = _read(
+        db,
+        lambda s: history(
+            s,
+            workload=workload,
+            metric=metric,
+            where=_parse_where(where or []),
+            node=node,
+            hardware=hardware,
+            threshold_pct=threshold,
+        ),
+    )
+    rows = [
+        (
+            r["started_at"],
+            r["campaign"],
+            r["node"],
+            shown_params(workload, r["params"]),
+            f"{r['median']:.4g} {r['unit']}",
+            "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%",
+            r["step"] or "",
+        )
+        for r in records
+    ]
+    emit(
+        out,
+        format.value,
+        records,
+        table(
+            f"{workload} {metric} over time",
+            ["started", "campaign", "node", "params", "median", "change", "step"],
+            rows,
+        ),
+    )
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+    json = "json"
+
+
+class ExportWhat(str, Enum):
+    metrics = "metrics"
+    samples = "samples"
+    telemetry = "telemetry"
+
+
+@results_app.command("export")
+def results_export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="file to write")],
+    what: Annotated[ExportWhat, typer.Option("--what")] = ExportWhat.metrics,
+    format: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.csv,
+    campaign: Annotated[str | None, typer.Option("--campaign")] = None,
+    workload: Annotated[str | None, typer.Option("--workload")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write metrics, raw samples or telemetry as CSV, Parquet or JSON (records)."""
+    from results_db import frames
+
+    with handled():
+        url = db_url(db)
+        if what is ExportWhat.metrics:
+            frame = frames.metrics(url, campaign=campaign, workload=workload, status=None)
+        elif what is ExportWhat.samples:
+            frame = frames.samples(url, campaign=campaign, workload=workload)
+        else:
+            frame = frames.telemetry(url, campaign=campaign)
+        try:
+            if format is ExportFormat.csv:
+                frame.to_csv(output, index=False)
+            elif format is ExportFormat.parquet:
+                frame.to_parquet(output, index=False)
+            else:
+                frame.to_json(output, orient="records", indent=1, date_format="iso")
+        except OSError as exc:
+            raise QueryError(f"cannot write {output}: {exc.strerror or exc}") from None
+    out.print(f"{len(frame)} {what.value} row(s) -> {output}", markup=False)
