@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from harness.campaign import CampaignError
 from harness.cli_common import DbOpt, Format, db_url, err, handled, out
 from harness.output import emit, table
-from harness.summary import shown_params, trial_summaries
+from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries
 from results_db import (
     Filters,
     QueryError,
@@ -88,22 +88,8 @@ def print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
             t.id: t.context for t in s.scalars(select(Trial).where(Trial.campaign_id == campaign))
         }
     summaries = trial_summaries(records, contexts)
-    columns = [
-        "trial",
-        "benchmark",
-        "params",
-        "node",
-        "status",
-        "metric",
-        "median",
-        "ci",
-        "peak",
-        "efficiency",
-        "detail",
-    ]
-    rows = [[t["record"]["node"] if c == "node" else t[c] for c in columns] for t in summaries]
-    headers = [{"ci": "95% CI", "peak": "of peak"}.get(c, c) for c in columns]
-    tbl = table(f"campaign {campaign}", headers, rows)
+    rows = summary_rows(summaries, lambda r: r["node"])
+    tbl = table(f"campaign {campaign}", HEADERS, rows)
     emit(out, fmt, [t["record"] for t in summaries] if fmt != "table" else records, tbl)
 
 

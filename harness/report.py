@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from harness import svg
-from harness.summary import shown_params, trial_summaries, varying_params
+from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries, varying_params
 from results_db.peaks import datasheet_peak, peak_key
 
 SIZE_PARAMS = ("size_mib", "size_bytes", "seq_len", "kv_len", "m", "rows")
@@ -98,28 +98,8 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     )
 
     parts.append("<h2>Trials</h2>")
-    columns = [
-        "trial",
-        "benchmark",
-        "params",
-        "node",
-        "status",
-        "metric",
-        "median",
-        "ci",
-        "peak",
-        "efficiency",
-        "detail",
-    ]
-    rows = [
-        [
-            short.get(t["record"]["node_id"], t["record"]["node"]) if c == "node" else t[c]
-            for c in columns
-        ]
-        for t in summaries
-    ]
-    headers = [{"ci": "95% CI", "peak": "of peak"}.get(c, c) for c in columns]
-    parts.append(_table(headers, rows, [t["status"] for t in summaries]))
+    rows = summary_rows(summaries, lambda r: short.get(r["node_id"], r["node"]))
+    parts.append(_table(HEADERS, rows, [t["status"] for t in summaries]))
 
     ok = [
         t["record"] for t in summaries if t["status"] == "ok" and t["record"]["median"] is not None

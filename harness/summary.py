@@ -91,3 +91,24 @@ def trial_summaries(
             }
         )
     return out
+
+
+COLUMNS = (
+    "trial",
+    "benchmark",
+    "params",
+    "node",
+    "status",
+    "metric",
+    "median",
+    "ci",
+    "peak",
+    "efficiency",
+    "detail",
+)
+HEADERS = [{"ci": "95% CI", "peak": "of peak"}.get(c, c) for c in COLUMNS]
+
+
+def summary_rows(summaries: list[dict[str, Any]], node_label: Any) -> list[list[Any]]:
+    """Table rows in COLUMNS order; ``node_label(record)`` says how to name the node."""
+    return [[node_label(t["record"]) if c == "node" else t[c] for c in COLUMNS] for t in summaries]

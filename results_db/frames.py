@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from results_db.models import Metric, Node, RawSample, TelemetrySample, Trial
-from results_db.query import Filters, latest_trials, query_records
+from results_db.models import Metric, Node, RawSample
+from results_db.query import Filters, latest_trials, query_records, telemetry_query
 from results_db.store import ResultStore
 
 
@@ -70,25 +70,7 @@ def samples(url: str, campaign: str | None = None, workload: str | None = None) 
 
 
 def telemetry(url: str, campaign: str | None = None) -> pd.DataFrame:
-    """Every telemetry sample: trial, node, source, device, metric, unit, t, value."""
+    """Every telemetry sample: campaign, trial, node, source, device, metric, unit, t, value."""
     store = ResultStore(url, upgrade=False)
-    q = (
-        select(
-            Trial.campaign_id.label("campaign"),
-            TelemetrySample.trial_id.label("trial"),
-            Node.hostname.label("node"),
-            TelemetrySample.source,
-            TelemetrySample.device,
-            TelemetrySample.metric,
-            TelemetrySample.unit,
-            TelemetrySample.t,
-            TelemetrySample.value,
-        )
-        .join(Trial, Trial.id == TelemetrySample.trial_id)
-        .outerjoin(Node, Node.id == Trial.node_id)
-        .order_by(TelemetrySample.trial_id, TelemetrySample.t)
-    )
-    if campaign:
-        q = q.where(Trial.campaign_id == campaign)
     with store.session() as s:
-        return pd.DataFrame([dict(r._mapping) for r in s.execute(q)])
+        return pd.DataFrame([dict(r._mapping) for r in s.execute(telemetry_query(campaign))])

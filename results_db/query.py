@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
-from results_db.models import Campaign, CampaignNode, Ceiling, Metric, Node, Trial
+from results_db.models import Campaign, CampaignNode, Ceiling, Metric, Node, TelemetrySample, Trial
 from results_db.peaks import datasheet_peak, peak_key
 
 # Node columns a --where filter may name as ``node.<field>``.
@@ -279,3 +279,28 @@ def group_records(records: list[dict[str, Any]], by: str) -> list[dict[str, Any]
             }
         )
     return out
+
+
+def telemetry_query(campaign: str | None = None, metrics: tuple[str, ...] = ()) -> Select:
+    """Telemetry samples with their campaign, trial and node, in trial and time order."""
+    q = (
+        select(
+            Trial.campaign_id.label("campaign"),
+            TelemetrySample.trial_id.label("trial"),
+            Node.hostname.label("node"),
+            TelemetrySample.source,
+            TelemetrySample.device,
+            TelemetrySample.metric,
+            TelemetrySample.unit,
+            TelemetrySample.t,
+            TelemetrySample.value,
+        )
+        .join(Trial, Trial.id == TelemetrySample.trial_id)
+        .outerjoin(Node, Node.id == Trial.node_id)
+        .order_by(TelemetrySample.trial_id, TelemetrySample.t)
+    )
+    if campaign:
+        q = q.where(Trial.campaign_id == campaign)
+    if metrics:
+        q = q.where(TelemetrySample.metric.in_(metrics))
+    return q

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from results_db.models import Campaign, CampaignNode, Node, TelemetrySample, Trial
-from results_db.query import Filters, measured_ceilings, query_records
+from results_db.models import Campaign, CampaignNode, Node, Trial
+from results_db.query import Filters, measured_ceilings, query_records, telemetry_query
 
 TELEMETRY_METRICS = ("power_instant", "power_avg", "power", "cpu_util", "gpu_util", "sm_clock")
 
@@ -47,22 +47,7 @@ def campaign_data(session: Session, campaign_id: str) -> dict[str, Any] | None:
         )
     }
     telemetry = [
-        dict(r._mapping)
-        for r in session.execute(
-            select(
-                Node.hostname.label("node"),
-                TelemetrySample.source,
-                TelemetrySample.device,
-                TelemetrySample.metric,
-                TelemetrySample.unit,
-                TelemetrySample.t,
-                TelemetrySample.value,
-            )
-            .join(Trial, Trial.id == TelemetrySample.trial_id)
-            .join(Node, Node.id == Trial.node_id)
-            .where(Trial.campaign_id == campaign_id, TelemetrySample.metric.in_(TELEMETRY_METRICS))
-            .order_by(TelemetrySample.t)
-        )
+        dict(r._mapping) for r in session.execute(telemetry_query(campaign_id, TELEMETRY_METRICS))
     ]
     return {
         "campaign": {
