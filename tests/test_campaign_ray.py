@@ -146,6 +146,7 @@ def test_campaign_placement_storage_and_resume(ray_cluster, playbook, db_path: P
     before = db.execute(
         "select id, trial_key, attempt from trials where status='ok' order by id"
     ).fetchall()
+    (last_id,) = db.execute("select max(id) from trials").fetchone()  # rows come in finish order
 
     # Resume: only the failed trials run again, as attempt 2; nothing stored is touched.
     marker.unlink()
@@ -159,7 +160,7 @@ def test_campaign_placement_storage_and_resume(ray_cluster, playbook, db_path: P
     ).fetchall()
     assert after[: len(before)] == before
     new = db.execute(
-        "select benchmark, attempt, status from trials where id > ?", (before[-1][0],)
+        "select benchmark, attempt, status from trials where id > ?", (last_id,)
     ).fetchall()
     assert sorted(new) == [("flaky-a", 2, "ok"), ("flaky-a", 2, "ok")]
 
