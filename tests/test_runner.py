@@ -38,7 +38,8 @@ def test_min_duration_keeps_measuring_past_min_count() -> None:
     )
     assert out.stop_reason == "min_reached"
     assert out.measure_seconds >= 0.3
-    assert len(out.seconds) >= 15  # ~0.3 s / 0.01 s, less loop overhead
+    # Past min_repetitions (2): about 30 iterations fit in 0.3 s, fewer on a loaded machine.
+    assert len(out.seconds) >= 5
     assert all(s >= 0.01 for s in out.seconds)
 
 
@@ -58,7 +59,7 @@ def test_max_duration_wins_over_minimum_count() -> None:
         settings(min_repetitions=500, max_repetitions=1000, max_duration_s=0.2),
     )
     assert out.stop_reason == "max_duration"
-    assert 3 <= len(out.seconds) < 500
+    assert 1 <= len(out.seconds) < 500  # stopped by time, far short of the count
 
 
 def test_setup_failure_is_an_outcome_with_its_phase(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
                 "--set",
                 "defaults.min_duration_s=1.0",
                 "--set",
-                "defaults.telemetry.idle_baseline_s=1.5",
+                "defaults.telemetry.idle_baseline_s=3",
             ],
             env=env,
             capture_output=True,
