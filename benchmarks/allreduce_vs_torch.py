@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import machine, median, run_playbook, scratch
+from common import fixed_iterations, machine, median, run_playbook, scratch
 
 HERE = Path(__file__).parent
 SIZES = (1 << 20, 16 << 20, 64 << 20)
@@ -52,13 +52,7 @@ def main() -> None:
     work = scratch()
     playbook = {
         "campaign": {"name": "allreduce-vs-torch"},
-        "defaults": {
-            "warmup_iterations": 3,
-            "min_repetitions": args.iterations,
-            "max_repetitions": args.iterations,
-            "min_duration_s": 0,
-            "telemetry": {"sources": ["host"]},
-        },
+        "defaults": fixed_iterations(args.iterations, warmup=3),
         "benchmarks": [
             {
                 "name": "ar",

@@ -28,6 +28,18 @@ def machine() -> str:
     return f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
+def fixed_iterations(iterations: int, warmup: int) -> dict:
+    """Playbook defaults for a side-by-side run: exactly ``iterations`` timed after
+    ``warmup``, as the bare loop it is compared with does, host telemetry only."""
+    return {
+        "warmup_iterations": warmup,
+        "min_repetitions": iterations,
+        "max_repetitions": iterations,
+        "min_duration_s": 0,
+        "telemetry": {"sources": ["host"]},
+    }
+
+
 def run_playbook(playbook: dict, workdir: Path) -> tuple[sqlite3.Connection, float]:
     """`harness run` a playbook (dict) on an embedded cluster; (results db, wall seconds)."""
     path = workdir / f"pb-{time.monotonic_ns()}.yaml"

@@ -16,7 +16,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from common import machine, median, run_playbook, scratch
+from common import fixed_iterations, machine, median, run_playbook, scratch
 
 HERE = Path(__file__).parent
 SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (1, 4096, 4096))
@@ -40,13 +40,7 @@ def main() -> None:
     work = scratch()
     playbook = {
         "campaign": {"name": "gemm-vs-torch"},
-        "defaults": {
-            "warmup_iterations": 3,
-            "min_repetitions": args.iterations,
-            "max_repetitions": args.iterations,
-            "min_duration_s": 0,
-            "telemetry": {"sources": ["host"]},
-        },
+        "defaults": fixed_iterations(args.iterations, warmup=3),
         "benchmarks": [
             {
                 "name": "gemm",

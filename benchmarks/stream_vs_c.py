@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import machine, median, metric, run_playbook, scratch
+from common import fixed_iterations, machine, median, metric, run_playbook, scratch
 
 HERE = Path(__file__).parent
 OPS = ("copy", "triad")
@@ -66,13 +66,7 @@ def main() -> None:
     elements = int(args.size_mib * 2**20) // 8
     playbook = {
         "campaign": {"name": "stream-vs-c"},
-        "defaults": {
-            "warmup_iterations": 1,
-            "min_repetitions": args.passes,
-            "max_repetitions": args.passes,
-            "min_duration_s": 0,
-            "telemetry": {"sources": ["host"]},
-        },
+        "defaults": fixed_iterations(args.passes, warmup=1),
         "benchmarks": [
             {
                 "name": "stream",
