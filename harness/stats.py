@@ -43,7 +43,7 @@ def median_ci(sorted_values: Sequence[float], level: float = 0.95) -> tuple[floa
 
 
 def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
-    """n, median, mean, std, min, max, p5, p95, cv (std/mean) and the median's 95% CI."""
+    """n, median, mean, std, min, max, p5, p90, p95, p99, cv (std/mean) and the median's 95% CI."""
     n = len(values)
     if n == 0:
         return {
@@ -56,7 +56,9 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
                     "min",
                     "max",
                     "p5",
+                    "p90",
                     "p95",
+                    "p99",
                     "cv",
                     "ci_low",
                     "ci_high",
@@ -76,7 +78,9 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
         "min": s[0],
         "max": s[-1],
         "p5": percentile(s, 5),
+        "p90": percentile(s, 90),
         "p95": percentile(s, 95),
+        "p99": percentile(s, 99),
         "cv": std / mean if mean else None,
         "ci_low": low,
         "ci_high": high,

@@ -75,8 +75,10 @@ DATASHEETS = (
 )
 
 # Workloads whose throughput is measured against the GEMM peak of their dtype.
-MATMUL_BOUND = ("kernel.gemm", "kernel.attention", "kernel.conv2d")
-BANDWIDTH_BOUND = ("memory.stream", "kernel.norm")
+# inference.decode reports model FLOPs/s and decode bytes/s: against these ceilings they are
+# model FLOPs utilisation (MFU) and memory-bandwidth utilisation (MBU).
+MATMUL_BOUND = ("kernel.gemm", "kernel.attention", "kernel.conv2d", "inference.decode")
+BANDWIDTH_BOUND = ("memory.stream", "kernel.norm", "inference.decode")
 
 
 def datasheet_for(gpu_model: str | None) -> Datasheet | None:

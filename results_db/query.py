@@ -234,7 +234,21 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
             "timer": trial.timer,
             "started_at": trial.started_at.isoformat() if trial.started_at else None,
         }
-        stats = ("n", "median", "mean", "std", "min", "max", "p5", "p95", "cv", "ci_low", "ci_high")
+        stats = (
+            "n",
+            "median",
+            "mean",
+            "std",
+            "min",
+            "max",
+            "p5",
+            "p90",
+            "p95",
+            "p99",
+            "cv",
+            "ci_low",
+            "ci_high",
+        )
         rec["metric"] = metric.name if metric else None
         rec["unit"] = metric.unit if metric else None
         rec["higher_is_better"] = metric.higher_is_better if metric else None

@@ -1,18 +1,34 @@
 """A decoder-only transformer in the style of Llama, for in-process inference benchmarks.
 
-RMSNorm, rotary position embeddings (rotate-half), grouped-query attention with a
-preallocated KV cache, SwiGLU MLP, untied output head. Weights are random with a fixed seed:
-shapes, not trained values, set the cost of a forward pass.
+RMSNorm, rotary position embeddings (rotate-half, as in Hugging Face checkpoints), grouped-
+query attention over a preallocated KV cache, SwiGLU MLP, optionally tied output head.
+Weights are random with a fixed seed (shapes, not trained values, set the cost of a forward
+pass), or loaded from a local Hugging Face Llama checkpoint (:mod:`workloads.llama_checkpoint`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Attention implementations: torch's SDPA dispatcher, one of its backends pinned, or an
+# explicit matmul-softmax-matmul (what Hugging Face calls "eager").
+ATTENTION_BACKENDS = ("sdpa", "math", "flash", "efficient", "cudnn", "eager")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """RoPE frequency scaling of long-context checkpoints (``linear`` or Llama 3's)."""
+
+    kind: str = "default"  # default | linear | llama3
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position: int = 8192
 
 
 @dataclass(frozen=True)
@@ -26,23 +42,37 @@ class LlamaConfig:
     max_seq: int = 4096
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    head_dim_override: int | None = None  # checkpoints may set it apart from dim / n_heads
+    tie_embeddings: bool = False
+    rope_scaling: RopeScaling = field(default_factory=RopeScaling)
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.head_dim_override or self.dim // self.n_heads
 
     def params(self) -> int:
-        """Parameter count (embeddings and head included)."""
+        """Parameter count (embeddings and head included, a tied head counted once)."""
         hd = self.head_dim
         attn = self.dim * hd * (self.n_heads * 2 + self.n_kv_heads * 2)
         mlp = 3 * self.dim * self.ffn_dim
-        return 2 * self.vocab * self.dim + self.n_layers * (attn + mlp + 2 * self.dim) + self.dim
+        embeddings = (1 if self.tie_embeddings else 2) * self.vocab * self.dim
+        return embeddings + self.n_layers * (attn + mlp + 2 * self.dim) + self.dim
+
+    def matmul_params(self) -> int:
+        """Weights that take part in a matmul per token (the input embedding is a lookup)."""
+        hd = self.head_dim
+        attn = self.dim * hd * (self.n_heads * 2 + self.n_kv_heads * 2)
+        return self.n_layers * (attn + 3 * self.dim * self.ffn_dim) + self.vocab * self.dim
 
     def flops_per_token(self, context: int) -> float:
-        """Forward FLOPs for one token attending to ``context`` positions (2 per MAC)."""
-        matmul = 2 * (self.params() - self.vocab * self.dim)  # the input embedding is a lookup
+        """Forward FLOPs for one token attending to ``context`` positions (2 per MAC):
+        every matmul weight once, plus QK^T and PV over the context."""
         attention = 4 * self.n_layers * self.n_heads * self.head_dim * context
-        return float(matmul + attention)
+        return float(2 * self.matmul_params() + attention)
+
+    def kv_bytes_per_position(self, elem: int) -> int:
+        """KV-cache bytes one sequence position takes, over all layers."""
+        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * elem
 
 
 PRESETS = {
@@ -58,6 +88,7 @@ PRESETS = {
         n_kv_heads=8,
         ffn_dim=8192,
         rope_theta=500000.0,
+        tie_embeddings=True,  # Llama 3.2 1B ties its head to the embedding
     ),
     "8b": LlamaConfig(
         vocab=128256,
@@ -71,11 +102,33 @@ PRESETS = {
 }
 
 
+def inverse_frequencies(cfg: LlamaConfig) -> torch.Tensor:
+    """RoPE inverse frequencies (head_dim / 2), scaled as the checkpoint asks."""
+    hd = cfg.head_dim
+    inv = 1.0 / cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    rs = cfg.rope_scaling
+    if rs.kind == "linear":
+        inv = inv / rs.factor
+    elif rs.kind == "llama3":
+        # Llama 3.1: long wavelengths slowed by `factor`, short kept, a smooth blend between.
+        low_wavelen = rs.original_max_position / rs.low_freq_factor
+        high_wavelen = rs.original_max_position / rs.high_freq_factor
+        wavelen = 2 * math.pi / inv
+        scaled = torch.where(wavelen > low_wavelen, inv / rs.factor, inv)
+        smooth = (rs.original_max_position / wavelen - rs.low_freq_factor) / (
+            rs.high_freq_factor - rs.low_freq_factor
+        )
+        blended = (1 - smooth) * scaled / rs.factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        inv = torch.where(medium, blended, scaled)
+    elif rs.kind != "default":
+        raise ValueError(f"RoPE scaling {rs.kind!r} is not implemented")
+    return inv.float()
+
+
 def rope_tables(cfg: LlamaConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin, (max_seq, head_dim), for the rotate-half formulation."""
-    inv = 1.0 / cfg.rope_theta ** (
-        torch.arange(0, cfg.head_dim, 2, device=device).float() / cfg.head_dim
-    )
+    """cos and sin, (max_seq, head_dim), for the rotate-half formulation (computed in fp32)."""
+    inv = inverse_frequencies(cfg).to(device)
     angles = torch.outer(torch.arange(cfg.max_seq, device=device).float(), inv)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
@@ -85,6 +138,56 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return (x * cos + rotated * sin).to(x.dtype)
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer, (batch, kv_heads, length, head_dim) each.
+
+    A cache dtype narrower than the model's (fp8) stores rounded values with unit scale, as
+    vLLM's ``kv_cache_dtype=fp8`` does by default; they are widened back when read.
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.keys[0].dtype
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    backend: str,
+) -> torch.Tensor:
+    """Attention of q over k/v (GQA: k/v have fewer heads) with the chosen implementation."""
+    gqa = k.shape[1] != q.shape[1]
+    if backend == "eager":
+        if gqa:
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+    if backend == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    pinned = {
+        "math": SDPBackend.MATH,
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+    }[backend]
+    with sdpa_kernel(pinned):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
 
 
 class Block(nn.Module):
@@ -101,11 +204,15 @@ class Block(nn.Module):
         self.w_gate = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
         self.w_up = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
         self.w_down = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
-        self.k_cache: torch.Tensor | None = None
-        self.v_cache: torch.Tensor | None = None
 
     def forward(
-        self, x: torch.Tensor, start: int, cos: torch.Tensor, sin: torch.Tensor, use_cache: bool
+        self,
+        x: torch.Tensor,
+        start: int,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        cache: tuple[torch.Tensor, torch.Tensor] | None,
+        cache_dtype: torch.dtype | None,
+        backend: str,
     ) -> torch.Tensor:
         cfg, (b, t, _) = self.cfg, x.shape
         hd = cfg.head_dim
@@ -113,35 +220,41 @@ class Block(nn.Module):
         q = self.wq(h).view(b, t, cfg.n_heads, hd).transpose(1, 2)
         k = self.wk(h).view(b, t, cfg.n_kv_heads, hd).transpose(1, 2)
         v = self.wv(h).view(b, t, cfg.n_kv_heads, hd).transpose(1, 2)
-        c, s = cos[start : start + t], sin[start : start + t]
+        c, s = rope[0][start : start + t], rope[1][start : start + t]
         q, k = rotate(q, c, s), rotate(k, c, s)
-        if use_cache:
-            assert self.k_cache is not None and self.v_cache is not None
-            self.k_cache[:b, :, start : start + t] = k
-            self.v_cache[:b, :, start : start + t] = v
-            k, v = self.k_cache[:b, :, : start + t], self.v_cache[:b, :, : start + t]
+        if cache is not None:
+            k_cache, v_cache = cache
+            k_cache[:b, :, start : start + t] = k
+            v_cache[:b, :, start : start + t] = v
+            k = k_cache[:b, :, : start + t].to(x.dtype)
+            v = v_cache[:b, :, : start + t].to(x.dtype)
+        elif cache_dtype is not None and cache_dtype != x.dtype:
+            # A cache-free reference sees the same rounding a narrower cache applies.
+            k, v = k.to(cache_dtype).to(x.dtype), v.to(cache_dtype).to(x.dtype)
         # Causal within the new tokens; every cached position is visible to them.
         mask = None
         if t > 1:
             mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(start)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, enable_gqa=cfg.n_kv_heads != cfg.n_heads
-        )
+        out = attention(q, k, v, mask, backend)
         x = x + self.wo(out.transpose(1, 2).reshape(b, t, cfg.n_heads * hd))
         h = self.mlp_norm(x)
         return x + self.w_down(F.silu(self.w_gate(h)) * self.w_up(h))
 
 
 class Llama(nn.Module):
-    def __init__(self, cfg: LlamaConfig) -> None:
+    def __init__(self, cfg: LlamaConfig, attention_backend: str = "sdpa") -> None:
         super().__init__()
+        if attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"unknown attention backend {attention_backend!r}")
         self.cfg = cfg
+        self.backend = attention_backend
         self.embed = nn.Embedding(cfg.vocab, cfg.dim)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.dim, cfg.vocab, bias=False)
-        self.cos: torch.Tensor | None = None
-        self.sin: torch.Tensor | None = None
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+        self.rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @torch.no_grad()
     def init_weights(self, seed: int) -> None:
@@ -151,24 +264,41 @@ class Llama(nn.Module):
             if p.dim() > 1:
                 p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[-1]))
 
-    def setup_cache(
+    def prepare(self, dtype: torch.dtype, device: torch.device) -> Llama:
+        """Move to ``device`` in ``dtype`` and build the rotary tables there."""
+        self.to(device=device, dtype=dtype).eval()
+        self.rope = tuple(t.to(dtype) for t in rope_tables(self.cfg, device))  # type: ignore[assignment]
+        return self
+
+    def new_cache(
         self, batch: int, length: int, dtype: torch.dtype, device: torch.device
-    ) -> None:
-        """Allocate the KV cache for ``batch`` sequences of ``length`` positions."""
+    ) -> KVCache:
+        """A KV cache for ``batch`` sequences of ``length`` positions."""
         if length > self.cfg.max_seq:
             raise ValueError(f"{length} positions exceed max_seq {self.cfg.max_seq}")
         shape = (batch, self.cfg.n_kv_heads, length, self.cfg.head_dim)
-        for layer in self.layers:
-            layer.k_cache = torch.zeros(shape, dtype=dtype, device=device)
-            layer.v_cache = torch.zeros(shape, dtype=dtype, device=device)
-        self.cos, self.sin = (t.to(dtype) for t in rope_tables(self.cfg, device))
+        n = self.cfg.n_layers
+        return KVCache(
+            [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)],
+            [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)],
+        )
 
     @torch.no_grad()
-    def forward(self, tokens: torch.Tensor, start: int = 0, use_cache: bool = True) -> torch.Tensor:
-        """Logits (batch, tokens, vocab) for ``tokens`` placed at positions start...; with
-        ``use_cache`` the keys and values go to (and come from) the cache."""
-        assert self.cos is not None and self.sin is not None
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        start: int = 0,
+        cache: KVCache | None = None,
+        cache_dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Logits (batch, tokens, vocab) for ``tokens`` placed at positions start...
+
+        With a ``cache`` the keys and values go to (and come from) it; without one this is
+        a full forward, whose K/V are rounded through ``cache_dtype`` when given.
+        """
+        assert self.rope is not None, "call prepare() first"
         x = self.embed(tokens)
-        for layer in self.layers:
-            x = layer(x, start, self.cos, self.sin, use_cache)
+        for i, layer in enumerate(self.layers):
+            kv = (cache.keys[i], cache.values[i]) if cache is not None else None
+            x = layer(x, start, self.rope, kv, cache_dtype, self.backend)
         return self.head(self.norm(x))
