@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -385,6 +386,68 @@ def cluster_local(
         pass
     finally:
         cluster.shutdown()
+
+
+class Engine(str, Enum):
+    model = "model"
+    synthetic = "synthetic"
+
+
+@app.command("serve-model")
+def serve_model(
+    model: Annotated[str, typer.Option(help="decoder size preset")] = "tiny",
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8000,
+    engine: Annotated[
+        Engine, typer.Option(help="model: our decoder; synthetic: tokens without compute")
+    ] = Engine.model,
+    first_token_ms: Annotated[
+        float, typer.Option(min=0, help="hold the first token until this long after arrival")
+    ] = 0.0,
+    token_ms: Annotated[float, typer.Option(min=0, help="then one token every this long")] = 0.0,
+    fail_every: Annotated[int, typer.Option(min=0, help="fail every N-th request (0: never)")] = 0,
+    failure: Annotated[
+        list[str] | None,
+        typer.Option(help="status | disconnect | stream_error (repeat to cycle through)"),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="require the key held by this environment variable as a bearer token"),
+    ] = None,
+) -> None:
+    """Serve our Llama-style decoder over an OpenAI-compatible streaming API (to try and test
+    inference.serving without a GPU or a serving engine)."""
+    from harness.serve_model import FAILURE_KINDS, ServeOptions, serve_forever
+    from workloads.llama import PRESETS
+
+    def bad(line: str) -> None:
+        err.print(f"error: {line}", markup=False)
+        raise typer.Exit(2)
+
+    if model not in PRESETS:
+        bad(f"--model {model!r}: expected one of {', '.join(PRESETS)}")
+    failures = tuple(failure or ["status"])
+    for f in failures:
+        if f not in FAILURE_KINDS:
+            bad(f"--failure {f!r}: expected one of {', '.join(FAILURE_KINDS)}")
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            bad(f"--api-key-env: ${api_key_env} is not set")
+    options = ServeOptions(
+        model=model,
+        engine=engine.value,
+        first_token_ms=first_token_ms,
+        token_ms=token_ms,
+        fail_every=fail_every,
+        failures=failures,
+        api_key=key,
+    )
+    try:
+        serve_forever(options, host, port)
+    except OSError as exc:  # the port is taken, the address is not ours
+        bad(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
 
 
 def main() -> None:

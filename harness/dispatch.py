@@ -11,6 +11,7 @@ one whose node leaves the cluster fails with "node lost".
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from harness.cluster import NodeInfo
 from harness.placement import PlacedTrial
 from harness.runner import TrialOutcome, measure_idle, run_trial
+from workloads import get_workload
 from workloads.base import RankContext
 
 POLL_S = 0.5
@@ -32,9 +34,17 @@ RENDEZVOUS_TIMEOUT_S = 120
 NODE_DEATH_GRACE_S = 30.0
 
 
+def forwarded_env(workload: str, params: dict) -> dict[str, str]:
+    """The driver's values of the environment variables the workload reads (an endpoint's API
+    key): handed to the task as an argument, so remote nodes need not hold them, and never
+    part of the stored params."""
+    names = get_workload(workload).forwarded_env(params)
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 @ray.remote(max_retries=0)
-def _trial_task(workload: str, params: dict, settings: dict) -> TrialOutcome:
-    return run_trial(workload, params, settings)
+def _trial_task(workload: str, params: dict, settings: dict, env: dict) -> TrialOutcome:
+    return run_trial(workload, params, settings, env=env)
 
 
 @ray.remote(max_restarts=0)
@@ -48,8 +58,10 @@ class _Rank:
             port = s.getsockname()[1]
         return ray.util.get_node_ip_address(), port
 
-    def run(self, workload: str, params: dict, settings: dict, ctx: RankContext) -> TrialOutcome:
-        return run_trial(workload, params, settings, ctx)
+    def run(
+        self, workload: str, params: dict, settings: dict, ctx: RankContext, env: dict
+    ) -> TrialOutcome:
+        return run_trial(workload, params, settings, ctx, env=env)
 
 
 @ray.remote(max_retries=0)
@@ -179,13 +191,14 @@ class Dispatcher:
     def _submit(self, trial: PlacedTrial) -> _InFlight:
         spec = trial.spec
         settings = spec.settings.model_dump()
+        env = forwarded_env(spec.workload, spec.params)
         now = time.monotonic()
         flight = _InFlight(trial, [], now + spec.settings.timeout_s, time.time())
         if spec.layout is None:
             node = trial.node
             flight.refs = [
                 _trial_task.options(**_share(node), scheduling_strategy=_pin(node)).remote(
-                    spec.workload, spec.params, settings
+                    spec.workload, spec.params, settings, env
                 )
             ]
             return flight
@@ -208,6 +221,7 @@ class Dispatcher:
                 spec.params,
                 settings,
                 RankContext(rank, len(trial.ranks), rank % per_node, addr, port, hosts),
+                env,
             )
             for rank, actor in enumerate(flight.actors)
         ]

@@ -93,7 +93,7 @@ def check_benchmarks(pb: Playbook, source: str) -> list[str]:
                 wanted = f"exactly {hi}" if hi == wl.min_ranks else f"at least {wl.min_ranks}"
                 errors.append(f"{at}.ranks: {b.workload} needs {wanted} ranks, got {n}")
         try:
-            effective_settings(pb.defaults, b.settings)
+            effective_settings(pb.defaults, {**wl.default_settings, **b.settings})
         except ValidationError as exc:
             errors += validation_lines(source, exc, ("benchmarks", i, "settings"))
         fields = set(wl.Params.model_fields)
@@ -147,7 +147,7 @@ def expand(pb: Playbook) -> list[TrialSpec]:
     specs = []
     for i, b in enumerate(pb.benchmarks):
         wl = get_workload(b.workload)
-        settings = effective_settings(pb.defaults, b.settings)
+        settings = effective_settings(pb.defaults, {**wl.default_settings, **b.settings})
         for combo in combinations(b):
             params = wl.Params.model_validate(combo).model_dump(mode="json")
             specs.append(

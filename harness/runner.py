@@ -6,8 +6,11 @@ failing workload: the failure becomes the outcome, with the phase it happened in
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -102,9 +105,35 @@ def run_trial(
     params: dict[str, Any],
     settings: dict[str, Any],
     ranks: RankContext | None = None,
+    env: dict[str, str] | None = None,
 ) -> TrialOutcome:
     """Run one trial (or one rank of it) on this node; every failure is captured with its
-    phase."""
+    phase. ``env`` is set in the process environment for the trial's duration only."""
+    with _environment(env or {}):
+        return _run_trial(workload_name, params, settings, ranks)
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    # Worker processes are reused across trials: restore what was there before.
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_trial(
+    workload_name: str,
+    params: dict[str, Any],
+    settings: dict[str, Any],
+    ranks: RankContext | None,
+) -> TrialOutcome:
     outcome = TrialOutcome(status="ok", started_at=time.time())
     phase = "setup"
     workload: Workload | None = None

@@ -98,6 +98,9 @@ class Workload(ABC):
     multi_rank: ClassVar[bool] = False  # runs as one process per rank (collectives)
     min_ranks: ClassVar[int] = 1
     max_ranks: ClassVar[int | None] = None
+    # Measurement settings this workload needs unless a benchmark's own settings say
+    # otherwise (they take precedence over the playbook's defaults).
+    default_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: Params, ranks: RankContext | None = None) -> None:
         self.params = params
@@ -121,6 +124,12 @@ class Workload(ABC):
 
     def teardown(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what setup allocated."""
+
+    @classmethod
+    def forwarded_env(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """Environment variables the workload reads (credentials, endpoints): the driver
+        hands its values to the trial's process, so they need not be set on every node."""
+        return ()
 
     def device(self) -> str:
         """The device string the work runs on (``cpu`` or ``cuda:N``)."""

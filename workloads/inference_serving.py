@@ -1,0 +1,333 @@
+"""``inference.serving``: load against an OpenAI-compatible streaming endpoint.
+
+One measured iteration is one load run (warm-up requests first, not counted): requests
+arrive at a fixed concurrency (closed loop), or at a rate with gamma gaps (burstiness 1 is
+Poisson), optionally capped in flight, until both ``duration_s`` has passed and
+``min_requests`` were sent. Definitions follow vLLM's serving benchmark (DESIGN.md rule 10):
+
+- ``ttft``, ``e2e_latency``, ``tpot`` are one sample per successful request; ``itl`` pools
+  the gaps between streamed chunks of every request; their p50/p90/p95/p99 are stored.
+- ``request_throughput``, ``output_throughput``, ``total_throughput`` divide completed
+  requests / output tokens / all tokens by the run's duration (first send -> last answer).
+- ``goodput``: completed requests meeting every SLO given (TTFT, TPOT, E2E) per second.
+- ``errors``: failed requests, by kind in the trial's context.
+
+Scenarios, as MLPerf Inference names them: ``single_stream`` (one request at a time),
+``offline`` (everything at once), ``server`` (Poisson at ``rate``). The API key is read from
+the environment variable the playbook names, on the node that sends; it is never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import statistics
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from workloads.base import (
+    MetricSpec,
+    Params,
+    UnsupportedParams,
+    VerificationError,
+    Work,
+    Workload,
+)
+from workloads.serving_client import Endpoint, LengthDist, LoadRun, first_model, plan_stream
+
+SCENARIOS = ("custom", "single_stream", "offline", "server")
+
+
+class Lengths(BaseModel):
+    """A token-length distribution; a plain number means exactly that many."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean: int = Field(ge=1)
+    dist: Literal["fixed", "uniform", "normal"] = "fixed"
+    spread: float = Field(0.0, ge=0, le=1, description="uniform: +-spread x mean; normal: std")
+
+    def dist_spec(self) -> LengthDist:
+        return LengthDist(self.mean, self.dist, self.spread)
+
+
+class Slo(BaseModel):
+    """Service-level objectives a request must meet to count towards goodput (ms)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ttft_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+    e2e_ms: float | None = Field(None, gt=0)
+
+
+class ServingParams(Params):
+    url: str | None = Field(
+        None,
+        description="base URL (http://host:port or .../v1); default $OPENAI_BASE_URL",
+    )
+    api: Literal["completions", "chat"] = "completions"
+    model: str | None = Field(None, description="model name to request; default: the first listed")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the API key (the key is never stored)",
+    )
+    scenario: Literal[SCENARIOS] = "custom"  # type: ignore[valid-type]
+    concurrency: int | None = Field(None, ge=1, description="requests in flight at most")
+    rate: float | None = Field(None, gt=0, description="requests/s (gamma arrivals); inf: at once")
+    burstiness: float = Field(1.0, gt=0, description="gamma shape: 1 Poisson, <1 burstier")
+    prompt_len: Lengths = Field(default_factory=lambda: Lengths(mean=128))
+    output_len: Lengths = Field(default_factory=lambda: Lengths(mean=64))
+    duration_s: float = Field(0.0, ge=0, description="send for at least this long")
+    min_requests: int = Field(32, ge=1, description="and send at least this many")
+    max_duration_s: float = Field(600.0, gt=0, description="cancel what still runs after this")
+    warmup_requests: int = Field(2, ge=0, description="sent first, not counted")
+    request_timeout_s: float = Field(300.0, gt=0)
+    slo: Slo | None = Field(None, description="goodput objectives: ttft_ms, tpot_ms, e2e_ms")
+    ignore_eos: bool = Field(True, description="ask for exactly output_len tokens (vLLM)")
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="merged into requests")
+    seed: int = 0
+
+    @field_validator("prompt_len", "output_len", mode="before")
+    @classmethod
+    def _plain_number(cls, value: Any) -> Any:
+        return {"mean": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _scenario(self) -> ServingParams:
+        s = self.scenario
+        given = self.model_fields_set
+        if s == "single_stream" and (self.rate is not None or self.concurrency not in (None, 1)):
+            raise ValueError("scenario single_stream sends one request at a time: no rate")
+        if s == "offline" and self.rate is not None and not math.isinf(self.rate):
+            raise ValueError("scenario offline sends everything at once: no rate")
+        if s == "server" and self.rate is None:
+            raise ValueError("scenario server needs a rate (requests/s)")
+        if s == "custom" and self.concurrency is None and self.rate is None:
+            raise ValueError("give concurrency, rate or both (or a scenario)")
+        if "duration_s" in given and self.duration_s > self.max_duration_s:
+            raise ValueError("duration_s exceeds max_duration_s")
+        return self
+
+    def arrivals(self) -> tuple[int | None, float | None]:
+        """(concurrency cap, rate) the scenario implies."""
+        if self.scenario == "single_stream":
+            return 1, None
+        if self.scenario == "offline":
+            return self.concurrency, math.inf
+        return self.concurrency, self.rate
+
+
+TTFT = MetricSpec("ttft", "ms", False, "request sent -> first streamed token")
+TPOT = MetricSpec("tpot", "ms", False, "(E2E - TTFT) / (output tokens - 1), per request")
+ITL = MetricSpec("itl", "ms", False, "gaps between streamed chunks, all requests pooled")
+E2E = MetricSpec("e2e_latency", "ms", False, "request sent -> end of stream")
+REQ_TPUT = MetricSpec("request_throughput", "req/s", True, "completed requests per second")
+OUT_TPUT = MetricSpec("output_throughput", "tokens/s", True, "output tokens per second")
+TOTAL_TPUT = MetricSpec("total_throughput", "tokens/s", True, "input + output tokens per second")
+GOODPUT = MetricSpec("goodput", "req/s", True, "completed requests meeting every SLO per second")
+ERRORS = MetricSpec("errors", "requests", False, "failed requests (kinds in the context)")
+CLIENT_LAG = MetricSpec("client_lag", "ms", False, "client event-loop lag (its own delay)")
+
+
+class ServingWorkload(Workload):
+    name = "inference.serving"
+    description = "load against an OpenAI-compatible streaming endpoint: TTFT, TPOT, ITL, goodput"
+    Params = ServingParams
+    metrics = (OUT_TPUT, TTFT, TPOT, ITL, E2E, REQ_TPUT, TOTAL_TPUT, GOODPUT, ERRORS, CLIENT_LAG)
+    primary_metric = "output_throughput"
+    # One iteration is a whole load run with its own warm-up requests.
+    default_settings = {
+        "warmup_iterations": 0,
+        "min_repetitions": 1,
+        "max_repetitions": 1,
+        "min_duration_s": 0.0,
+    }
+
+    params: ServingParams
+
+    @classmethod
+    def forwarded_env(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        return (str(params.get("api_key_env") or "OPENAI_API_KEY"), "OPENAI_BASE_URL")
+
+    def setup(self) -> None:
+        p = self.params
+        url = p.url or os.environ.get("OPENAI_BASE_URL")
+        if not url:
+            raise UnsupportedParams("no endpoint: give params.url or set $OPENAI_BASE_URL")
+        self.url = url
+        self.key = os.environ.get(p.api_key_env) or None
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        try:
+            model = p.model or asyncio.run(first_model(url, headers))
+        except Exception as exc:  # unreachable, refused, not OpenAI-compatible
+            raise UnsupportedParams(self._redact(f"endpoint {url}: {exc}")) from None
+        self.endpoint = Endpoint(
+            url=url,
+            api=p.api,
+            model=model,
+            headers=headers,
+            ignore_eos=p.ignore_eos,
+            extra_body=dict(p.extra_body),
+            timeout_s=p.request_timeout_s,
+        )
+        self.runs: list[LoadRun] = []
+
+    def metric_specs(self) -> tuple[MetricSpec, ...]:
+        if self.params.slo is None:
+            return tuple(m for m in self.metrics if m.name != "goodput")
+        return self.metrics
+
+    def run_iteration(self) -> None:
+        from workloads.serving_client import run_load
+
+        p = self.params
+        concurrency, rate = p.arrivals()
+        plans = plan_stream(
+            p.seed, p.prompt_len.dist_spec(), p.output_len.dist_spec(), rate, p.burstiness
+        )
+        warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
+        warmup = [next(warm) for _ in range(p.warmup_requests)]
+        run = asyncio.run(
+            run_load(
+                self.endpoint,
+                plans,
+                warmup,
+                concurrency,
+                p.duration_s,
+                p.min_requests,
+                p.max_duration_s,
+            )
+        )
+        self.runs.append(run)
+
+    def verify(self) -> None:
+        # Each request's stream is checked as it is read (status, [DONE], text); here: did
+        # the run measure what was asked?
+        p = self.params
+        for run in self.runs:
+            sent = len(run.results) + run.cancelled
+            if sent < p.min_requests:
+                raise VerificationError(
+                    f"only {sent} of min_requests {p.min_requests} sent within max_duration_s"
+                )
+            if not any(r.ok for r in run.results):
+                kinds = _error_kinds(run)
+                first = next((r.detail for r in run.results if r.detail), "")
+                raise VerificationError(
+                    self._redact(f"every request failed: {kinds}; first: {first}")
+                )
+
+    def derive(self, seconds: list[float]) -> dict[str, list[float]]:
+        # Runs of the harness's warm-up iterations (if a playbook asks for any) come first.
+        self.runs = runs = self.runs[-len(seconds) :] if seconds else []
+        ok = [r for run in runs for r in run.results if r.ok]
+        out: dict[str, list[float]] = {
+            "ttft": [r.ttft * 1e3 for r in ok if r.ttft is not None],
+            "tpot": [t * 1e3 for r in ok if (t := r.tpot) is not None],
+            "itl": [g * 1e3 for r in ok for g in r.itl],
+            "e2e_latency": [r.e2e * 1e3 for r in ok if r.e2e is not None],
+            "request_throughput": [],
+            "output_throughput": [],
+            "total_throughput": [],
+            "errors": [],
+            "client_lag": [lag * 1e3 for run in runs for lag in run.loop_lag_s],
+        }
+        if self.params.slo is not None:
+            out["goodput"] = []
+        for run in runs:
+            done = [r for r in run.results if r.ok]
+            d = run.duration_s
+            out_tokens = sum(r.output_tokens for r in done)
+            in_tokens = sum(r.input_tokens or r.prompt_len for r in done)
+            out["request_throughput"].append(len(done) / d)
+            out["output_throughput"].append(out_tokens / d)
+            out["total_throughput"].append((in_tokens + out_tokens) / d)
+            out["errors"].append(float(sum(not r.ok for r in run.results)))
+            if self.params.slo is not None:
+                out["goodput"].append(sum(self._meets_slo(r) for r in done) / d)
+        return out
+
+    def _meets_slo(self, r: Any) -> bool:
+        slo = self.params.slo
+        assert slo is not None
+        checks = (
+            (slo.ttft_ms, r.ttft),
+            (slo.tpot_ms, r.tpot if r.output_tokens > 1 else 0.0),
+            (slo.e2e_ms, r.e2e),
+        )
+        return all(limit is None or (v is not None and v * 1e3 <= limit) for limit, v in checks)
+
+    def work(self) -> Work:
+        # Energy per token divides by output tokens; a run's tokens vary a little with its
+        # length, so the mean over measured runs is the work of one iteration.
+        tokens = [sum(r.output_tokens for r in run.results if r.ok) for run in self.runs]
+        return Work(tokens=statistics.fmean(tokens) if tokens else 0.0)
+
+    def context(self) -> dict[str, Any]:
+        runs = self.runs
+        last = runs[-1] if runs else None
+        delays = [ns / 1e6 for run in runs for r in run.results if r.ok for ns in r.delivery_ns]
+        itl = sorted(g for run in runs for r in run.results if r.ok for g in r.itl)
+        ctx: dict[str, Any] = {
+            "endpoint": self.url,
+            "served_model": self.endpoint.model,
+            "api_key": "from $" + self.params.api_key_env if self.key else "none",
+            "requests": sum(len(run.results) for run in runs),
+            "completed": sum(r.ok for run in runs for r in run.results),
+            "cancelled": sum(run.cancelled for run in runs),
+            "errors_by_kind": _error_kinds(*runs),
+            "stop": last.stop if last else None,
+            "duration_s": [run.duration_s for run in runs],
+            "short_outputs": sum(
+                r.ok and r.output_tokens < r.output_len for run in runs for r in run.results
+            ),
+        }
+        if delays:
+            delays.sort()
+            ctx["delivery_delay_ms"] = {
+                "p50": _pct(delays, 50),
+                "p99": _pct(delays, 99),
+                "mean": statistics.fmean(delays),
+            }
+            # The client's share of what it reports: server write -> our timestamp (an upper
+            # bound: it includes the server's write and the loopback), against the smallest
+            # latencies reported.
+            tpot = sorted(t for run in runs for r in run.results if r.ok and (t := r.tpot))
+            for name, values in (("itl", itl), ("tpot", tpot)):
+                if values:
+                    ctx[f"client_overhead_pct_of_{name}"] = (
+                        100 * _pct(delays, 50) / (_pct(values, 50) * 1e3)
+                    )
+        return ctx
+
+    def teardown(self) -> None:
+        self.__dict__.pop("runs", None)
+
+    def _redact(self, text: str) -> str:
+        key = getattr(self, "key", None)
+        return text.replace(key, "***") if key else text
+
+
+def _pct(sorted_values: list[float], q: float) -> float:
+    pos = (len(sorted_values) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _error_kinds(*runs: LoadRun) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for run in runs:
+        for r in run.results:
+            if not r.ok and r.error:
+                kinds[r.error] = kinds.get(r.error, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+__all__ = ["ServingWorkload"]

@@ -1,0 +1,488 @@
+"""The load generator behind ``inference.serving``: asyncio + aiohttp, OpenAI-compatible SSE.
+
+Timing follows vLLM's serving benchmark (REFERENCES.md): TTFT is request sent -> first
+streamed token, E2E is sent -> end of stream, ITL is the gap between streamed chunks that
+carry text, TPOT per request is (E2E - TTFT) / (output_tokens - 1). Output tokens come from
+the server's ``usage`` when it reports it, else one per text chunk.
+
+The client measures its own delay: an event-loop lag probe, and, against servers that stamp
+each chunk with ``harness_sent_ns`` (``harness serve-model`` does), the delivery delay from
+the server's write to our timestamp (both CLOCK_MONOTONIC on one machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+# Common English words: most BPE tokenizers spell each (with its leading space) as one token,
+# so a prompt of N words is close to N tokens; the server's usage says exactly.
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "on",
+    "that",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "his",
+    "an",
+    "were",
+    "are",
+    "which",
+    "this",
+    "be",
+    "or",
+    "have",
+    "had",
+    "not",
+    "but",
+    "one",
+    "their",
+    "all",
+    "they",
+    "has",
+    "been",
+    "there",
+    "new",
+    "more",
+    "other",
+    "its",
+    "who",
+    "first",
+    "two",
+    "after",
+    "also",
+    "time",
+    "would",
+    "can",
+    "some",
+    "when",
+    "into",
+    "only",
+    "her",
+    "years",
+    "over",
+    "most",
+    "these",
+    "many",
+    "may",
+    "city",
+    "during",
+    "such",
+    "made",
+    "where",
+    "about",
+    "part",
+    "then",
+    "state",
+    "school",
+    "world",
+    "between",
+    "under",
+    "system",
+    "three",
+    "work",
+    "both",
+    "while",
+    "life",
+    "used",
+    "each",
+    "group",
+    "early",
+    "people",
+    "through",
+    "area",
+    "before",
+    "well",
+    "number",
+    "name",
+    "known",
+    "being",
+    "since",
+    "later",
+    "much",
+    "team",
+    "same",
+    "until",
+    "home",
+    "year",
+    "game",
+    "found",
+    "family",
+    "water",
+    "music",
+    "film",
+    "small",
+    "four",
+    "long",
+    "high",
+    "day",
+    "power",
+    "line",
+    "best",
+    "second",
+    "around",
+    "back",
+    "house",
+    "great",
+    "place",
+    "along",
+    "own",
+    "show",
+    "five",
+    "light",
+    "river",
+    "north",
+    "south",
+    "east",
+    "west",
+    "open",
+    "party",
+    "order",
+    "country",
+    "road",
+]
+
+LAG_PROBE_S = 0.005
+
+
+@dataclass
+class RequestPlan:
+    """One request to send: when (seconds after the start), and its lengths."""
+
+    arrival_s: float
+    prompt: str
+    prompt_len: int
+    output_len: int
+
+
+@dataclass
+class RequestResult:
+    """What one request measured (seconds; perf_counter based)."""
+
+    ok: bool
+    prompt_len: int
+    output_len: int  # requested
+    sent_at: float = 0.0
+    ttft: float | None = None
+    e2e: float | None = None
+    itl: list[float] = field(default_factory=list)
+    output_tokens: int = 0
+    input_tokens: int | None = None
+    error: str | None = None  # kind: http_<status>, connect, timeout, disconnect, stream_error
+    detail: str = ""
+    delivery_ns: list[int] = field(default_factory=list)
+
+    @property
+    def tpot(self) -> float | None:
+        if self.ttft is None or self.e2e is None or self.output_tokens < 2:
+            return None
+        return (self.e2e - self.ttft) / (self.output_tokens - 1)
+
+
+@dataclass
+class Endpoint:
+    """Where and how to send: base URL, ``completions`` or ``chat``, model, headers."""
+
+    url: str
+    api: str
+    model: str
+    headers: dict[str, str]
+    ignore_eos: bool = True
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 300.0
+
+    def path(self) -> str:
+        base = self.url.rstrip("/")
+        if not base.endswith("/v1"):
+            base += "/v1"
+        return base + ("/chat/completions" if self.api == "chat" else "/completions")
+
+    def body(self, plan: RequestPlan) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": 0.0,
+        }
+        if self.api == "chat":
+            body["messages"] = [{"role": "user", "content": plan.prompt}]
+            body["max_completion_tokens"] = plan.output_len
+        else:
+            body["prompt"] = plan.prompt
+            body["max_tokens"] = plan.output_len
+        if self.ignore_eos:  # vLLM's extension: generate exactly output_len tokens
+            body["ignore_eos"] = True
+            body["min_tokens"] = plan.output_len
+        body.update(self.extra_body)
+        return body
+
+
+@dataclass(frozen=True)
+class LengthDist:
+    """Token lengths around ``mean``: fixed, uniform in mean x [1-spread, 1+spread], or normal
+    with std = spread x mean; never below 1."""
+
+    mean: int
+    dist: str = "fixed"
+    spread: float = 0.0
+
+    def draw(self, rng: np.random.Generator) -> int:
+        if self.dist == "fixed" or self.spread == 0:
+            return self.mean
+        if self.dist == "uniform":
+            value = rng.uniform(self.mean * (1 - self.spread), self.mean * (1 + self.spread))
+        elif self.dist == "normal":
+            value = rng.normal(self.mean, self.spread * self.mean)
+        else:
+            raise ValueError(f"unknown length distribution {self.dist!r}")
+        return max(1, round(value))
+
+
+def plan_stream(
+    seed: int,
+    prompt_len: LengthDist,
+    output_len: LengthDist,
+    rate: float | None,
+    burstiness: float = 1.0,
+) -> Iterator[RequestPlan]:
+    """Requests without end, seeded: the same seed gives the same prompts, lengths and times.
+
+    Send times are 0 without a rate (or an infinite one: everything at once, or as fast as
+    the concurrency allows); else the cumulative sum of gamma gaps with shape = burstiness
+    and scale = 1 / (rate x burstiness), as vLLM draws them (burstiness 1 is Poisson).
+    """
+    rng = np.random.default_rng(seed)
+    t = 0.0
+    first = True
+    while True:
+        if rate is not None and not math.isinf(rate) and not first:
+            t += float(rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness)))
+        first = False
+        n_in, n_out = prompt_len.draw(rng), output_len.draw(rng)
+        prompt = " ".join(WORDS[i] for i in rng.integers(0, len(WORDS), n_in))
+        yield RequestPlan(t, prompt, n_in, n_out)
+
+
+async def send(
+    session: aiohttp.ClientSession, endpoint: Endpoint, plan: RequestPlan
+) -> RequestResult:
+    """Send one streaming request and time its chunks."""
+    result = RequestResult(ok=False, prompt_len=plan.prompt_len, output_len=plan.output_len)
+    body = json.dumps(endpoint.body(plan))
+    timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
+    chunks = 0
+    usage_tokens: int | None = None
+    done = False
+    result.sent_at = sent = time.perf_counter()
+    last = sent
+    try:
+        async with session.post(
+            endpoint.path(), data=body, headers=endpoint.headers, timeout=timeout
+        ) as resp:
+            if resp.status != 200:
+                text = (await resp.text())[:200]
+                result.error, result.detail = f"http_{resp.status}", text
+                return result
+            async for raw in resp.content:
+                now = time.perf_counter()
+                line = raw.strip()
+                if not line.startswith(b"data:"):
+                    continue  # blank separators, comments, "event:" lines
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    done = True
+                    break
+                data = json.loads(payload)
+                if "error" in data:
+                    result.error, result.detail = "stream_error", str(data["error"])[:200]
+                    return result
+                stamp = data.get("harness_sent_ns")
+                if stamp is not None:
+                    result.delivery_ns.append(time.monotonic_ns() - stamp)
+                if data.get("usage"):
+                    usage_tokens = data["usage"].get("completion_tokens")
+                    result.input_tokens = data["usage"].get("prompt_tokens")
+                if not _has_text(data):
+                    continue
+                if chunks == 0:
+                    result.ttft = now - sent
+                else:
+                    result.itl.append(now - last)
+                last = now
+                chunks += 1
+            result.e2e = time.perf_counter() - sent
+    except TimeoutError:
+        result.error, result.detail = "timeout", f"no answer within {endpoint.timeout_s:g} s"
+        return result
+    except aiohttp.ClientConnectorError as exc:
+        result.error, result.detail = "connect", str(exc)[:200]
+        return result
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        result.error, result.detail = "disconnect", f"{type(exc).__name__}: {exc}"[:200]
+        return result
+    except aiohttp.ClientError as exc:
+        result.error, result.detail = "client", f"{type(exc).__name__}: {exc}"[:200]
+        return result
+    except ValueError as exc:  # a data line that is not JSON
+        result.error, result.detail = "bad_stream", str(exc)[:200]
+        return result
+    if not done:
+        result.error, result.detail = "disconnect", "stream ended without [DONE]"
+        return result
+    if chunks == 0:
+        result.error, result.detail = "empty", "no text in the stream"
+        return result
+    result.output_tokens = usage_tokens if usage_tokens is not None else chunks
+    result.ok = True
+    return result
+
+
+def _has_text(data: dict[str, Any]) -> bool:
+    for choice in data.get("choices") or ():
+        if choice.get("text") or (choice.get("delta") or {}).get("content"):
+            return True
+    return False
+
+
+@dataclass
+class LoadRun:
+    """A finished run: measured results in send order, and the client's own delays."""
+
+    results: list[RequestResult]
+    duration_s: float  # first measured send -> last measured completion
+    loop_lag_s: list[float]
+    cancelled: int = 0
+    stop: str = ""
+
+
+async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
+    """How long a ready callback waits for the loop: the delay a chunk's timestamp can
+    carry when the loop is busy with other streams (timer granularity left out)."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        await asyncio.sleep(LAG_PROBE_S)
+        ready = loop.create_future()
+        t = time.perf_counter()
+        loop.call_soon(ready.set_result, None)
+        await ready
+        lags.append(time.perf_counter() - t)
+
+
+async def run_load(
+    endpoint: Endpoint,
+    plans: Iterable[RequestPlan],
+    warmup: Sequence[RequestPlan],
+    concurrency: int | None,
+    duration_s: float,
+    min_requests: int,
+    max_duration_s: float,
+) -> LoadRun:
+    """Warm up, then send ``plans`` at their arrival times (at most ``concurrency`` in flight)
+    until both ``duration_s`` has passed and ``min_requests`` were sent; ``max_duration_s``
+    cancels what is still running."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        gate = asyncio.Semaphore(concurrency) if concurrency else None
+        await _send_all(session, endpoint, warmup, gate)
+        lags: list[float] = []
+        stop_probe = asyncio.Event()
+        probe = asyncio.create_task(_lag_probe(lags, stop_probe))
+        tasks: list[asyncio.Task[RequestResult]] = []
+        t0 = time.perf_counter()
+        stop = "plans exhausted"
+        for plan in plans:
+            elapsed = time.perf_counter() - t0
+            if len(tasks) >= min_requests and elapsed >= duration_s:
+                stop = "duration and min_requests met"
+                break
+            if max(elapsed, plan.arrival_s) >= max_duration_s:
+                stop = "max_duration_s"
+                break
+            if plan.arrival_s > elapsed:
+                await asyncio.sleep(plan.arrival_s - elapsed)
+            if gate is not None:
+                # Closed loop: wait for a free slot, but not past max_duration_s.
+                left = max_duration_s - (time.perf_counter() - t0)
+                try:
+                    await asyncio.wait_for(gate.acquire(), timeout=max(left, 0.0))
+                except TimeoutError:
+                    stop = "max_duration_s"
+                    break
+            tasks.append(asyncio.create_task(_gated(session, endpoint, plan, gate)))
+        left = max(0.0, max_duration_s - (time.perf_counter() - t0))
+        done, pending = await asyncio.wait(tasks, timeout=left) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        if pending:
+            stop = "max_duration_s"
+            await asyncio.gather(*pending, return_exceptions=True)
+        stop_probe.set()
+        await probe
+        results = [t.result() for t in tasks if t in done]
+        ends = [r.sent_at + (r.e2e or 0.0) for r in results]
+        duration = (max(ends) if ends else time.perf_counter()) - t0
+        return LoadRun(results, duration, lags, cancelled=len(pending), stop=stop)
+
+
+async def _gated(
+    session: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    plan: RequestPlan,
+    gate: asyncio.Semaphore | None,
+) -> RequestResult:
+    try:
+        return await send(session, endpoint, plan)
+    finally:
+        if gate is not None:
+            gate.release()
+
+
+async def _send_all(
+    session: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    plans: Sequence[RequestPlan],
+    gate: asyncio.Semaphore | None,
+) -> list[RequestResult]:
+    async def one(plan: RequestPlan) -> RequestResult:
+        if gate is not None:
+            await gate.acquire()
+        return await _gated(session, endpoint, plan, gate)
+
+    return list(await asyncio.gather(*(one(p) for p in plans)))
+
+
+async def first_model(url: str, headers: dict[str, str], timeout_s: float = 30.0) -> str:
+    """The id of the first model the endpoint lists at /v1/models."""
+    base = url.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(base + "/models", headers=headers) as resp,
+    ):
+        if resp.status != 200:
+            raise RuntimeError(f"GET {base}/models answered HTTP {resp.status}")
+        data = await resp.json()
+    models = data.get("data") or []
+    if not models:
+        raise RuntimeError(f"GET {base}/models listed no models")
+    return str(models[0]["id"])
