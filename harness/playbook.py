@@ -127,7 +127,9 @@ class ClusterInfo(_Strict):
     address: str | None = None
 
 
-ParamValue = str | int | float | bool | None
+# A parameter's value; a mapping (explicit model dimensions, an SLO) is one value, and a list
+# of values is a sweep.
+ParamValue = str | int | float | bool | None | dict[str, Any]
 
 
 class RankLayout(_Strict):

@@ -215,7 +215,7 @@ class Workload(ABC):
                 {
                     "name": pname,
                     "type": _type_label(prop),
-                    "default": None if field.is_required() else field.default,
+                    "default": None if field.is_required() else _plain_default(field),
                     "required": field.is_required(),
                     "description": field.description or "",
                 }
@@ -237,12 +237,20 @@ class Workload(ABC):
         }
 
 
+def _plain_default(field: Any) -> Any:
+    value = field.get_default(call_default_factory=True)
+    return value.model_dump() if isinstance(value, BaseModel) else value
+
+
 def _type_label(prop: dict[str, Any]) -> str:
     """A short human type from a JSON-schema property (enum values spelled out)."""
     if "enum" in prop:
         return "|".join(str(v) for v in prop["enum"])
-    if "anyOf" in prop:
-        return " or ".join(_type_label(p) for p in prop["anyOf"])
+    for union in ("anyOf", "oneOf"):
+        if union in prop:
+            return " or ".join(_type_label(p) for p in prop[union])
+    if "$ref" in prop:  # a nested model: its name says what it holds
+        return prop["$ref"].rsplit("/", 1)[-1] + " mapping"
     if "const" in prop:
         return str(prop["const"])
     return str(prop.get("type", "any"))

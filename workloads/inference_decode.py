@@ -15,10 +15,10 @@ ceilings these are model FLOPs utilisation and memory-bandwidth utilisation.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from workloads.base import (
     DeviceParams,
@@ -88,8 +88,20 @@ class ModelDims(BaseModel):
         )
 
 
+def _model_kind(value: Any) -> str:
+    return "dims" if isinstance(value, (dict, ModelDims)) else "preset"
+
+
+# A preset name or a mapping of dimensions; the discriminator keeps errors to the one meant.
+ModelSpec = Annotated[
+    Annotated[Literal["tiny", "125m", "1b", "8b"], Tag("preset")]
+    | Annotated[ModelDims, Tag("dims")],
+    Discriminator(_model_kind),
+]
+
+
 class DecodeParams(DeviceParams):
-    model: Literal["tiny", "125m", "1b", "8b"] | ModelDims = Field(
+    model: ModelSpec = Field(
         "tiny", description="size preset, or explicit dimensions (vocab, dim, n_layers, ...)"
     )
     checkpoint: str | None = Field(

@@ -87,6 +87,7 @@ PRESETS = {
         n_heads=32,
         n_kv_heads=8,
         ffn_dim=8192,
+        max_seq=8192,
         rope_theta=500000.0,
         tie_embeddings=True,  # Llama 3.2 1B ties its head to the embedding
     ),
@@ -97,6 +98,7 @@ PRESETS = {
         n_heads=32,
         n_kv_heads=8,
         ffn_dim=14336,
+        max_seq=8192,  # Llama 3's context (3.1's 128k needs its RoPE scaling: checkpoints)
         rope_theta=500000.0,
     ),
 }

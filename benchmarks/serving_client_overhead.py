@@ -1,0 +1,75 @@
+"""How much of what inference.serving reports is the client's own delay, at 100 streams.
+
+`harness serve-model --engine synthetic` (no model compute: the client is the busy side)
+paces tokens 20 ms apart and stamps each chunk with its CLOCK_MONOTONIC send time; the
+client subtracts that from its own timestamp of the chunk. That delivery delay (server
+write + loopback + our read and parse) bounds the client's overhead from above. The goal:
+under 1% of the latencies reported (median ITL and TPOT, the smallest of them).
+
+    .venv/bin/python benchmarks/serving_client_overhead.py [--streams 100] [--requests 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from common import machine
+from serving_common import serve_model
+
+from harness.playbook import Settings
+from harness.runner import run_trial
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", type=int, default=100)
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--token-ms", type=float, default=20.0)
+    ap.add_argument("--output-len", type=int, default=64)
+    args = ap.parse_args()
+    settings = Settings(
+        warmup_iterations=0,
+        min_repetitions=1,
+        max_repetitions=1,
+        min_duration_s=0,
+        telemetry={"sources": []},
+    ).model_dump()
+    serve_args = ["--engine", "synthetic", "--first-token-ms", "100"]
+    with serve_model(*serve_args, "--token-ms", str(args.token_ms)) as url:
+        out = run_trial(
+            "inference.serving",
+            {
+                "url": url,
+                "concurrency": args.streams,
+                "min_requests": args.requests,
+                "prompt_len": 128,
+                "output_len": args.output_len,
+                "warmup_requests": args.streams,
+            },
+            settings,
+        )
+    if out.status != "ok":
+        raise SystemExit(out.failure_reason)
+    m, ctx = out.metrics, out.context
+    lag = sorted(m["client_lag"])
+    print(machine())
+    print(
+        f"{args.streams} streams, {ctx['completed']} requests x {args.output_len} tokens, "
+        f"server paces {args.token_ms:g} ms/token"
+    )
+    print(f"  median TTFT {statistics.median(m['ttft']):.2f} ms")
+    print(f"  median TPOT {statistics.median(m['tpot']):.3f} ms")
+    print(f"  median ITL  {statistics.median(m['itl']):.3f} ms")
+    d = ctx["delivery_delay_ms"]
+    print(f"  delivery delay p50 {d['p50']:.3f} ms, p99 {d['p99']:.3f} ms, mean {d['mean']:.3f} ms")
+    print(f"  loop lag p50 {lag[len(lag) // 2]:.3f} ms, p99 {lag[int(len(lag) * 0.99)]:.3f} ms")
+    print(
+        f"  client overhead (p50 delivery delay / median): "
+        f"{ctx['client_overhead_pct_of_itl']:.2f}% of ITL, "
+        f"{ctx['client_overhead_pct_of_tpot']:.2f}% of TPOT"
+    )
+
+
+if __name__ == "__main__":
+    main()

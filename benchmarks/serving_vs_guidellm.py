@@ -1,0 +1,163 @@
+"""inference.serving beside guidellm, against the same `harness serve-model` server.
+
+Both tools send the same load: fixed concurrency, prompts of --prompt-len tokens, exactly
+--output-len output tokens, --requests requests. The server runs our decoder (tiny preset)
+on the CPU; its tokens are words, so a word-level tokenizer saved to a temporary folder
+lets guidellm count tokens as the server does. Runs alternate (ours, guidellm, guidellm,
+ours) so drift in the machine's speed falls on both.
+
+guidellm has heavy dependencies of its own: install it in a separate virtual environment
+and name its executable:
+
+    python3 -m venv /tmp/gl && /tmp/gl/bin/pip install guidellm
+    .venv/bin/python benchmarks/serving_vs_guidellm.py --guidellm /tmp/gl/bin/guidellm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from common import machine, scratch
+from serving_common import serve_model
+
+from harness.playbook import Settings
+from harness.runner import run_trial
+
+TOKENIZER = """
+import sys
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+words = sys.argv[2].split()
+vocab = {"[UNK]": 0}
+for w in words + [f"w{i}" for i in range(200000)]:
+    vocab.setdefault(w, len(vocab))
+tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+tok.decoder = decoders.WordPiece(prefix="##")  # joins tokens with spaces
+PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(sys.argv[1])
+"""
+
+
+def ours(url: str, args: argparse.Namespace) -> dict[str, float]:
+    settings = Settings(
+        warmup_iterations=0,
+        min_repetitions=1,
+        max_repetitions=1,
+        min_duration_s=0,
+        telemetry={"sources": []},
+    ).model_dump()
+    params = {
+        "url": url,
+        "concurrency": args.concurrency,
+        "min_requests": args.requests,
+        "prompt_len": args.prompt_len,
+        "output_len": args.output_len,
+        "warmup_requests": 0,
+    }
+    out = run_trial("inference.serving", params, settings)
+    if out.status != "ok":
+        raise SystemExit(out.failure_reason)
+    m = out.metrics
+    return {
+        "ttft_p50": statistics.median(m["ttft"]),
+        "ttft_p99": _p99(m["ttft"]),
+        "tpot_p50": statistics.median(m["tpot"]),
+        "itl_p50": statistics.median(m["itl"]),
+        "e2e_p50": statistics.median(m["e2e_latency"]),
+        "req_s": m["request_throughput"][0],
+        "out_tok_s": m["output_throughput"][0],
+        "requests": float(out.context["completed"]),
+    }
+
+
+def guidellm(url: str, args: argparse.Namespace, tokenizer: Path, work: Path) -> dict[str, float]:
+    report = work / f"gl-{len(list(work.iterdir()))}.json"
+    cmd = [
+        args.guidellm,
+        "run",
+        "--backend",
+        f"kind=openai_http,target={url},request_format=/v1/completions",
+        "--profile",
+        f"kind=concurrent,streams={args.concurrency}",
+        "--data",
+        f"kind=synthetic_text,prompt_tokens={args.prompt_len},output_tokens={args.output_len}",
+        "--tokenizer",
+        f"kind=hf_auto,model={tokenizer}",
+        "--constraint",
+        f"kind=max_requests,count={args.requests}",
+        "--output",
+        f"kind=json,path={report}",
+        "--disable-console",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"guidellm failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    m = json.loads(report.read_text())["benchmarks"][0]["metrics"]
+
+    def stat(name: str, key: str = "median") -> float:
+        ok = m[name]["successful"]
+        return ok["percentiles"][key] if key.startswith("p") else ok[key]
+
+    return {
+        "ttft_p50": stat("time_to_first_token_ms"),
+        "ttft_p99": stat("time_to_first_token_ms", "p99"),
+        "tpot_p50": stat("time_per_output_token_ms"),
+        "itl_p50": stat("inter_token_latency_ms"),
+        "e2e_p50": stat("request_latency") * 1e3,
+        "req_s": stat("requests_per_second", "mean"),
+        "out_tok_s": stat("output_tokens_per_second", "mean"),
+        "requests": float(m["request_totals"]["successful"]),
+    }
+
+
+def _p99(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--guidellm", required=True, help="the guidellm executable")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--prompt-len", type=int, default=128)
+    ap.add_argument("--output-len", type=int, default=64)
+    args = ap.parse_args()
+    work = scratch()
+    tokenizer = work / "tokenizer"
+    from workloads.serving_client import WORDS
+
+    python = str(Path(args.guidellm).with_name("python"))
+    subprocess.run([python, "-c", TOKENIZER, str(tokenizer), " ".join(WORDS)], check=True)
+    runs: dict[str, list[dict[str, float]]] = {"inference.serving": [], "guidellm": []}
+    with serve_model("--model", "tiny") as url:
+        ours(url, argparse.Namespace(**{**vars(args), "requests": 8}))  # server warm-up
+        for tool in ("inference.serving", "guidellm", "guidellm", "inference.serving"):
+            if tool == "guidellm":
+                runs[tool].append(guidellm(url, args, tokenizer, work))
+            else:
+                runs[tool].append(ours(url, args))
+    print(machine())
+    print(
+        f"harness serve-model --model tiny (CPU decoder); concurrency {args.concurrency}, "
+        f"{args.requests} requests, prompt {args.prompt_len}, output {args.output_len} tokens"
+    )
+    keys = ("ttft_p50", "ttft_p99", "tpot_p50", "itl_p50", "e2e_p50", "req_s", "out_tok_s")
+    print(f"{'':>18} " + " ".join(f"{k:>10}" for k in keys))
+    for tool, results in runs.items():
+        for r in results:
+            print(f"{tool:>18} " + " ".join(f"{r[k]:>10.2f}" for k in keys))
+    mean = {t: {k: statistics.fmean(r[k] for r in rs) for k in keys} for t, rs in runs.items()}
+    ratio = " ".join(
+        f"{mean['inference.serving'][k] / mean['guidellm'][k]:>10.3f}" for k in keys
+    )
+    print(f"{'ours / guidellm':>18} {ratio}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
