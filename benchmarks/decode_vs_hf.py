@@ -65,7 +65,9 @@ def main() -> None:
         "dtype": args.dtype,
         "threads": threads,
     }
-    prompt = torch.randint(0, 32000, (args.batch, args.seq_len), generator=torch.Generator().manual_seed(1))
+    prompt = torch.randint(
+        0, 32000, (args.batch, args.seq_len), generator=torch.Generator().manual_seed(1)
+    )
     mask = torch.ones_like(prompt)
 
     def hf_generate(new: int) -> tuple[float, torch.Tensor]:
@@ -91,7 +93,7 @@ def main() -> None:
         ours_tps += out.metrics["decode_throughput"]
         ours_ttft += out.metrics["ttft"]
         prefill, _ = hf_generate(1)
-        total, tokens = hf_generate(args.output_len)
+        total, _ = hf_generate(args.output_len)
         hf_tps.append(args.batch * steps / (total - prefill))
         hf_ttft.append(prefill * 1e3)
     print(machine(), f"torch {torch.__version__}, transformers {transformers.__version__}")
@@ -100,9 +102,13 @@ def main() -> None:
         f"output {args.output_len}, {threads} threads, {args.repeats} alternating repeats"
     )
     o, h = statistics.median(ours_tps), statistics.median(hf_tps)
-    print(f"  decode tokens/s   inference.decode {o:8.1f}   HF generate {h:8.1f}   ratio {o / h:.2f}")
+    print(
+        f"  decode tokens/s   inference.decode {o:8.1f}   HF generate {h:8.1f}   ratio {o / h:.2f}"
+    )
     o, h = statistics.median(ours_ttft), statistics.median(hf_ttft)
-    print(f"  TTFT (prefill) ms inference.decode {o:8.1f}   HF generate {h:8.1f}   ratio {o / h:.2f}")
+    print(
+        f"  TTFT (prefill) ms inference.decode {o:8.1f}   HF generate {h:8.1f}   ratio {o / h:.2f}"
+    )
 
 
 if __name__ == "__main__":

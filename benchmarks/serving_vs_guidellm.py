@@ -153,9 +153,7 @@ def main() -> None:
         for r in results:
             print(f"{tool:>18} " + " ".join(f"{r[k]:>10.2f}" for k in keys))
     mean = {t: {k: statistics.fmean(r[k] for r in rs) for k in keys} for t, rs in runs.items()}
-    ratio = " ".join(
-        f"{mean['inference.serving'][k] / mean['guidellm'][k]:>10.3f}" for k in keys
-    )
+    ratio = " ".join(f"{mean['inference.serving'][k] / mean['guidellm'][k]:>10.3f}" for k in keys)
     print(f"{'ours / guidellm':>18} {ratio}")
 
 

@@ -273,7 +273,6 @@ class ServingWorkload(Workload):
         runs = self.runs
         last = runs[-1] if runs else None
         delays = [ns / 1e6 for run in runs for r in run.results if r.ok for ns in r.delivery_ns]
-        itl = sorted(g for run in runs for r in run.results if r.ok for g in r.itl)
         ctx: dict[str, Any] = {
             "endpoint": self.url,
             "served_model": self.endpoint.model,
@@ -295,15 +294,12 @@ class ServingWorkload(Workload):
                 "p99": _pct(delays, 99),
                 "mean": statistics.fmean(delays),
             }
-            # The client's share of what it reports: server write -> our timestamp (an upper
-            # bound: it includes the server's write and the loopback), against the smallest
-            # latencies reported.
-            tpot = sorted(t for run in runs for r in run.results if r.ok and (t := r.tpot))
-            for name, values in (("itl", itl), ("tpot", tpot)):
-                if values:
-                    ctx[f"client_overhead_pct_of_{name}"] = (
-                        100 * _pct(delays, 50) / (_pct(values, 50) * 1e3)
-                    )
+            # The delivery delay (server write -> our timestamp: an upper bound on the
+            # client's share) adds to TTFT and E2E; in ITL and TPOT, differences of two
+            # timestamps, a steady delay cancels and only its jitter remains.
+            ttft = sorted(r.ttft for run in runs for r in run.results if r.ok and r.ttft)
+            if ttft:
+                ctx["client_overhead_pct_of_ttft"] = 100 * _pct(delays, 50) / (_pct(ttft, 50) * 1e3)
         return ctx
 
     def teardown(self) -> None:
