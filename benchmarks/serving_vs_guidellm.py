@@ -11,6 +11,10 @@ and name its executable:
 
     python3 -m venv /tmp/gl && /tmp/gl/bin/pip install guidellm
     .venv/bin/python benchmarks/serving_vs_guidellm.py --guidellm /tmp/gl/bin/guidellm
+    .venv/bin/python benchmarks/serving_vs_guidellm.py --guidellm /tmp/gl/bin/guidellm --paced
+
+With --paced the server's timings are fixed (no compute), so the two clients' figures
+should agree; without it, the clients share the CPUs with the decoder they measure.
 """
 
 from __future__ import annotations
@@ -127,6 +131,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--output-len", type=int, default=64)
+    ap.add_argument(
+        "--paced",
+        action="store_true",
+        help="synthetic tokens, first after 50 ms then every 10 ms: timings the server fixes",
+    )
     args = ap.parse_args()
     work = scratch()
     tokenizer = work / "tokenizer"
@@ -135,7 +144,10 @@ def main() -> None:
     python = str(Path(args.guidellm).with_name("python"))
     subprocess.run([python, "-c", TOKENIZER, str(tokenizer), " ".join(WORDS)], check=True)
     runs: dict[str, list[dict[str, float]]] = {"inference.serving": [], "guidellm": []}
-    with serve_model("--model", "tiny") as url:
+    server = ["--model", "tiny"]
+    if args.paced:
+        server += ["--engine", "synthetic", "--first-token-ms", "50", "--token-ms", "10"]
+    with serve_model(*server) as url:
         ours(url, argparse.Namespace(**{**vars(args), "requests": 8}))  # server warm-up
         for tool in ("inference.serving", "guidellm", "guidellm", "inference.serving"):
             if tool == "guidellm":
@@ -144,7 +156,7 @@ def main() -> None:
                 runs[tool].append(ours(url, args))
     print(machine())
     print(
-        f"harness serve-model --model tiny (CPU decoder); concurrency {args.concurrency}, "
+        f"harness serve-model {' '.join(server)}; concurrency {args.concurrency}, "
         f"{args.requests} requests, prompt {args.prompt_len}, output {args.output_len} tokens"
     )
     keys = ("ttft_p50", "ttft_p99", "tpot_p50", "itl_p50", "e2e_p50", "req_s", "out_tok_s")
