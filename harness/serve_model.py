@@ -182,7 +182,27 @@ class Server:
             return _error(500, "injected failure")
         stream = bool(body.get("stream"))
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        tokens = self._tokens(prompt_ids, max_tokens)
+        tokens, job = self._tokens(prompt_ids, max_tokens)
+        try:
+            return await self._respond(
+                request, chat, stream, usage, prompt_ids, max_tokens, tokens, failure, arrived
+            )
+        finally:
+            if job is not None:
+                job.cancelled.set()  # a client that went away frees the engine's slot
+
+    async def _respond(
+        self,
+        request: web.Request,
+        chat: bool,
+        stream: bool,
+        usage: bool,
+        prompt_ids: list[int],
+        max_tokens: int,
+        tokens: asyncio.Queue[int | None],
+        failure: str | None,
+        arrived: float,
+    ) -> web.StreamResponse:
         rid = f"cmpl-{uuid.uuid4().hex[:16]}"
         if not stream:
             words = [f"w{t}" async for t in self._paced(tokens, arrived)]
@@ -253,16 +273,19 @@ class Server:
             data["harness_sent_ns"] = time.monotonic_ns()
         await resp.write(b"data: " + json.dumps(data).encode() + b"\n\n")
 
-    def _tokens(self, prompt_ids: list[int], max_tokens: int) -> asyncio.Queue[int | None]:
+    def _tokens(
+        self, prompt_ids: list[int], max_tokens: int
+    ) -> tuple[asyncio.Queue[int | None], _Job | None]:
         out: asyncio.Queue[int | None] = asyncio.Queue()
         if self.engine is None:  # synthetic: ids from the prompt, no compute
             seed = sum(prompt_ids)
             for i in range(max_tokens):
                 out.put_nowait((seed + 7919 * i) % self.vocab)
             out.put_nowait(None)
-        else:
-            self.engine.submit(_Job(prompt_ids, max_tokens, out, asyncio.get_running_loop()))
-        return out
+            return out, None
+        job = _Job(prompt_ids, max_tokens, out, asyncio.get_running_loop())
+        self.engine.submit(job)
+        return out, job
 
     async def _paced(self, tokens: asyncio.Queue[int | None], arrived: float):
         """Tokens from the queue, each held back until its scheduled time (if pacing)."""
