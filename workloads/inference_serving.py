@@ -77,7 +77,9 @@ class ServingParams(Params):
     )
     scenario: Literal[SCENARIOS] = "custom"  # type: ignore[valid-type]
     concurrency: int | None = Field(None, ge=1, description="requests in flight at most")
-    rate: float | None = Field(None, gt=0, description="requests/s (gamma arrivals); inf: at once")
+    rate: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="requests/s (gamma arrivals)"
+    )
     burstiness: float = Field(1.0, gt=0, description="gamma shape: 1 Poisson, <1 burstier")
     prompt_len: Lengths = Field(default_factory=lambda: Lengths(mean=128))
     output_len: Lengths = Field(default_factory=lambda: Lengths(mean=64))
@@ -102,7 +104,7 @@ class ServingParams(Params):
         given = self.model_fields_set
         if s == "single_stream" and (self.rate is not None or self.concurrency not in (None, 1)):
             raise ValueError("scenario single_stream sends one request at a time: no rate")
-        if s == "offline" and self.rate is not None and not math.isinf(self.rate):
+        if s == "offline" and self.rate is not None:
             raise ValueError("scenario offline sends everything at once: no rate")
         if s == "server" and self.rate is None:
             raise ValueError("scenario server needs a rate (requests/s)")
