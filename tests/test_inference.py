@@ -205,3 +205,6 @@ def test_a_checkpoint_runs_as_a_trial_and_bad_folders_fail_clearly(tmp_path) -> 
     assert "exceeds the checkpoint's 256 positions" in too_long.failure_reason
     with pytest.raises(ValidationError, match="give model or checkpoint, not both"):
         DecodeWorkload.Params(model="tiny", checkpoint=str(tmp_path))
+    # The canonical params a campaign stores and sends validate again on the node.
+    stored = DecodeWorkload.Params(**params).model_dump(mode="json")
+    assert DecodeWorkload.Params.model_validate(stored).checkpoint == params["checkpoint"]

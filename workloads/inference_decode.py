@@ -101,8 +101,10 @@ ModelSpec = Annotated[
 
 
 class DecodeParams(DeviceParams):
-    model: ModelSpec = Field(
-        "tiny", description="size preset, or explicit dimensions (vocab, dim, n_layers, ...)"
+    model: ModelSpec | None = Field(
+        None,
+        description="size preset, or explicit dimensions (vocab, dim, n_layers, ...); "
+        "default: tiny, or the checkpoint's",
     )
     checkpoint: str | None = Field(
         None,
@@ -123,7 +125,7 @@ class DecodeParams(DeviceParams):
     @model_validator(mode="after")
     def _fits(self) -> DecodeParams:
         if self.checkpoint is not None:
-            if "model" in self.model_fields_set:
+            if self.model is not None:
                 raise ValueError("give model or checkpoint, not both")
             return self  # the checkpoint's limits are checked when it is read, on the node
         limit = self.config().max_seq
@@ -134,10 +136,14 @@ class DecodeParams(DeviceParams):
         return self
 
     def config(self) -> LlamaConfig:
-        return PRESETS[self.model] if isinstance(self.model, str) else self.model.config()
+        if self.model is None or isinstance(self.model, str):
+            return PRESETS[self.model or "tiny"]
+        return self.model.config()
 
     def model_label(self) -> str:
-        return self.model if isinstance(self.model, str) else "explicit dims"
+        if self.model is None or isinstance(self.model, str):
+            return self.model or "tiny"
+        return "explicit dims"
 
 
 class DecodeWorkload(Workload):
