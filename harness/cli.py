@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.campaign import CampaignError, plan, run_campaign
 from harness.cli_common import (
     AddressOpt,
+    BadOption,
     DbOpt,
     DebugOpt,
     ListFormat,
@@ -420,34 +421,31 @@ def serve_model(
     from harness.serve_model import FAILURE_KINDS, ServeOptions, serve_forever
     from workloads.llama import PRESETS
 
-    def bad(line: str) -> None:
-        err.print(f"error: {line}", markup=False)
-        raise typer.Exit(2)
-
-    if model not in PRESETS:
-        bad(f"--model {model!r}: expected one of {', '.join(PRESETS)}")
-    failures = tuple(failure or ["status"])
-    for f in failures:
-        if f not in FAILURE_KINDS:
-            bad(f"--failure {f!r}: expected one of {', '.join(FAILURE_KINDS)}")
-    key = None
-    if api_key_env:
-        key = os.environ.get(api_key_env)
-        if not key:
-            bad(f"--api-key-env: ${api_key_env} is not set")
-    options = ServeOptions(
-        model=model,
-        engine=engine.value,
-        first_token_ms=first_token_ms,
-        token_ms=token_ms,
-        fail_every=fail_every,
-        failures=failures,
-        api_key=key,
-    )
-    try:
-        serve_forever(options, host, port)
-    except OSError as exc:  # the port is taken, the address is not ours
-        bad(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
+    with handled():
+        if model not in PRESETS:
+            raise BadOption(f"--model {model!r}: expected one of {', '.join(PRESETS)}")
+        failures = tuple(failure or ["status"])
+        for f in failures:
+            if f not in FAILURE_KINDS:
+                raise BadOption(f"--failure {f!r}: expected one of {', '.join(FAILURE_KINDS)}")
+        key = None
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise BadOption(f"--api-key-env: ${api_key_env} is not set")
+        options = ServeOptions(
+            model=model,
+            engine=engine.value,
+            first_token_ms=first_token_ms,
+            token_ms=token_ms,
+            fail_every=fail_every,
+            failures=failures,
+            api_key=key,
+        )
+        try:
+            serve_forever(options, host, port)
+        except OSError as exc:  # the port is taken, the address is not ours
+            raise BadOption(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def main() -> None:

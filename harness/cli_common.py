@@ -69,7 +69,20 @@ AddressOpt = Annotated[
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 
-BAD_INPUT = (PlaybookError, StoreError, ClusterError, PlacementError, CampaignError, QueryError)
+
+class BadOption(ValueError):
+    """An option value a command cannot use (beyond what its type already checks)."""
+
+
+BAD_INPUT = (
+    PlaybookError,
+    StoreError,
+    ClusterError,
+    PlacementError,
+    CampaignError,
+    QueryError,
+    BadOption,
+)
 
 
 @contextmanager
