@@ -18,10 +18,10 @@ import statistics
 import time
 
 from common import machine
-from serving_common import serve_model
 
 from harness.playbook import Settings
 from harness.runner import run_trial
+from harness.serve_model import spawned
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
         telemetry={"sources": []},
     ).model_dump()
     serve_args = ["--engine", "synthetic", "--first-token-ms", "100"]
-    with serve_model(*serve_args, "--token-ms", str(args.token_ms)) as url:
+    with spawned(*serve_args, "--token-ms", str(args.token_ms)) as url:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         out = run_trial(
             "inference.serving",

@@ -27,10 +27,10 @@ import sys
 from pathlib import Path
 
 from common import machine, scratch
-from serving_common import serve_model
 
 from harness.playbook import Settings
 from harness.runner import run_trial
+from harness.serve_model import spawned
 
 TOKENIZER = """
 import sys
@@ -147,7 +147,7 @@ def main() -> None:
     server = ["--model", "tiny"]
     if args.paced:
         server += ["--engine", "synthetic", "--first-token-ms", "50", "--token-ms", "10"]
-    with serve_model(*server) as url:
+    with spawned(*server) as url:
         ours(url, argparse.Namespace(**{**vars(args), "requests": 8}))  # server warm-up
         for tool in ("inference.serving", "guidellm", "guidellm", "inference.serving"):
             if tool == "guidellm":

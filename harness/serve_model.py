@@ -23,12 +23,18 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import queue
+import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -325,6 +331,31 @@ async def start(options: ServeOptions, host: str, port: int) -> tuple[web.AppRun
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, bound
+
+
+@contextlib.contextmanager
+def spawned(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``harness serve-model ARGS`` in its own process on a free port; yields its base URL
+    and stops it on exit (for tests and benchmarks)."""
+    harness = Path(sys.executable).with_name("harness")  # the console script of this venv
+    proc = subprocess.Popen(
+        [str(harness), "serve-model", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"on (http://\S+)", line)
+        if not match:
+            rest = proc.stdout.read() if proc.poll() is not None else ""
+            raise RuntimeError(f"serve-model did not start: {line}{rest}")
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def serve_forever(options: ServeOptions, host: str, port: int) -> None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import re
 import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.playbook import Settings
 from harness.runner import run_trial
+from harness.serve_model import spawned
 from workloads.inference_serving import ServingParams
 from workloads.serving_client import LengthDist, plan_stream
 
@@ -41,31 +40,10 @@ SETTINGS = Settings(
 ).model_dump()
 
 
-@contextmanager
-def serve(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`harness serve-model` on a free port; yields its base URL."""
-    proc = subprocess.Popen(
-        [HARNESS, "serve-model", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"on (http://\S+)", line)
-        assert match, f"server did not start: {line}{proc.stdout.read() if proc.poll() else ''}"
-        yield match.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def paced() -> Iterator[str]:
     """The decoder, with tokens held to 60 ms for the first and 10 ms apart after."""
-    with serve("--first-token-ms", "60", "--token-ms", "10") as url:
+    with spawned("--first-token-ms", "60", "--token-ms", "10") as url:
         yield url
 
 
@@ -154,7 +132,7 @@ def test_errors_are_counted_by_kind() -> None:
     # Request n fails when n % 3 == 0, cycling status -> disconnect -> stream_error.
     args = ["--engine", "synthetic", "--token-ms", "2", "--fail-every", "3"]
     args += ["--failure", "status", "--failure", "disconnect", "--failure", "stream_error"]
-    with serve(*args) as url:
+    with spawned(*args) as url:
         out = trial({"url": url, "concurrency": 1, "min_requests": 12, "warmup_requests": 0})
     assert out.status == "ok", out.failure_reason
     assert out.metrics["errors"] == [4.0]
@@ -163,14 +141,14 @@ def test_errors_are_counted_by_kind() -> None:
 
 
 def test_every_request_failing_fails_the_trial_with_the_kinds() -> None:
-    with serve("--engine", "synthetic", "--fail-every", "1") as url:
+    with spawned("--engine", "synthetic", "--fail-every", "1") as url:
         out = trial({"url": url, "concurrency": 2, "min_requests": 4, "warmup_requests": 0})
     assert out.status == "failed" and out.failure_phase == "verify"
     assert "every request failed: {'http_500': 4}" in out.failure_reason
 
 
 def test_max_duration_cancels_and_fails_short_runs() -> None:
-    with serve("--engine", "synthetic", "--token-ms", "500") as url:
+    with spawned("--engine", "synthetic", "--token-ms", "500") as url:
         params = {"url": url, "concurrency": 2, "min_requests": 3, "output_len": 20}
         t0 = time.monotonic()
         out = trial({**params, "max_duration_s": 1.0, "warmup_requests": 0})
@@ -181,7 +159,7 @@ def test_max_duration_cancels_and_fails_short_runs() -> None:
 
 def test_the_api_key_is_sent_and_never_kept(tmp_path: Path, ray_cluster) -> None:
     key = "sk-test-0123456789abcdef"
-    with serve(
+    with spawned(
         "--engine", "synthetic", "--api-key-env", "SERVE_KEY", env={"SERVE_KEY": key}
     ) as url:
         params = {"url": url, "concurrency": 2, "min_requests": 4, "api_key_env": "MY_KEY"}
