@@ -25,6 +25,7 @@ import os
 import statistics
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workloads.base import (
@@ -253,6 +254,7 @@ class ServingWorkload(Workload):
             out["errors"].append(float(sum(not r.ok for r in run.results)))
             if self.params.slo is not None:
                 out["goodput"].append(sum(self._meets_slo(r) for r in done) / d)
+        self.derived = out
         return out
 
     def _meets_slo(self, r: Any) -> bool:
@@ -290,18 +292,18 @@ class ServingWorkload(Workload):
             ),
         }
         if delays:
-            delays.sort()
+            p50 = float(np.percentile(delays, 50))
             ctx["delivery_delay_ms"] = {
-                "p50": _pct(delays, 50),
-                "p99": _pct(delays, 99),
+                "p50": p50,
+                "p99": float(np.percentile(delays, 99)),
                 "mean": statistics.fmean(delays),
             }
             # The delivery delay (server write -> our timestamp: an upper bound on the
             # client's share) adds to TTFT and E2E; in ITL and TPOT, differences of two
             # timestamps, a steady delay cancels and only its jitter remains.
-            ttft = sorted(r.ttft for run in runs for r in run.results if r.ok and r.ttft)
+            ttft = self.derived["ttft"]
             if ttft:
-                ctx["client_overhead_pct_of_ttft"] = 100 * _pct(delays, 50) / (_pct(ttft, 50) * 1e3)
+                ctx["client_overhead_pct_of_ttft"] = 100 * p50 / float(np.percentile(ttft, 50))
         return ctx
 
     def teardown(self) -> None:
@@ -310,13 +312,6 @@ class ServingWorkload(Workload):
     def _redact(self, text: str) -> str:
         key = getattr(self, "key", None)
         return text.replace(key, "***") if key else text
-
-
-def _pct(sorted_values: list[float], q: float) -> float:
-    pos = (len(sorted_values) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def _error_kinds(*runs: LoadRun) -> dict[str, int]:
