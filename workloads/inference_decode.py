@@ -181,13 +181,15 @@ class DecodeWorkload(Workload):
                 )
         else:
             self.cfg = p.config()
-        elem = torch.empty((), dtype=dtype).element_size()
-        cache_elem = torch.empty((), dtype=self.cache_dtype).element_size()
+        elem, cache_elem = dtype.itemsize, self.cache_dtype.itemsize
         check_fits(
             self.dev,
             self.cfg.params() * elem
             + self.cfg.kv_bytes_per_position(cache_elem) * p.batch * length,
         )
+        # Fixed by the shapes: computed once, used by the metrics, the work and the context.
+        self.flops = self._flops()
+        self.decode_bytes = self._decode_bytes(elem, cache_elem)
         if p.checkpoint is None:
             self.model = Llama(self.cfg, p.attention)
             self.model.init_weights(seed=1234)
@@ -290,7 +292,7 @@ class DecodeWorkload(Workload):
         steps = p.output_len - 1
         host = float(psutil.Process().memory_info().rss)
         peak = float(torch.cuda.max_memory_allocated(self.dev)) if self.dev.type == "cuda" else host
-        flops, step_bytes = self._flops(), self._decode_bytes()
+        flops, step_bytes = self.flops, self.decode_bytes
         return {
             "ttft": [t * 1e3 for t in prefill],
             "tpot": [d / steps * 1e3 for d in decode],
@@ -306,7 +308,7 @@ class DecodeWorkload(Workload):
         p = self.params
         return Work(
             tokens=p.batch * p.output_len,
-            flops=self._flops(),
+            flops=self.flops,
             convention="model FLOPs: 2 per MAC, matmul weights once per token + attention",
         )
 
@@ -316,12 +318,10 @@ class DecodeWorkload(Workload):
         decode = sum(self.cfg.flops_per_token(p.seq_len + i) for i in range(1, p.output_len))
         return p.batch * (prefill + decode)
 
-    def _decode_bytes(self) -> float:
+    def _decode_bytes(self, elem: int, cache_elem: int) -> float:
         """Mean bytes one decode step reads: every weight once, and each sequence's KV cache
         up to its current length (the weights are shared across the batch)."""
         p = self.params
-        elem = torch.empty((), dtype=DTYPES[p.dtype]).element_size()
-        cache_elem = torch.empty((), dtype=self.cache_dtype).element_size()
         mean_context = p.seq_len + p.output_len / 2
         kv = self.cfg.kv_bytes_per_position(cache_elem) * p.batch * mean_context
         return self.cfg.params() * elem + kv
@@ -341,9 +341,9 @@ class DecodeWorkload(Workload):
                 "ffn_dim": cfg.ffn_dim,
             },
             "weights": "checkpoint" if p.checkpoint else "random (seed 1234)",
-            "flops_per_iteration": self._flops(),
-            "flops_per_output_token": self._flops() / (p.batch * p.output_len),
-            "bytes_per_decode_step": self._decode_bytes(),
+            "flops_per_iteration": self.flops,
+            "flops_per_output_token": self.flops / (p.batch * p.output_len),
+            "bytes_per_decode_step": self.decode_bytes,
             "kv_cache_bytes": self.cache.nbytes(),
             "kv_cache_dtype": str(self.cache_dtype).removeprefix("torch."),
             "attention": p.attention,
