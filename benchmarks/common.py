@@ -28,16 +28,25 @@ def machine() -> str:
     return f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
-def fixed_iterations(iterations: int, warmup: int) -> dict:
+def fixed_iterations(iterations: int, warmup: int, sources: tuple[str, ...] = ("host",)) -> dict:
     """Playbook defaults for a side-by-side run: exactly ``iterations`` timed after
-    ``warmup``, as the bare loop it is compared with does, host telemetry only."""
+    ``warmup``, as the bare loop it is compared with does, host telemetry only (or the
+    ``sources`` given)."""
     return {
         "warmup_iterations": warmup,
         "min_repetitions": iterations,
         "max_repetitions": iterations,
         "min_duration_s": 0,
-        "telemetry": {"sources": ["host"]},
+        "telemetry": {"sources": list(sources)},
     }
+
+
+def trial_settings(iterations: int, warmup: int) -> dict:
+    """Settings for calling ``harness.runner.run_trial`` in process: ``fixed_iterations``
+    without telemetry."""
+    from harness.playbook import Settings
+
+    return Settings(**fixed_iterations(iterations, warmup, sources=())).model_dump()
 
 
 def run_playbook(playbook: dict, workdir: Path) -> tuple[sqlite3.Connection, float]:

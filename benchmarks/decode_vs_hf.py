@@ -17,9 +17,8 @@ import statistics
 import time
 
 import torch
-from common import machine, scratch
+from common import machine, scratch, trial_settings
 
-from harness.playbook import Settings
 from harness.runner import run_trial
 
 
@@ -50,13 +49,7 @@ def main() -> None:
     hf.save_pretrained(folder)
     hf = hf.to(dtype)
     threads = torch.get_num_threads()
-    settings = Settings(
-        warmup_iterations=1,
-        min_repetitions=3,
-        max_repetitions=3,
-        min_duration_s=0,
-        telemetry={"sources": []},
-    ).model_dump()
+    settings = trial_settings(3, 1)
     params = {
         "checkpoint": str(folder),
         "batch": args.batch,

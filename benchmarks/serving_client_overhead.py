@@ -17,9 +17,8 @@ import argparse
 import statistics
 import time
 
-from common import machine
+from common import machine, trial_settings
 
-from harness.playbook import Settings
 from harness.runner import run_trial
 from harness.serve_model import spawned
 
@@ -31,13 +30,7 @@ def main() -> None:
     ap.add_argument("--token-ms", type=float, default=20.0)
     ap.add_argument("--output-len", type=int, default=64)
     args = ap.parse_args()
-    settings = Settings(
-        warmup_iterations=0,
-        min_repetitions=1,
-        max_repetitions=1,
-        min_duration_s=0,
-        telemetry={"sources": []},
-    ).model_dump()
+    settings = trial_settings(1, 0)
     serve_args = ["--engine", "synthetic", "--first-token-ms", "100"]
     with spawned(*serve_args, "--token-ms", str(args.token_ms)) as url:
         cpu0, wall0 = time.process_time(), time.perf_counter()

@@ -26,9 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import machine, scratch
+from common import machine, scratch, trial_settings
 
-from harness.playbook import Settings
 from harness.runner import run_trial
 from harness.serve_model import spawned
 
@@ -48,13 +47,7 @@ PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained
 
 
 def ours(url: str, args: argparse.Namespace) -> dict[str, float]:
-    settings = Settings(
-        warmup_iterations=0,
-        min_repetitions=1,
-        max_repetitions=1,
-        min_duration_s=0,
-        telemetry={"sources": []},
-    ).model_dump()
+    settings = trial_settings(1, 0)
     params = {
         "url": url,
         "concurrency": args.concurrency,
