@@ -77,7 +77,9 @@ class CollectiveWorkload(Workload):
 
     op: ClassVar[str]
     multi_rank = True
-    min_ranks = 2
+    # nccl-tests runs every collective on one rank too (busbw factor 0 for all_reduce): the
+    # single-GPU check of the NCCL path. send_recv needs a peer.
+    min_ranks = 1
     Params = CollectiveParams
     metrics = (BUSBW, ALGBW, TIME)
     primary_metric = "busbw"
@@ -236,7 +238,10 @@ class CollectiveWorkload(Workload):
         medians = [statistics.median(row) for row in per_rank]
         self.slowest = max(range(self.n), key=medians.__getitem__)
         peers = [m for r, m in enumerate(medians) if r != self.slowest]
-        self.straggler = medians[self.slowest] > STRAGGLER_RATIO * statistics.median(peers)
+        # One rank has no peers to straggle behind.
+        self.straggler = bool(peers) and (
+            medians[self.slowest] > STRAGGLER_RATIO * statistics.median(peers)
+        )
         return out
 
     def work(self) -> Work:
@@ -269,6 +274,7 @@ def _collective(op: str) -> type[CollectiveWorkload]:
         (CollectiveWorkload,),
         {
             "op": op,
+            "min_ranks": 2 if op == "send_recv" else 1,
             "name": f"collective.{op}",
             "description": f"{op} over torch.distributed (gloo/NCCL), nccl-tests sizes and busbw",
             "__module__": __name__,

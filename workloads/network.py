@@ -27,6 +27,7 @@ class P2PWorkload(CollectiveWorkload):
     name = "network.p2p"
     description = "node-to-node ping-pong: latency and one-way bandwidth between two ranks"
     op = "pingpong"
+    min_ranks = 2
     max_ranks = 2
     Params = P2PParams
     metrics = (BANDWIDTH, LATENCY)
