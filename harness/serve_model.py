@@ -78,9 +78,7 @@ class Engine:
         self.torch = torch
         self.cfg = PRESETS[preset]
         torch.manual_seed(seed)
-        self.model = Llama(self.cfg)
-        self.model.init_weights(seed=1234)
-        self.model.prepare(torch.float32, torch.device("cpu"))
+        self.model = Llama.random(self.cfg, 1234, torch.float32, torch.device("cpu"))
         self.jobs: queue.Queue[_Job] = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="engine", daemon=True)
         self.thread.start()

@@ -191,9 +191,9 @@ class DecodeWorkload(Workload):
         self.flops = self._flops()
         self.decode_bytes = self._decode_bytes(elem, cache_elem)
         if p.checkpoint is None:
-            self.model = Llama(self.cfg, p.attention)
-            self.model.init_weights(seed=1234)
-        self.model.prepare(dtype, self.dev)
+            self.model = Llama.random(self.cfg, 1234, dtype, self.dev, p.attention)
+        else:
+            self.model.prepare(dtype, self.dev)
         self.cache = self.model.new_cache(p.batch, length, self.cache_dtype, self.dev)
         self.prompt = torch.randint(
             0,

@@ -258,13 +258,45 @@ class Llama(nn.Module):
             self.head.weight = self.embed.weight
         self.rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    @classmethod
+    def shell(cls, cfg: LlamaConfig, attention_backend: str = "sdpa") -> Llama:
+        """The module on the meta device: shapes only, no memory, no default init (which
+        costs minutes for an 8b model on a host); weights come from a checkpoint
+        (``load_state_dict(assign=True)``) or :meth:`random`."""
+        with torch.device("meta"):
+            return cls(cfg, attention_backend)
+
+    @classmethod
+    def random(
+        cls,
+        cfg: LlamaConfig,
+        seed: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        attention_backend: str = "sdpa",
+    ) -> Llama:
+        """Random weights made on ``device`` in ``dtype``, ready to run (prepared)."""
+        model = cls.shell(cfg, attention_backend).to(dtype).to_empty(device=device)
+        if cfg.tie_embeddings:  # to_empty gives each reference its own storage
+            model.head.weight = model.embed.weight
+        model.init_weights(seed)
+        return model.prepare(dtype, device)
+
     @torch.no_grad()
     def init_weights(self, seed: int) -> None:
-        """Random weights with a fixed seed, scaled so activations stay O(1)."""
-        gen = torch.Generator().manual_seed(seed)
+        """Random weights with a fixed seed, scaled so activations stay O(1); norms at 1.
+
+        Drawn in fp32 where the weights live, one tensor at a time (on the host: the same
+        values as drawing on the host and converting afterwards).
+        """
+        device = next(self.parameters()).device
+        gen = torch.Generator(device).manual_seed(seed)
         for p in self.parameters():
             if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[-1]))
+                w = torch.randn(p.shape, generator=gen, device=device, dtype=torch.float32)
+                p.copy_(w / math.sqrt(p.shape[-1]))
+            else:
+                p.fill_(1.0)
 
     def prepare(self, dtype: torch.dtype, device: torch.device) -> Llama:
         """Move to ``device`` in ``dtype`` and build the rotary tables there."""

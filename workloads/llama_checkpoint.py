@@ -117,7 +117,7 @@ def load_checkpoint(folder: str | Path, attention_backend: str = "sdpa") -> Llam
     """Our decoder with the checkpoint's shapes and weights (in the checkpoint's dtype)."""
     cfg = read_config(folder)
     tensors = read_tensors(folder)
-    model = Llama(cfg, attention_backend)
+    model = Llama.shell(cfg, attention_backend)
     state = {}
     for name, param in model.state_dict().items():
         source = hf_name(name)
