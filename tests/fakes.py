@@ -107,9 +107,9 @@ class CurveNvml(FakeNvml):
     counter, so energy must be integrated from power.
     """
 
-    def __init__(self, base=200.0, amp=100.0, period=0.5, update_s=0.1, energy=True):
+    def __init__(self, base=200.0, amp=100.0, period=0.5, update_s=0.1, energy=True, t0=None):
         super().__init__()
-        self.t0 = time.time()
+        self.t0 = time.time() if t0 is None else t0
         self.base, self.amp, self.period, self.update_s, self.energy = (
             base,
             amp,
