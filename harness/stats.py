@@ -13,6 +13,8 @@ import math
 import statistics
 from collections.abc import Sequence
 
+from results_db.vocabulary import STATISTICS, Summary
+
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) of already sorted values, linear interpolation."""
@@ -42,47 +44,28 @@ def median_ci(sorted_values: Sequence[float], level: float = 0.95) -> tuple[floa
     return sorted_values[j], sorted_values[n - 1 - j], coverage
 
 
-def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
+def summarize(values: Sequence[float]) -> Summary:
     """n, median, mean, std, min, max, p5, p90, p95, p99, cv (std/mean) and the median's 95% CI."""
     n = len(values)
     if n == 0:
-        return {
-            "n": 0,
-            **dict.fromkeys(
-                (
-                    "median",
-                    "mean",
-                    "std",
-                    "min",
-                    "max",
-                    "p5",
-                    "p90",
-                    "p95",
-                    "p99",
-                    "cv",
-                    "ci_low",
-                    "ci_high",
-                    "ci_level",
-                )
-            ),
-        }
+        return Summary(n=0, **dict.fromkeys(STATISTICS[1:]))  # type: ignore[typeddict-item]
     s = sorted(values)
     mean = statistics.fmean(s)
     std = statistics.stdev(s) if n > 1 else 0.0
     low, high, level = median_ci(s)
-    return {
-        "n": n,
-        "median": percentile(s, 50),
-        "mean": mean,
-        "std": std,
-        "min": s[0],
-        "max": s[-1],
-        "p5": percentile(s, 5),
-        "p90": percentile(s, 90),
-        "p95": percentile(s, 95),
-        "p99": percentile(s, 99),
-        "cv": std / mean if mean else None,
-        "ci_low": low,
-        "ci_high": high,
-        "ci_level": level,
-    }
+    return Summary(
+        n=n,
+        median=percentile(s, 50),
+        mean=mean,
+        std=std,
+        min=s[0],
+        max=s[-1],
+        p5=percentile(s, 5),
+        p90=percentile(s, 90),
+        p95=percentile(s, 95),
+        p99=percentile(s, 99),
+        cv=std / mean if mean else None,
+        ci_low=low,
+        ci_high=high,
+        ci_level=level,
+    )

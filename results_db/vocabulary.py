@@ -1,0 +1,41 @@
+"""The words results are stored in, defined once: the summary statistics of a metric and
+the statuses of a trial. The summarising code, the store's columns and the query records all
+use these names."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypedDict
+
+
+class Summary(TypedDict, total=False):
+    """Statistics of one metric's raw per-iteration samples (None where there are none)."""
+
+    n: int
+    median: float | None
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    p5: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+    cv: float | None  # std / mean
+    ci_low: float | None  # the median's distribution-free 95% confidence interval
+    ci_high: float | None
+    ci_level: float | None  # the coverage that interval achieves
+
+
+STATISTICS: tuple[str, ...] = tuple(Summary.__annotations__)
+
+
+class TrialStatus(str, Enum):
+    """How a trial attempt ended."""
+
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in TrialStatus)
