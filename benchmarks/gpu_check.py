@@ -594,11 +594,12 @@ def run_round(rows: list[Row], book: dict[str, Any], work: Path, rnd: int) -> No
 
 
 def add_peaks(rows: list[Row], gpu_model: str | None) -> None:
-    from results_db.peaks import datasheet_peak, peak_key
+    from results_db.peaks import datasheet_peak
+    from workloads.registry import ceiling_key
 
     for r in rows:
         params = params_of(r.check, "cuda" if gpu_model else "cpu")
-        key = peak_key(r.check.workload, r.check.metric, params)
+        key = ceiling_key(r.check.workload, r.check.metric, params)
         r.peak = datasheet_peak(gpu_model, key) if key else None
 
 

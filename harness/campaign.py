@@ -31,6 +31,7 @@ from results_db import (
     TelemetrySummaryRecord,
     TrialRecord,
 )
+from workloads import get_workload
 
 
 class CampaignError(Exception):
@@ -95,8 +96,16 @@ def trial_record(
 ) -> TrialRecord:
     """Translate an outcome into the store's record: summaries derived from raw samples,
     energy from the telemetry of the same window."""
+    meta = get_workload(trial.spec.workload).meta(trial.spec.params)
     metrics = [
-        MetricRecord(name, unit, hib, outcome.metrics[name], summarize(outcome.metrics[name]))
+        MetricRecord(
+            name,
+            unit,
+            hib,
+            outcome.metrics[name],
+            summarize(outcome.metrics[name]),
+            meta.ceilings.get(name),
+        )
         for name, unit, hib in outcome.metric_specs
         if outcome.metrics.get(name)
     ]
@@ -167,6 +176,12 @@ def trial_record(
             )
             for r in energy.readings
         ],
+        workload_version=meta.version,
+        primary_metric=meta.primary_metric,
+        workload_meta={
+            "sweep_params": list(meta.sweep_params),
+            "param_defaults": meta.param_defaults,
+        },
     )
 
 

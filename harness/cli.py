@@ -34,7 +34,7 @@ from harness.output import emit, table
 from harness.placement import PlacedTrial
 from harness.playbook import load_playbook
 from harness.runner import TrialOutcome
-from harness.summary import shown_params, varying_params
+from harness.summary import planned_params, varying_params
 from results_db import QueryError, ResultStore
 
 app = typer.Typer(
@@ -89,7 +89,7 @@ class _Live:
         if outcome.status != "ok":
             self.progress.console.print(
                 f"[red]{outcome.status}[/red] {trial.spec.benchmark} "
-                f"{shown_params(trial.spec.workload, trial.spec.params)} "
+                f"{planned_params(trial.spec.workload, trial.spec.params)} "
                 f"on {trial.node.hostname}: "
                 f"{outcome.failure_phase}: {outcome.failure_reason}",
                 markup=True,
@@ -183,7 +183,7 @@ def _print_plan(placed: list[PlacedTrial]) -> None:
             i + 1,
             p.spec.benchmark,
             p.spec.workload,
-            shown_params(p.spec.workload, p.spec.params, varying[p.spec.benchmark]),
+            planned_params(p.spec.workload, p.spec.params, varying[p.spec.benchmark]),
             _where(p),
             p.key,
         )

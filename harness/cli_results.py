@@ -202,7 +202,7 @@ def results_query(
             (
                 g[group_by],
                 g["workload"],
-                shown_params(g["workload"], g["params"]),
+                shown_params(g["params"], g.get("param_defaults")),
                 g["metric"],
                 g["unit"],
                 g["trials"],
@@ -238,7 +238,7 @@ def results_query(
             r["campaign"],
             r["trial"],
             r["workload"],
-            shown_params(r["workload"], r["params"]),
+            shown_params(r["params"], r.get("param_defaults")),
             r["node"],
             r["status"],
             r["metric"],
@@ -335,7 +335,7 @@ def results_compare(
     rows = [
         (
             r["workload"],
-            shown_params(r["workload"], r["params"]),
+            shown_params(r["params"], r.get("param_defaults")),
             r["metric"],
             f"{r['baseline_median']:.4g}",
             f"{r['candidate_median']:.4g}",
@@ -405,7 +405,7 @@ def results_history(
             r["started_at"],
             r["campaign"],
             r["node"],
-            shown_params(workload, r["params"]),
+            shown_params(r["params"], r.get("param_defaults")),
             f"{r['median']:.4g} {r['unit']}",
             "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%",
             r["step"] or "",

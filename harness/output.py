@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from results_db.query import DISPLAY_ONLY
+
 FORMATS = ("table", "csv", "json")
 
 
@@ -61,6 +63,8 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
 def emit(console: Console, fmt: str, records: Sequence[dict[str, Any]], tbl: Table | None) -> None:
     """Print records in the chosen format (the table may be None for csv/json)."""
+    if fmt in ("json", "csv"):
+        records = [{k: v for k, v in r.items() if k not in DISPLAY_ONLY} for r in records]
     if fmt == "json":
         console.file.write(to_json(records) + "\n")
     elif fmt == "csv":

@@ -9,9 +9,8 @@ from typing import Any
 
 from harness import svg
 from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries, varying_params
-from results_db.peaks import datasheet_peak, peak_key
+from results_db.peaks import datasheet_peak
 
-SIZE_PARAMS = ("size_mib", "size_bytes", "seq_len", "kv_len", "m", "rows")
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}
 table{border-collapse:collapse;margin:8px 0 24px;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
@@ -22,7 +21,7 @@ th{background:#f3f3f3}.failed,.timeout{color:#b00}.ok{color:#070}
 def _label(r: dict[str, Any], varying: dict[str, set[str]]) -> str:
     """A trial's group label in charts: the params that tell it apart, else the benchmark."""
     return (
-        shown_params(r["workload"], r["params"], varying.get(r["benchmark"], set()))
+        shown_params(r["params"], r.get("param_defaults"), varying.get(r["benchmark"], set()))
         or r["benchmark"]
     )
 
@@ -163,7 +162,7 @@ def _sweeps(
         lambda: defaultdict(list)
     )
     for r in ok:
-        size = next((k for k in SIZE_PARAMS if k in varying[r["benchmark"]]), None)
+        size = next((k for k in r["sweep_params"] if k in varying[r["benchmark"]]), None)
         if size is None or not isinstance(r["params"].get(size), (int, float)):
             continue
         same = [x for x in ok if x["benchmark"] == r["benchmark"]]
@@ -185,7 +184,7 @@ def _rooflines(ok: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
     models = {}
     for r in ok:
         ctx = data["contexts"].get(r["trial"]) or {}
-        key = peak_key(r["workload"], r["metric"], r["params"])
+        key = r["peak_key"]
         if not key or not ctx.get("compulsory_bytes") or not ctx.get("flops_per_iteration"):
             continue
         intensity = ctx["flops_per_iteration"] / ctx["compulsory_bytes"]

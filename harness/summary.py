@@ -10,21 +10,25 @@ from harness.output import fmt_params
 EFFICIENCY_METRICS = {name for name, _, _ in EFFICIENCY.values()}
 
 
-def shown_params(workload: str, params: dict[str, Any], varying: set[str] = frozenset()) -> str:
-    """The params that differ from the workload's defaults or vary among the rows shown."""
-    from workloads import UnknownWorkload, get_workload
-
-    try:
-        fields = get_workload(workload).Params.model_fields
-    except UnknownWorkload:
+def shown_params(
+    params: dict[str, Any],
+    defaults: dict[str, Any] | None,
+    varying: set[str] = frozenset(),
+) -> str:
+    """The params that differ from the workload's declared defaults (stored with each trial)
+    or vary among the rows shown; every param where the defaults are not known."""
+    if defaults is None:
         return fmt_params(params)
     return fmt_params(
-        {
-            k: v
-            for k, v in params.items()
-            if k in varying or k not in fields or fields[k].is_required() or fields[k].default != v
-        }
+        {k: v for k, v in params.items() if k in varying or k not in defaults or defaults[k] != v}
     )
+
+
+def planned_params(workload: str, params: dict[str, Any], varying: set[str] = frozenset()) -> str:
+    """``shown_params`` for a trial not yet stored (the driver knows its workload class)."""
+    from workloads import get_workload
+
+    return shown_params(params, get_workload(workload).meta(params).param_defaults, varying)
 
 
 def varying_params(rows: list[tuple[str, dict[str, Any]]]) -> dict[str, set[str]]:
@@ -36,14 +40,9 @@ def varying_params(rows: list[tuple[str, dict[str, Any]]]) -> dict[str, set[str]
     return {b: {k for k, vs in kv.items() if len(vs) > 1} for b, kv in values.items()}
 
 
-def primary_metric(workload: str, available: list[str]) -> str | None:
-    """The workload's declared primary metric where present, else the first available."""
-    from workloads import UnknownWorkload, get_workload
-
-    try:
-        wanted = get_workload(workload).primary_metric
-    except UnknownWorkload:
-        wanted = None
+def primary_metric(record: dict[str, Any], available: list[str]) -> str | None:
+    """The primary metric the trial's workload declared where present, else the first."""
+    wanted = record.get("primary_metric")
     if wanted in available:
         return wanted
     return available[0] if available else None
@@ -61,7 +60,7 @@ def trial_summaries(
     )
     out = []
     for tid, recs in by_trial.items():
-        metric = primary_metric(recs[0]["workload"], [r["metric"] for r in recs if r["metric"]])
+        metric = primary_metric(recs[0], [r["metric"] for r in recs if r["metric"]])
         r = next((x for x in recs if x["metric"] == metric), recs[0])
         eff = next((x for x in recs if x["metric"] in EFFICIENCY_METRICS), None)
         ok = r["status"] == "ok" and r["median"] is not None
@@ -76,7 +75,9 @@ def trial_summaries(
                 "trial": tid,
                 "record": r,
                 "benchmark": r["benchmark"],
-                "params": shown_params(r["workload"], r["params"], varying[r["benchmark"]]),
+                "params": shown_params(
+                    r["params"], r.get("param_defaults"), varying[r["benchmark"]]
+                ),
                 "status": r["status"],
                 "metric": r["metric"] or "",
                 "median": f"{r['median']:.4g} {r['unit']}" if ok else "",

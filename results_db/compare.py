@@ -62,6 +62,8 @@ def _pooled(
             t.c.workload,
             t.c.params_hash,
             t.c.params,
+            t.c.workload_version,
+            t.c.workload_meta,
             Metric.name,
             Metric.unit,
             Metric.higher_is_better,
@@ -93,21 +95,24 @@ def _pooled(
     else:
         q = q.where(Metric.name.not_like("rank_time.%"))
     out: dict[tuple, dict[str, Any]] = {}
-    for tid, key, wl, phash, params, name, unit, hib, value in session.execute(q):
+    for tid, key, wl, phash, params, version, meta, name, unit, hib, value in session.execute(q):
         match = (key,) if by_trial_key else (wl, phash)
         entry = out.setdefault(
             (match, name),
             {
                 "workload": wl,
                 "params": params,
+                "param_defaults": (meta or {}).get("param_defaults"),
                 "unit": unit,
                 "higher_is_better": hib,
                 "values": [],
                 "trials": set(),
+                "versions": set(),
             },
         )
         entry["values"].append(value)
         entry["trials"].add(tid)
+        entry["versions"].add(version or "")
     return out
 
 
@@ -142,12 +147,18 @@ def compare(
         p = float(mannwhitneyu(b["values"], c["values"], alternative="two-sided").pvalue)
         significant = p < alpha
         verdict = "same"
-        if significant and abs(change) >= threshold_pct:
+        if b["versions"] != c["versions"] or len(b["versions"]) > 1:
+            # The workload's conventions changed between the sides: figures differ in
+            # meaning, so no verdict (asv's benchmark version rule).
+            verdict = "version changed"
+        elif significant and abs(change) >= threshold_pct:
             verdict = "better" if change > 0 else "worse"
         records.append(
             {
                 "workload": b["workload"],
                 "params": b["params"],
+                "param_defaults": b["param_defaults"],
+                "workload_version": ",".join(sorted(b["versions"] | c["versions"])),
                 "metric": k[1],
                 "unit": b["unit"],
                 "higher_is_better": b["higher_is_better"],
@@ -191,6 +202,8 @@ def history(
             t.c.started_at,
             t.c.params,
             t.c.params_hash,
+            t.c.workload_version,
+            t.c.workload_meta,
             Node.hostname,
             Node.hardware_class,
             Metric.id,
@@ -221,9 +234,9 @@ def history(
         select(RawSample.metric_id, RawSample.value).where(RawSample.metric_id.in_(samples))
     ):
         samples[mid].append(value)
-    previous: dict[tuple, tuple[float, list[float]]] = {}
+    previous: dict[tuple, tuple[float, list[float], str]] = {}
     out = []
-    for tid, cid, started, params, phash, host, hw, mid, median, unit, hib in rows:
+    for tid, cid, started, params, phash, version, meta, host, hw, mid, median, unit, hib in rows:
         series = (host if node or not hardware else hw, phash)
         rec = {
             "trial": tid,
@@ -232,6 +245,8 @@ def history(
             "node": host,
             "hardware_class": hw,
             "params": params,
+            "param_defaults": (meta or {}).get("param_defaults"),
+            "workload_version": version,
             "metric": metric,
             "unit": unit,
             "median": median,
@@ -239,13 +254,15 @@ def history(
             "change_pct": None,
             "p_value": None,
         }
-        if series in previous:
-            before_median, before = previous[series]
+        if series in previous and previous[series][2] != version:
+            rec["step"] = "version changed"  # a new convention: not tested against the old
+        elif series in previous:
+            before_median, before, _ = previous[series]
             change = (1 if hib else -1) * (median / before_median - 1) * 100 if before_median else 0
             p = float(mannwhitneyu(before, samples[mid], alternative="two-sided").pvalue)
             rec.update(change_pct=change, p_value=p)
             if p < alpha and abs(change) >= threshold_pct:
                 rec["step"] = "better" if change > 0 else "worse"
-        previous[series] = (median, samples[mid])
+        previous[series] = (median, samples[mid], version)
         out.append(rec)
     return out

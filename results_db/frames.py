@@ -13,14 +13,20 @@ import pandas as pd
 from sqlalchemy import select
 
 from results_db.models import Metric, Node, RawSample
-from results_db.query import Filters, latest_trials, query_records, telemetry_query
+from results_db.query import (
+    DISPLAY_ONLY,
+    Filters,
+    latest_trials,
+    query_records,
+    telemetry_query,
+)
 from results_db.store import ResultStore
 
 
 def _flatten(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records with ``params`` spread into ``params.<name>`` columns and other nested values
     (labels, ranks) as JSON text, so every column is flat for CSV and Parquet."""
-    frame = pd.DataFrame(records)
+    frame = pd.DataFrame(records).drop(columns=list(DISPLAY_ONLY), errors="ignore")
     if frame.empty:
         return frame
     if "params" in frame:

@@ -133,6 +133,10 @@ class Trial(Base):
     window_end: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the workload declared (0006), so readers never import workload code.
+    workload_version: Mapped[str] = mapped_column(String(40), default="", index=True)
+    primary_metric: Mapped[str] = mapped_column(String(80), default="")
+    workload_meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # sweep_params, defaults
 
     campaign: Mapped[Campaign] = relationship(back_populates="trials")
     node: Mapped[Node | None] = relationship()
@@ -164,6 +168,7 @@ class Metric(Base):
     ci_low: Mapped[float | None] = mapped_column(Float)
     ci_high: Mapped[float | None] = mapped_column(Float)
     ci_level: Mapped[float | None] = mapped_column(Float)  # achieved coverage of [ci_low, ci_high]
+    ceiling: Mapped[str | None] = mapped_column(String(64))  # peak key it is a share of (0006)
 
     trial: Mapped[Trial] = relationship(back_populates="metrics")
 

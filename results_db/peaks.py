@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -74,12 +73,6 @@ DATASHEETS = (
     ),
 )
 
-# Workloads whose throughput is measured against the GEMM peak of their dtype.
-# inference.decode reports model FLOPs/s and decode bytes/s: against these ceilings they are
-# model FLOPs utilisation (MFU) and memory-bandwidth utilisation (MBU).
-MATMUL_BOUND = ("kernel.gemm", "kernel.attention", "kernel.conv2d", "inference.decode")
-BANDWIDTH_BOUND = ("memory.stream", "kernel.norm", "inference.decode")
-
 
 def datasheet_for(gpu_model: str | None) -> Datasheet | None:
     """The datasheet entry of a GPU name, or None for parts the table does not know."""
@@ -87,28 +80,6 @@ def datasheet_for(gpu_model: str | None) -> Datasheet | None:
         return None
     name = gpu_model.lower()
     return next((d for d in DATASHEETS if fnmatchcase(name, d.pattern)), None)
-
-
-def peak_key(workload: str, metric: str, params: dict[str, Any]) -> str | None:
-    """What a figure is bounded by: ``bandwidth:<device>`` or ``throughput:<device>:<dtype>``.
-
-    None where no single peak applies (host<->device copies run at link speed; one-way
-    device copies count half the traffic of the memory's rated figure).
-    """
-    device = "cuda" if str(params.get("device", "cpu")).startswith("cuda") else "cpu"
-    if metric == "bandwidth":
-        if workload in BANDWIDTH_BOUND:
-            return f"bandwidth:{device}"
-        if (
-            workload == "memory.copy"
-            and params.get("direction") == "d2d"
-            and params.get("count") == "read_write"
-        ):
-            return "bandwidth:cuda"
-        return None
-    if metric == "throughput" and workload in MATMUL_BOUND and params.get("dtype"):
-        return f"throughput:{device}:{params['dtype']}"
-    return None
 
 
 def datasheet_peak(gpu_model: str | None, key: str) -> tuple[float, str] | None:

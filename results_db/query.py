@@ -11,7 +11,12 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from results_db.models import Campaign, CampaignNode, Ceiling, Metric, Node, TelemetrySample, Trial
-from results_db.peaks import datasheet_peak, peak_key
+from results_db.peaks import datasheet_peak
+from results_db.vocabulary import STATISTICS, STATUSES
+
+# Record keys that only serve a table's display (which params to leave out): never written
+# to JSON, CSV or data frames.
+DISPLAY_ONLY = ("param_defaults",)
 
 # Node columns a --where filter may name as ``node.<field>``.
 NODE_FIELDS = (
@@ -30,7 +35,6 @@ NODE_FIELDS = (
     "cuda",
     "driver",
 )
-STATUSES = ("ok", "failed", "timeout")
 
 
 class QueryError(ValueError):
@@ -92,8 +96,7 @@ def measured_ceilings(session: Session) -> dict[tuple[str, str], Ceiling]:
 
 def add_peaks(rec: dict[str, Any], ceilings: dict[tuple[str, str], Ceiling]) -> None:
     """Percent of the measured ceiling and of the datasheet peak, where either applies."""
-    key = peak_key(rec["workload"], rec["metric"] or "", rec["params"]) if rec["metric"] else None
-    rec["peak_key"] = key
+    key = rec["peak_key"]
     rec["pct_of_ceiling"] = rec["pct_of_datasheet"] = rec["datasheet_sku"] = None
     if key is None or rec["median"] is None:
         return
@@ -233,27 +236,17 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
             "iterations": trial.iterations,
             "timer": trial.timer,
             "started_at": trial.started_at.isoformat() if trial.started_at else None,
+            "workload_version": trial.workload_version,
+            "primary_metric": trial.primary_metric,
+            "sweep_params": (trial.workload_meta or {}).get("sweep_params", []),
+            "param_defaults": (trial.workload_meta or {}).get("param_defaults"),
         }
-        stats = (
-            "n",
-            "median",
-            "mean",
-            "std",
-            "min",
-            "max",
-            "p5",
-            "p90",
-            "p95",
-            "p99",
-            "cv",
-            "ci_low",
-            "ci_high",
-        )
         rec["metric"] = metric.name if metric else None
         rec["unit"] = metric.unit if metric else None
         rec["higher_is_better"] = metric.higher_is_better if metric else None
-        for k in stats:
+        for k in STATISTICS:
             rec[k] = getattr(metric, k) if metric else None
+        rec["peak_key"] = metric.ceiling if metric else None
         add_peaks(rec, ceilings)
         out.append(rec)
     return out
@@ -281,6 +274,7 @@ def group_records(records: list[dict[str, Any]], by: str) -> list[dict[str, Any]
                 by: value,
                 "workload": workload,
                 "params": rs[0]["params"],
+                "param_defaults": rs[0].get("param_defaults"),
                 "metric": metric,
                 "unit": rs[0]["unit"],
                 "higher_is_better": rs[0]["higher_is_better"],

@@ -48,7 +48,8 @@ class MetricRecord:
     unit: str
     higher_is_better: bool
     samples: list[float]
-    summary: dict[str, float | int | None]  # n, median, mean, std, min, max, p5, p95, cv, ci_*
+    summary: dict[str, float | int | None]  # see results_db.stats_names.STATISTICS
+    ceiling: str | None = None  # the peak key the workload measures this metric against
 
 
 @dataclass
@@ -133,3 +134,6 @@ class TrialRecord:
     telemetry_summary: list[TelemetrySummaryRecord] = field(default_factory=list)
     sources: list[tuple[str, bool, str]] = field(default_factory=list)  # (source, ok, reason)
     energy: list[EnergyRecord] = field(default_factory=list)
+    workload_version: str = ""
+    primary_metric: str = ""
+    workload_meta: dict[str, Any] | None = None  # sweep_params, param_defaults

@@ -28,7 +28,6 @@ from results_db.models import (
     TelemetrySummary,
     Trial,
 )
-from results_db.peaks import peak_key
 from results_db.records import (
     CampaignRecord,
     IdleBaselineRecord,
@@ -228,7 +227,7 @@ class ResultStore:
         best: dict[tuple[str, str], tuple[float, str, int]] = {}
         with self._session.begin() as s:
             for trial, hw_class, metric in s.execute(q):
-                key = peak_key(trial.workload, metric.name, trial.params)
+                key = metric.ceiling
                 if key is None or metric.median is None:
                     continue
                 if metric.median > best.get((hw_class, key), (float("-inf"),))[0]:
@@ -297,6 +296,9 @@ class ResultStore:
                 window_end=rec.window_end,
                 started_at=rec.started_at,
                 finished_at=rec.finished_at,
+                workload_version=rec.workload_version,
+                primary_metric=rec.primary_metric,
+                workload_meta=rec.workload_meta,
             )
             s.add(trial)
             s.flush()
@@ -306,6 +308,7 @@ class ResultStore:
                     name=m.name,
                     unit=m.unit,
                     higher_is_better=m.higher_is_better,
+                    ceiling=m.ceiling,
                     **m.summary,
                 )
                 s.add(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -253,3 +254,29 @@ def test_query_time_range_and_group_by_hardware(tmp_path: Path) -> None:
     assert groups["NVIDIA H100 80GB HBM3"]["trials"] == 1
     result = invoke("results", "query", "--db", url, "--group-by", "rack")
     assert result.exit_code == 2 and "cannot group by 'rack'" in result.stderr
+
+
+def test_results_of_another_workload_version_are_never_judged_against_each_other(
+    tmp_path: Path,
+) -> None:
+    url, _ = fill(tmp_path / "r.sqlite")
+    db = sqlite3.connect(tmp_path / "r.sqlite")
+    db.execute("update trials set workload_version = '1'")
+    db.execute(
+        "update trials set workload_version = '2' where campaign_id = 'c2' and workload = 'kernel.gemm'"
+    )
+    db.commit()
+    result = invoke("results", "compare", "c1", "c2", "--db", url, "--format", "json")
+    assert result.exit_code == 0  # the 20% slower gemm is another convention, not a regression
+    recs = {r["workload"]: r for r in json.loads(result.stdout)}
+    gemm = recs["kernel.gemm"]
+    assert gemm["verdict"] == "version changed" and gemm["regression"] is False
+    assert gemm["workload_version"] == "1,2"
+    assert recs["memory.stream"]["verdict"] == "better"
+    result = invoke(
+        "results", "history", "--workload", "kernel.gemm", "--metric", "time", "--node", "a1",
+        "--db", url, "--format", "json",
+    )  # fmt: skip
+    first, second = json.loads(result.stdout)
+    assert first["step"] is None
+    assert second["step"] == "version changed" and second["p_value"] is None

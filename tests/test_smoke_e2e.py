@@ -77,6 +77,19 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
     assert rows == expected
     assert f"{sum(expected.values())} ok, 0 failed" in proc.stdout and str(db) in proc.stdout
     assert sql.execute("select status from campaigns").fetchone()[0] == "completed"
+    # Each trial carries what its workload declared; each metric the ceiling it is a share of.
+    assert sql.execute(
+        "select count(*) from trials where workload_version = '' or primary_metric = ''"
+    ).fetchone() == (0,)
+    ceilings = set(
+        sql.execute(
+            "select t.workload, m.name, m.ceiling from metrics m join trials t on t.id = m.trial_id"
+            " where json_extract(t.params, '$.device') = 'cpu' and m.ceiling is not null"
+        )
+    )
+    assert ("memory.stream", "bandwidth", "bandwidth:cpu") in ceilings
+    assert ("kernel.gemm", "throughput", "throughput:cpu:bf16") in ceilings
+    assert {c for c in ceilings if c[0] == "memory.copy"} == set()  # h2h: no single peak
     assert (tmp_path / ".ray" / "auth_token").exists() or gpu  # Ray's token auth stayed on
 
     # Idle baseline: measured once per node before the trials, from the same sources.

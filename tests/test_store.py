@@ -1,5 +1,6 @@
 """The results store on a real SQLite file, checked with SQL of its own."""
 
+import json
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -195,3 +196,63 @@ def test_an_older_database_is_upgraded_in_place_keeping_its_rows(db_path: Path) 
     assert store.get_campaign("old").playbook_text == "text"
     tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
     assert {"energy_readings", "idle_baselines", "ceilings"} <= tables
+
+
+def test_rows_written_by_0005_gain_their_workload_facts_on_upgrade(db_path: Path) -> None:
+    """A database as today's schema (0005) wrote it: after the upgrade each trial carries its
+    workload's version, primary metric and sweep params, and each metric its ceiling key, as
+    the workloads declare them now, so readers need no workload code."""
+    from results_db.schema import upgrade
+    from workloads import get_workload
+
+    engine = create_engine(sqlite_url(db_path))
+    upgrade(engine, "0005_tail_percentiles")
+    db = sqlite3.connect(db_path)
+    db.execute(
+        "insert into campaigns (id, name, description, playbook_path, playbook_text, playbook_hash,"
+        " effective, status, created_at, harness_version, user, driver_host, cluster) values "
+        "('old', 'n', '', '', 'text', 'h', '{}', 'completed', '2026-01-01', '0.1.0', '', '', '')"
+    )
+    trials = {
+        1: ("memory.copy", {"direction": "d2d", "count": "read_write", "size_mib": 64.0}),
+        2: ("memory.copy", {"direction": "h2d", "count": "one_way", "size_mib": 64.0}),
+        3: ("kernel.gemm", {"device": "cuda", "dtype": "bf16", "m": 8, "n": 8, "k": 8}),
+        4: ("mylab.unknown", {"size_bytes": 8}),
+    }
+    for tid, (workload, params) in trials.items():
+        db.execute(
+            "insert into trials (id, campaign_id, trial_key, benchmark, workload, params,"
+            " params_hash, ray_node_id, attempt, status, warmup_iterations, iterations,"
+            " settings, context) values (?, 'old', ?, 'b', ?, ?, 'h', '', 1, 'ok', 0, 1, '{}', '{}')",
+            (tid, f"k{tid}", workload, json.dumps(params)),
+        )
+        for name in ("bandwidth", "throughput", "time"):
+            db.execute(
+                "insert into metrics (trial_id, name, unit, higher_is_better, n, median)"
+                " values (?, ?, 'u', 1, 1, 1.0)",
+                (tid, name),
+            )
+    db.commit()
+    upgrade(engine)
+    got = {
+        tid: (version, primary, json.loads(meta)["sweep_params"])
+        for tid, version, primary, meta in db.execute(
+            "select id, workload_version, primary_metric, workload_meta from trials"
+        )
+    }
+    ceilings = {
+        (tid, name): key
+        for tid, name, key in db.execute(
+            "select trial_id, name, ceiling from metrics where ceiling is not null"
+        )
+    }
+    for tid, (workload, params) in trials.items():
+        if workload == "mylab.unknown":
+            assert got[tid] == ("", "", ["size_bytes"])
+            continue
+        cls = get_workload(workload)
+        meta = cls.meta(params)
+        assert got[tid] == (meta.version, meta.primary_metric, list(meta.sweep_params))
+        for name, key in meta.ceilings.items():
+            assert ceilings.pop((tid, name)) == key
+    assert ceilings == {}  # nothing the workloads do not declare

@@ -60,6 +60,24 @@ BANDWIDTH = MetricSpec("bandwidth", "GB/s", True, "bytes moved per second (1 GB 
 THROUGHPUT = MetricSpec("throughput", "TFLOP/s", True, "floating-point operations per second")
 
 
+# Kinds of ceiling a metric is measured against (resolved per trial by ``ceiling_keys``):
+# the device's memory bandwidth, or its dense matmul throughput in the trial's dtype.
+MEMORY_CEILING = "memory"
+MATMUL_CEILING = "matmul"
+
+
+@dataclass(frozen=True)
+class WorkloadMeta:
+    """What readers of the results store need to know of a trial's workload, stored with
+    the trial so that they never import workload code."""
+
+    version: str  # changes when the workload's conventions change (asv's benchmark version)
+    primary_metric: str
+    sweep_params: tuple[str, ...]  # the size-like params a report draws lines against
+    ceilings: dict[str, str]  # metric -> peak key, e.g. throughput:cuda:bf16
+    param_defaults: dict[str, Any]  # so displays can leave out what was not changed
+
+
 @dataclass(frozen=True)
 class RankContext:
     """Where one rank of a multi-rank trial stands, and how to reach rank 0 (rendezvous)."""
@@ -95,6 +113,13 @@ class Workload(ABC):
     Params: ClassVar[type[Params]]
     metrics: ClassVar[tuple[MetricSpec, ...]] = (TIME,)
     primary_metric: ClassVar[str] = "time"
+    # Bump when a change makes new figures incomparable with old ones (what is counted,
+    # how it is timed): results of different versions are never silently compared.
+    version: ClassVar[str] = "1"
+    # Size-like params, in order of preference, that a sweep plots against.
+    sweep_params: ClassVar[tuple[str, ...]] = ()
+    # Metric -> MEMORY_CEILING or MATMUL_CEILING: the peak the figure is a share of.
+    ceilings: ClassVar[dict[str, str]] = {}
     multi_rank: ClassVar[bool] = False  # runs as one process per rank (collectives)
     min_ranks: ClassVar[int] = 1
     max_ranks: ClassVar[int | None] = None
@@ -130,6 +155,33 @@ class Workload(ABC):
         """Environment variables the workload reads (credentials, endpoints): the driver
         hands its values to the trial's process, so they need not be set on every node."""
         return ()
+
+    @classmethod
+    def ceiling_keys(cls, params: dict[str, Any]) -> dict[str, str]:
+        """Metric -> the peak key it is measured against for these (canonical) params:
+        ``bandwidth:<cpu|cuda>`` or ``throughput:<cpu|cuda>:<dtype>``."""
+        device = "cuda" if str(params.get("device", "cpu")).startswith("cuda") else "cpu"
+        out = {}
+        for metric, kind in cls.ceilings.items():
+            if kind == MEMORY_CEILING:
+                out[metric] = f"bandwidth:{device}"
+            elif kind == MATMUL_CEILING and params.get("dtype"):
+                out[metric] = f"throughput:{device}:{params['dtype']}"
+        return out
+
+    @classmethod
+    def meta(cls, params: dict[str, Any]) -> WorkloadMeta:
+        """The facts stored with every trial of this workload (failed ones too)."""
+        defaults = {
+            k: _plain_default(f) for k, f in cls.Params.model_fields.items() if not f.is_required()
+        }
+        return WorkloadMeta(
+            version=cls.version,
+            primary_metric=cls.primary_metric,
+            sweep_params=tuple(p for p in cls.sweep_params if p in params),
+            ceilings=cls.ceiling_keys(params),
+            param_defaults=defaults,
+        )
 
     def device(self) -> str:
         """The device string the work runs on (``cpu`` or ``cuda:N``)."""
@@ -234,12 +286,15 @@ class Workload(ABC):
                 for m in cls.metrics
             ],
             "primary_metric": cls.primary_metric,
+            "version": cls.version,
+            "sweep_params": list(cls.sweep_params),
+            "ceilings": dict(cls.ceilings),
         }
 
 
 def _plain_default(field: Any) -> Any:
     value = field.get_default(call_default_factory=True)
-    return value.model_dump() if isinstance(value, BaseModel) else value
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def _type_label(prop: dict[str, Any]) -> str:

@@ -83,6 +83,7 @@ class CollectiveWorkload(Workload):
     Params = CollectiveParams
     metrics = (BUSBW, ALGBW, TIME)
     primary_metric = "busbw"
+    sweep_params = ("size_bytes",)
 
     params: CollectiveParams
 

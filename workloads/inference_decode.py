@@ -21,6 +21,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from workloads.base import (
+    MATMUL_CEILING,
+    MEMORY_CEILING,
     DeviceParams,
     MetricSpec,
     UnsupportedParams,
@@ -161,6 +163,9 @@ class DecodeWorkload(Workload):
         HOST_MEMORY,
     )
     primary_metric = "tpot"
+    sweep_params = ("seq_len",)
+    # Model FLOPs/s and decode bytes/s: against these ceilings they read as MFU and MBU.
+    ceilings = {"throughput": MATMUL_CEILING, "bandwidth": MEMORY_CEILING}
 
     params: DecodeParams
 

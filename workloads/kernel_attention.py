@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from workloads.base import THROUGHPUT, TIME, DeviceParams, Work, Workload
+from workloads.base import MATMUL_CEILING, THROUGHPUT, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
 from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
 
@@ -45,6 +45,8 @@ class AttentionWorkload(Workload):
     Params = AttentionParams
     metrics = (THROUGHPUT, TIME)
     primary_metric = "throughput"
+    sweep_params = ("seq_len", "kv_len")
+    ceilings = {"throughput": MATMUL_CEILING}
 
     params: AttentionParams
 

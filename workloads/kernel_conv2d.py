@@ -11,7 +11,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from workloads.base import THROUGHPUT, TIME, DeviceParams, UnsupportedParams, Work, Workload
+from workloads.base import (
+    MATMUL_CEILING,
+    THROUGHPUT,
+    TIME,
+    DeviceParams,
+    UnsupportedParams,
+    Work,
+    Workload,
+)
 from workloads.checks import require_close
 from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
 
@@ -35,6 +43,7 @@ class Conv2dWorkload(Workload):
     Params = Conv2dParams
     metrics = (THROUGHPUT, TIME)
     primary_metric = "throughput"
+    ceilings = {"throughput": MATMUL_CEILING}
 
     params: Conv2dParams
 

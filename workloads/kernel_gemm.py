@@ -12,6 +12,7 @@ import torch
 from pydantic import Field
 
 from workloads.base import (
+    MATMUL_CEILING,
     THROUGHPUT,
     TIME,
     DeviceParams,
@@ -40,6 +41,8 @@ class GemmWorkload(Workload):
     Params = GemmParams
     metrics = (THROUGHPUT, TIME)
     primary_metric = "throughput"
+    sweep_params = ("m",)
+    ceilings = {"throughput": MATMUL_CEILING}
 
     params: GemmParams
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from workloads.base import BANDWIDTH, TIME, DeviceParams, Work, Workload
+from workloads.base import BANDWIDTH, MEMORY_CEILING, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
 from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
 
@@ -33,6 +33,8 @@ class NormWorkload(Workload):
     Params = NormParams
     metrics = (BANDWIDTH, TIME)
     primary_metric = "bandwidth"
+    sweep_params = ("rows",)
+    ceilings = {"bandwidth": MEMORY_CEILING}
 
     params: NormParams
 

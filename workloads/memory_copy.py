@@ -62,8 +62,17 @@ class CopyWorkload(Workload):
     Params = CopyParams
     metrics = (BANDWIDTH, TIME)
     primary_metric = "bandwidth"
+    sweep_params = ("size_mib",)
 
     params: CopyParams
+
+    @classmethod
+    def ceiling_keys(cls, params: dict[str, Any]) -> dict[str, str]:
+        """Only a d2d copy counted read + write is bounded by the memory's rated figure;
+        host<->device copies run at link speed, and one-way counting halves the traffic."""
+        if params.get("direction") == "d2d" and params.get("count") == "read_write":
+            return {"bandwidth": "bandwidth:cuda"}
+        return {}
 
     def setup(self) -> None:
         p = self.params

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from workloads.base import (
     BANDWIDTH,
+    MEMORY_CEILING,
     TIME,
     DeviceParams,
     UnsupportedParams,
@@ -40,6 +41,8 @@ class StreamWorkload(Workload):
     Params = StreamParams
     metrics = (BANDWIDTH, TIME)
     primary_metric = "bandwidth"
+    sweep_params = ("size_mib",)
+    ceilings = {"bandwidth": MEMORY_CEILING}
 
     params: StreamParams
 

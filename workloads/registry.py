@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from functools import lru_cache
 from importlib.metadata import entry_points
+from typing import Any
 
 from workloads.base import Workload
 
@@ -76,6 +77,11 @@ def all_workloads() -> dict[str, type[Workload]]:
 def plugin_problems() -> dict[str, str]:
     """Entry points that could not be used, with the reason."""
     return dict(_discover()[1])
+
+
+def ceiling_key(name: str, metric: str, params: dict[str, Any]) -> str | None:
+    """The peak key the workload measures ``metric`` against for these params, if any."""
+    return get_workload(name).ceiling_keys(params).get(metric)
 
 
 def get_workload(name: str) -> type[Workload]:
