@@ -157,12 +157,17 @@ def params_of(check: Check, device: str) -> dict[str, Any]:
     return p
 
 
+def settings_of(check: Check, device: str) -> dict[str, Any]:
+    """The check's measurement settings on ``device`` (overrides of the defaults)."""
+    return check.settings if device == "cuda" else check.cpu_settings
+
+
 def playbook(device: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """The campaign every round runs: one benchmark per check."""
     benchmarks = []
     for c in active_checks(device):
         b: dict[str, Any] = {"name": c.name, "workload": c.workload, "params": params_of(c, device)}
-        settings = c.settings if device == "cuda" else c.cpu_settings
+        settings = settings_of(c, device)
         if settings:
             b["settings"] = dict(settings)
         if c.ranks:
@@ -208,14 +213,14 @@ class BareRunner:
         self.decoders: dict[str, Any] = {}
 
     def budget(self, check: Check) -> bare_loops.Budget:
-        s = {**self.defaults, **(check.settings if self.device == "cuda" else check.cpu_settings)}
+        s = {**self.defaults, **settings_of(check, self.device)}
         return bare_loops.Budget(s["warmup_iterations"], s["min_repetitions"], s["min_duration_s"])
 
     def run(self, check: Check) -> list[float]:
         """Per-iteration figures in the harness metric's unit."""
         p = params_of(check, self.device)
         budget = self.budget(check)
-        s = check.settings if self.device == "cuda" else check.cpu_settings
+        s = settings_of(check, self.device)
         if check.bare == "stream":
             return bare_loops.stream(p, budget)
         if check.bare == "copy":
