@@ -103,7 +103,7 @@ def trial_record(
             unit,
             hib,
             outcome.metrics[name],
-            summarize(outcome.metrics[name]),
+            outcome.summaries.get(name) or summarize(outcome.metrics[name]),
             meta.ceilings.get(name),
         )
         for name, unit, hib in outcome.metric_specs

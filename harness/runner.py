@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from collectors import Sample, SourceStatus, TelemetrySampler
+from harness.stats import summarize
+from results_db.vocabulary import Summary
 from workloads import UnsupportedParams, VerificationError, Workload, get_workload
 from workloads.base import RankContext
 from workloads.timers import IterationTimer
@@ -39,6 +41,9 @@ class TrialOutcome:
     warmup_iterations: int = 0
     seconds: list[float] = field(default_factory=list)
     metrics: dict[str, list[float]] = field(default_factory=dict)
+    # Summaries of ``metrics``, computed where the trial ran so the driver's dispatch loop
+    # never waits on statistics of a long trial.
+    summaries: dict[str, Summary] = field(default_factory=dict)
     metric_specs: list[tuple[str, str, bool]] = field(default_factory=list)
     measure_seconds: float | None = None
     timer: str | None = None
@@ -165,6 +170,7 @@ def _run_trial(
         phase = "verify"
         workload.verify()
         outcome.metrics = workload.derive(outcome.seconds)
+        outcome.summaries = {k: summarize(v) for k, v in outcome.metrics.items() if v}
         outcome.work = asdict(workload.work())
         outcome.context.update(workload.context())
     except Exception as exc:

@@ -5,43 +5,64 @@ interval is the distribution-free one for the median (order statistics bounded b
 binomial(n, 1/2) distribution): timing samples are skewed, so a t-interval on the mean would
 overstate what we know. ``ci_level`` is the coverage actually achieved, which falls below 0.95
 only when there are too few samples (n < 6), where the interval is [min, max].
+
+Everything is O(n log n) (one sort) with vectorised numpy, and the interval needs
+O(log n) evaluations of the binomial CDF: 1,000,000 samples summarise in well under a second
+(``benchmarks/summarize_speed.py``).
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
+
+import numpy as np
+from scipy.special import bdtr  # the binomial CDF, without importing all of scipy.stats
 
 from results_db.vocabulary import STATISTICS, Summary
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) of already sorted values, linear interpolation."""
-    if not sorted_values:
+    if len(sorted_values) == 0:
         raise ValueError("percentile of no values")
     pos = (len(sorted_values) - 1) * q / 100.0
     lo = math.floor(pos)
     hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+    low, high = float(sorted_values[lo]), float(sorted_values[hi])
+    return low + (high - low) * (pos - lo)
+
+
+def _coverage(j: int, n: int) -> float:
+    """Coverage of [x_(j), x_(n-1-j)] (0-based): P(j < B <= n-1-j), B ~ Binomial(n, 1/2).
+
+    By symmetry that is 1 - 2 P(B <= j).
+    """
+    return 1.0 - 2.0 * float(bdtr(j, n, 0.5))
 
 
 def median_ci(sorted_values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(low, high, achieved coverage) of the order-statistic interval for the median."""
+    """(low, high, achieved coverage) of the order-statistic interval for the median.
+
+    The narrowest interval [x_(j), x_(n-1-j)] whose coverage is at least ``level``: coverage
+    falls as j grows, so j is found by bisection.
+    """
     n = len(sorted_values)
     if n == 0:
         raise ValueError("confidence interval of no values")
-    # Coverage of [x_(j), x_(n-1-j)] (0-based) is P(j < B <= n-1-j), B ~ Binomial(n, 1/2).
-    pmf = [math.comb(n, i) / 2**n for i in range(n + 1)]
-    best = (0, 1.0 - 2 * pmf[0] if n > 1 else 0.0)
-    for j in range(n // 2):
-        coverage = sum(pmf[j + 1 : n - j])
-        if coverage >= level:
-            best = (j, coverage)
-        else:
-            break
-    j, coverage = best
-    return sorted_values[j], sorted_values[n - 1 - j], coverage
+    lo, hi = 0, n // 2 - 1  # candidates for j; the answer is the last one meeting the level
+    if hi < 0 or _coverage(0, n) < level:
+        j = 0
+    else:
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if _coverage(mid, n) >= level:
+                lo = mid
+            else:
+                hi = mid - 1
+        j = lo
+    coverage = _coverage(j, n) if n > 1 else 0.0
+    return float(sorted_values[j]), float(sorted_values[n - 1 - j]), coverage
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -49,21 +70,22 @@ def summarize(values: Sequence[float]) -> Summary:
     n = len(values)
     if n == 0:
         return Summary(n=0, **dict.fromkeys(STATISTICS[1:]))  # type: ignore[typeddict-item]
-    s = sorted(values)
-    mean = statistics.fmean(s)
-    std = statistics.stdev(s) if n > 1 else 0.0
+    s = np.sort(np.asarray(values, dtype=np.float64))
+    mean = float(s.mean())
+    std = float(s.std(ddof=1)) if n > 1 else 0.0
     low, high, level = median_ci(s)
+    p5, p50, p90, p95, p99 = (float(v) for v in np.percentile(s, [5, 50, 90, 95, 99]))
     return Summary(
         n=n,
-        median=percentile(s, 50),
+        median=p50,
         mean=mean,
         std=std,
-        min=s[0],
-        max=s[-1],
-        p5=percentile(s, 5),
-        p90=percentile(s, 90),
-        p95=percentile(s, 95),
-        p99=percentile(s, 99),
+        min=float(s[0]),
+        max=float(s[-1]),
+        p5=p5,
+        p90=p90,
+        p95=p95,
+        p99=p99,
         cv=std / mean if mean else None,
         ci_low=low,
         ci_high=high,

@@ -55,3 +55,33 @@ def test_percentile_edges_and_single_value() -> None:
 def test_empty_summary_has_no_numbers() -> None:
     s = summarize([])
     assert s["n"] == 0 and s["median"] is None
+
+
+def _brute_median_ci(n: int, level: float = 0.95) -> tuple[int, float]:
+    """The definition, summed term by term with exact integers: (j, coverage)."""
+    best = (0, 1.0 - 2 / 2**n if n > 1 else 0.0)
+    for j in range(n // 2):
+        coverage = sum(math.comb(n, i) for i in range(j + 1, n - j)) / 2**n
+        if coverage < level:
+            break
+        best = (j, coverage)
+    return best
+
+
+@pytest.mark.parametrize("n", [*range(1, 80), 99, 100, 101, 250, 777])
+def test_median_ci_matches_the_definition_for_every_small_n(n: int) -> None:
+    j, coverage = _brute_median_ci(n)
+    low, high, level = median_ci(list(range(n)))
+    assert (low, high) == (j, n - 1 - j)
+    assert level == pytest.approx(coverage, abs=1e-12)
+
+
+def test_large_sample_summary_is_exact_and_the_interval_is_the_normal_one() -> None:
+    # 10,000 equal samples used to take 18 s on the driver (O(n^2) big integers).
+    s = summarize([0.1] * 10_000)
+    assert s["median"] == s["ci_low"] == s["ci_high"] == pytest.approx(0.1)
+    n = 1_000_001
+    low, high, level = median_ci(list(range(n)))
+    half_width = 1.959964 * math.sqrt(n) / 2  # normal approximation of the order statistics
+    assert abs((high - low) / 2 - half_width) <= 2
+    assert 0.95 <= level < 0.9502
