@@ -60,13 +60,38 @@ def combinations(b: Benchmark) -> list[dict[str, Any]]:
     return combos
 
 
+def combination_count(b: Benchmark) -> int:
+    """How many combinations :func:`combinations` would build, before exclude rules; counted
+    without building them."""
+    zipped = {name for group in b.zip for name in group}
+    count = 1
+    for group in b.zip:
+        count *= min((len(_as_list(b.params.get(name))) for name in group), default=1)
+    for name, value in b.params.items():
+        if name not in zipped:
+            count *= len(_as_list(value))
+    return count
+
+
+def too_many_trials(count: int, limit: int, what: str) -> str:
+    """The refusal of a plan past the trial limit, with the count and the way to raise it."""
+    return (
+        f"{what} {count:,} trials, over the limit of {limit:,}; "
+        "raise it with --max-trials N (or $HARNESS_MAX_TRIALS) for a campaign that big"
+    )
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def check_benchmarks(pb: Playbook, source: str) -> list[str]:
-    """Every problem in the benchmarks that can be known before running, one line each."""
+def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> list[str]:
+    """Every problem in the benchmarks that can be known before running, one line each.
+
+    The parameter matrix is counted before it is built: past ``max_trials`` it is refused.
+    """
     errors: list[str] = []
+    total = 0
     known = ", ".join(all_workloads())
     for i, b in enumerate(pb.benchmarks):
         at = f"{source}: benchmarks[{i}]"
@@ -107,6 +132,12 @@ def check_benchmarks(pb: Playbook, source: str) -> list[str]:
         errors += structural
         if structural:  # the matrix cannot be expanded meaningfully
             continue
+        count = combination_count(b)
+        total += count
+        if total > max_trials:
+            what = f"{at}.params: expands to" if count == total else f"{source}: expands to"
+            errors.append(too_many_trials(total, max_trials, what))
+            break
         combos = combinations(b)
         if not combos:
             errors.append(f"{at}.exclude: every parameter combination is excluded")

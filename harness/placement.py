@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
 from harness.cluster import NodeInfo
-from harness.expand import TrialSpec
+from harness.expand import TrialSpec, too_many_trials
 from harness.playbook import Target, short_hash
 
 
@@ -99,13 +100,36 @@ def _ranks(nodes: tuple[NodeInfo, ...], per_node: int) -> tuple[NodeInfo, ...]:
     return tuple(n for n in nodes for _ in range(per_node))
 
 
-def place(specs: list[TrialSpec], targets: dict[str, Target], nodes: list[NodeInfo]) -> Plan:
+def placed_count(specs: list[TrialSpec], targets: dict[str, Target], nodes: list[NodeInfo]) -> int:
+    """How many trials :func:`place` would make, counted without making them."""
+    matching: dict[str, int] = {}
+    total = 0
+    for spec in specs:
+        if spec.target not in matching:
+            matching[spec.target] = len(matching_nodes(spec.target, targets, nodes))
+        wanted = spec.layout.nodes if spec.layout else 1
+        total += math.comb(matching[spec.target], wanted) if spec.each else 1
+    return total
+
+
+def place(
+    specs: list[TrialSpec],
+    targets: dict[str, Target],
+    nodes: list[NodeInfo],
+    max_trials: int | None = None,
+) -> Plan:
     """Bind every spec to node(s).
 
     Single-rank: every matching node with ``each``, else the least loaded one. Multi-rank
     (``layout``): every combination of ``layout.nodes`` matching nodes with ``each`` (all
-    pairs, for a pairwise network test), else the least loaded ones.
+    pairs, for a pairwise network test), else the least loaded ones. More than
+    ``max_trials`` is refused before any is built.
     """
+    if max_trials is not None:
+        count = placed_count(specs, targets, nodes)
+        if count > max_trials:
+            what = f"on these {len(nodes)} node(s) the playbook places"
+            raise PlacementError([too_many_trials(count, max_trials, what)])
     errors: list[str] = []
     skipped: list[str] = []
     load = {n.ray_node_id: 0 for n in nodes}

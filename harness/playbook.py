@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import dataclass
+import reprlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,45 +17,41 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collectors import known_sources
+from harness import yaml_bounded
+from harness.limits import MAX_ERROR_LINES, MAX_STRING_CHARS, Limits
+from harness.yaml_bounded import YamlLimitError
 
 
 class PlaybookError(Exception):
     """Invalid playbook or override. ``lines`` are the individual, complete messages."""
 
     def __init__(self, lines: list[str]) -> None:
+        if len(lines) > MAX_ERROR_LINES:  # thousands of bad items: the first ones say enough
+            more = len(lines) - MAX_ERROR_LINES
+            lines = [*lines[:MAX_ERROR_LINES], f"... and {more:,} more problem(s)"]
         super().__init__("\n".join(lines))
         self.lines = lines
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: only true/false, so `on:` and `no` stay strings."""
+def parse_yaml(text: str, max_expanded: int = 4 * MAX_STRING_CHARS) -> Any:
+    """Parse a small YAML value (an override, a filter) with the playbook loader's limits.
 
-
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def parse_yaml(text: str) -> Any:
-    """Parse YAML text with the playbook loader (raises yaml.YAMLError)."""
-    return yaml.load(text, Loader=_Loader)
+    Raises yaml.YAMLError, or YamlLimitError past a limit.
+    """
+    return yaml_bounded.load(text, max_expanded, finite=False)
 
 
 def parse_scalar(text: str) -> str | int | float | bool | None:
     """A command-line value: number, true/false or null as YAML reads them, else the text."""
     try:
         value = parse_yaml(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, YamlLimitError):
         return text
     return value if isinstance(value, (str, int, float, bool)) or value is None else text
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Telemetry(_Strict):
@@ -117,7 +113,7 @@ class Target(_Strict):
 
 class CampaignInfo(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    description: str = ""
+    description: str = Field("", max_length=MAX_STRING_CHARS)
     calibrate: bool = Field(
         False, description="store the best results as each hardware class's measured ceilings"
     )
@@ -191,6 +187,7 @@ class LoadedPlaybook:
     text: str
     model: Playbook
     effective: dict[str, Any]  # validated, overrides applied, defaults filled
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def text_hash(self) -> str:
@@ -208,8 +205,16 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = 4
+_REPR.maxlevel = 3
+
+
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    """A bounded repr: built from bounded pieces, so a huge value costs no more than a small
+    one (a full repr of an expanded alias bomb took minutes)."""
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -238,7 +243,11 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     try:
         value = parse_yaml(raw_value) if raw_value.strip() else ""
     except yaml.YAMLError as exc:
-        raise PlaybookError([f"--set {assignment!r}: value is not valid YAML: {exc}"]) from None
+        raise PlaybookError(
+            [f"--set {assignment!r}: value is not valid YAML: {yaml_bounded.one_line(exc)}"]
+        ) from None
+    except YamlLimitError as exc:
+        raise PlaybookError([f"--set {assignment!r}: {exc}"]) from None
     keys = path.strip().split(".")
     node: Any = data
     for i, key in enumerate(keys):
@@ -273,41 +282,78 @@ def _list_index(items: list[Any], key: str) -> int | None:
 
 
 # loading -----------------------------------------------------------------------------------
-def load_playbook(path: str | Path, overrides: list[str] | None = None) -> LoadedPlaybook:
-    """Read, parse, override and validate a playbook, its benchmarks' params included."""
+def load_playbook(
+    path: str | Path, overrides: list[str] | None = None, limits: Limits | None = None
+) -> LoadedPlaybook:
+    """Read, parse, override and validate a playbook, its benchmarks' params included.
+
+    At most ``limits.playbook_bytes`` are read, so `/dev/zero` or a huge file costs nothing.
+    """
+    limits = limits or Limits()
     source = str(path)
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as f:
+            raw = f.read(limits.playbook_bytes + 1)
     except OSError as exc:
         raise PlaybookError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
-    return load_playbook_text(text, source, overrides)
+    if len(raw) > limits.playbook_bytes:
+        raise PlaybookError([_too_large(source, limits)])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlaybookError(
+            [
+                f"{source}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                "a playbook is a YAML text file"
+            ]
+        ) from None
+    return load_playbook_text(text, source, overrides, limits)
+
+
+def _too_large(source: str, limits: Limits) -> str:
+    return (
+        f"{source}: larger than {limits.playbook_bytes:,} bytes; "
+        "raise the limit with --max-playbook-bytes N (or $HARNESS_MAX_PLAYBOOK_BYTES)"
+    )
 
 
 def load_playbook_text(
-    text: str, source: str = "<playbook>", overrides: list[str] | None = None
+    text: str,
+    source: str = "<playbook>",
+    overrides: list[str] | None = None,
+    limits: Limits | None = None,
 ) -> LoadedPlaybook:
     """Like :func:`load_playbook` for text already read."""
+    limits = limits or Limits()
+    if len(text) > limits.playbook_bytes:
+        raise PlaybookError([_too_large(source, limits)])
     try:
-        data = parse_yaml(text)
+        data = yaml_bounded.load(text, limits.playbook_bytes)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PlaybookError([f"{source}{where}: invalid YAML: {problem}"]) from None
+        raise PlaybookError(
+            [f"{source}{where}: invalid YAML: {yaml_bounded.one_line(exc)}"]
+        ) from None
+    except YamlLimitError as exc:
+        raise PlaybookError([f"{source}: {exc}"]) from None
     if not isinstance(data, dict):
         raise PlaybookError([f"{source}: expected a mapping at the top level, got {_short(data)}"])
     for assignment in overrides or []:
         apply_override(data, assignment)
+    bad = yaml_bounded.check_finite(data)
+    if bad:
+        raise PlaybookError([f"{source}: {bad}: inf and nan are not allowed"])
     try:
         model = Playbook.model_validate(data)
     except ValidationError as exc:
         raise PlaybookError(validation_lines(source, exc)) from None
     from harness.expand import check_benchmarks  # expansion validates params per workload
 
-    errors = check_benchmarks(model, source)
+    errors = check_benchmarks(model, source, limits.trials)
     if errors:
         raise PlaybookError(errors)
-    return LoadedPlaybook(source, text, model, model.model_dump(mode="json"))
+    return LoadedPlaybook(source, text, model, model.model_dump(mode="json"), limits)
 
 
 def effective_settings(defaults: Settings, override: dict[str, Any]) -> Settings:
