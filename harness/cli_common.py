@@ -16,14 +16,24 @@ from rich.console import Console
 
 from harness.campaign import CampaignError
 from harness.cluster import ClusterError
+from harness.limits import LimitError
 from harness.placement import PlacementError
 from harness.playbook import PlaybookError
-from results_db import QueryError, StoreError, sqlite_url
+from harness.visible import visible
+from results_db import QueryError, StoreError, safe_url, sqlite_url
+from results_db.urls import scrub
 
-# Off a terminal rich assumes 80 columns; results tables are wider than that.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+# Off a terminal rich assumes 80 columns; results tables are wider than that. Markup is off:
+# text from trials and playbooks is printed as it is (styled output builds rich Text).
+out = Console(
+    highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
+)
 err = Console(
-    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200
+    stderr=True,
+    highlight=False,
+    markup=False,
+    soft_wrap=True,
+    width=None if sys.stderr.isatty() else 200,
 )
 state = {"debug": False}
 
@@ -52,6 +62,11 @@ def db_url(value: str | None) -> str:
         return default_db_url()
     if "://" in value:
         return value
+    if ":" in value:  # a URL missing its scheme, or a typo: never a file named '::::'
+        raise BadOption(
+            f"--db {safe_url(value)!r}: expected a database URL (DIALECT://...) "
+            "or a SQLite file path without ':'"
+        )
     return sqlite_url(Path(value).expanduser().resolve())
 
 
@@ -68,6 +83,24 @@ AddressOpt = Annotated[
     ),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+MaxBytesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-playbook-bytes",
+        min=1,
+        help="read at most this much playbook [default: 1 MiB; env: HARNESS_MAX_PLAYBOOK_BYTES]",
+        show_default=False,
+    ),
+]
+MaxTrialsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-trials",
+        min=1,
+        help="refuse plans of more trials [default: 100,000; env: HARNESS_MAX_TRIALS]",
+        show_default=False,
+    ),
+]
 
 
 class BadOption(ValueError):
@@ -82,6 +115,7 @@ BAD_INPUT = (
     CampaignError,
     QueryError,
     BadOption,
+    LimitError,
 )
 
 
@@ -94,5 +128,5 @@ def handled(debug: bool = False) -> Iterator[None]:
         if debug or state["debug"]:
             raise
         for line in getattr(exc, "lines", None) or str(exc).splitlines() or [type(exc).__name__]:
-            err.print(f"error: {line}", markup=False)
+            err.print(f"error: {visible(scrub(str(line)))}", markup=False)
         raise typer.Exit(2) from None

@@ -18,7 +18,8 @@ from results_db.records import (
     TelemetrySummaryRecord,
     TrialRecord,
 )
-from results_db.store import ResultStore, StoreError, safe_url, sqlite_url
+from results_db.store import ResultStore, StoreError
+from results_db.urls import safe_url, sqlite_url
 
 __all__ = [
     "CampaignRecord",

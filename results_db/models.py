@@ -56,6 +56,8 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(16), default="running")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Written by the driver while it runs; stale on a `running` campaign means abandoned.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     harness_version: Mapped[str] = mapped_column(String(40))
     user: Mapped[str] = mapped_column(String(200), default="")
     driver_host: Mapped[str] = mapped_column(String(200), default="")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
+from results_db.heartbeat import shown_status
 from results_db.models import Campaign, CampaignNode, Ceiling, Metric, Node, TelemetrySample, Trial
 from results_db.peaks import datasheet_peak
 from results_db.vocabulary import STATISTICS, STATUSES
@@ -67,15 +68,17 @@ def list_campaigns(session: Session) -> list[dict[str, Any]]:
     ):
         by_campaign.setdefault(cid, dict(counts))[status] = n
     out = []
+    now = datetime.now(timezone.utc)
     for c in session.scalars(select(Campaign).order_by(Campaign.created_at.desc())):
         n = by_campaign.get(c.id, dict(counts))
         out.append(
             {
                 "campaign": c.id,
                 "name": c.name,
-                "status": c.status,
+                "status": shown_status(c.status, c.heartbeat_at, c.created_at, now),
                 "created_at": c.created_at.isoformat() if c.created_at else None,
                 "finished_at": c.finished_at.isoformat() if c.finished_at else None,
+                "heartbeat_at": c.heartbeat_at.isoformat() if c.heartbeat_at else None,
                 "trials": sum(n.values()),
                 **{f"trials_{k}": v for k, v in n.items()},
                 "playbook_hash": c.playbook_hash,

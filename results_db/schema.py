@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, event
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -33,9 +33,44 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+# Any constant both processes agree on: the key of PostgreSQL's advisory lock.
+MIGRATION_LOCK_KEY = 0x6861726E  # "harn"
+
+
+def _sqlite_immediate(engine: Engine) -> Engine:
+    """An engine on the same SQLite file whose transactions start with BEGIN IMMEDIATE.
+
+    pysqlite runs DDL outside any transaction unless told otherwise, so two processes
+    creating a new database both ran CREATE TABLE and one failed. An IMMEDIATE transaction
+    takes the write lock first; the other waits (busy_timeout), then finds the schema done.
+    """
+    locked = create_engine(engine.url)
+
+    @event.listens_for(locked, "connect")
+    def _connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        dbapi_conn.execute("PRAGMA busy_timeout=60000")
+
+    @event.listens_for(locked, "begin")
+    def _begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return locked
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to ``revision`` in one transaction."""
+    """Apply migrations up to ``revision`` in one transaction, holding a lock so concurrent
+    upgrades (two first campaigns on a new database, two `db upgrade`) run one after the
+    other: the second finds the schema current and does nothing."""
     cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    sqlite = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+    target = _sqlite_immediate(engine) if sqlite else engine
+    try:
+        with target.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        if sqlite:
+            target.dispose()

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+import math
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from results_db import schema
+from results_db.heartbeat import Heartbeat
 from results_db.models import (
     Campaign,
     CampaignNode,
@@ -35,32 +39,25 @@ from results_db.records import (
     TelemetryRecord,
     TrialRecord,
 )
+from results_db.urls import remember_secrets, safe_url, scrub, unencoded_at
 
 TELEMETRY_COLUMNS = "trial_id, source, device, metric, unit, t, value"
+# A failing trial's text is stored, not its every byte: an exception quoting a huge input
+# would otherwise grow the database by that much per attempt.
+MAX_FAILURE_REASON_CHARS = 4096
+MAX_FAILURE_DETAIL_CHARS = 65536
+
+
+def clip(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if text is None or len(text) <= limit:
+        return text
+    keep = max(0, limit - 48)  # room for the note
+    return text[:keep] + f"... [{len(text) - keep:,} characters cut]"
 
 
 class StoreError(Exception):
     """The database cannot be used: bad URL, unreachable, or schema behind. Message is safe."""
-
-
-def safe_url(url: str | URL) -> str:
-    """The URL with any password masked, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable database URL>"
-
-
-def _scrub(message: str, url: URL) -> str:
-    """Remove the password from a driver's error message, whatever it quoted."""
-    if url.password:
-        message = message.replace(str(url.password), "***")
-    return message.splitlines()[0] if message else message
-
-
-def sqlite_url(path: Path) -> str:
-    """The SQLAlchemy URL of a SQLite file."""
-    return f"sqlite:///{path}"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -71,19 +68,63 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for ``url``, checked by connecting once; StoreError with a safe message."""
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def strict_json(value: Any) -> str:
+    """JSON as the standard has it: inf and nan (which Python would write as ``Infinity``,
+    making SQLite's JSON functions fail on the row, and every query with them) become null."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def _first_line(message: str) -> str:
+    lines = scrub(message).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def open_engine(url: str, *, must_exist: bool = False) -> Engine:
+    """An engine for ``url``, checked by connecting once; StoreError with a safe message.
+
+    A SQLite file's folder is created unless ``must_exist`` (read-only commands), where a
+    missing file is an error naming it instead.
+    """
+    remember_secrets(url)
+    if unencoded_at(url):
+        raise StoreError(
+            f"database URL {safe_url(url)!r}: the user or password holds an '@'; "
+            "percent-encode it as %40"
+        )
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise StoreError(f"invalid database URL {safe_url(url)!r}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database).expanduser()
+        if must_exist and not path.exists():
+            raise StoreError(f"no database at {path}: give --db, or run a campaign first")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the folder of database {path}: {exc.strerror or exc}"
+            ) from None
+        if path.exists() and not path.is_file():
+            raise StoreError(f"database {path} is not a regular file")
     try:
-        engine = create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True, json_serializer=strict_json)
     except (NoSuchModuleError, ArgumentError, ImportError) as exc:
         raise StoreError(
-            f"cannot use database URL {safe_url(parsed)!r}: {_scrub(str(exc), parsed)}"
+            f"cannot use database URL {safe_url(url)!r}: {_first_line(str(exc))}"
         ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -91,9 +132,21 @@ def open_engine(url: str) -> Engine:
         with engine.connect():
             pass
     except (OperationalError, SQLAlchemyError) as exc:
-        reason = _scrub(str(getattr(exc, "orig", exc)), parsed)
-        raise StoreError(f"cannot connect to {safe_url(parsed)}: {reason}") from None
+        reason = _first_line(str(getattr(exc, "orig", exc)))
+        raise StoreError(f"cannot connect to {safe_url(url)}: {reason}") from None
     return engine
+
+
+@dataclass(frozen=True)
+class FailedTrial:
+    """A stored trial attempt that did not succeed: where it ran and why."""
+
+    key: str
+    benchmark: str
+    hostname: str
+    ray_node_id: str
+    status: str
+    reason: str
 
 
 def utcnow() -> datetime:
@@ -105,9 +158,13 @@ class ResultStore:
 
     def __init__(self, url: str, *, upgrade: bool = True) -> None:
         self.url = url
-        self.engine = open_engine(url)
+        self.engine = open_engine(url, must_exist=not upgrade)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        self._check_schema(upgrade)
+        try:
+            self._check_schema(upgrade)
+        except SQLAlchemyError as exc:  # not a database, a full disk, no permission
+            reason = _first_line(str(getattr(exc, "orig", exc)))
+            raise StoreError(f"cannot use {safe_url(url)}: {reason}") from None
 
     def _check_schema(self, upgrade: bool) -> None:
         current, head = schema.current_revision(self.engine), schema.head_revision()
@@ -138,6 +195,10 @@ class ResultStore:
     def get_campaign(self, campaign_id: str) -> Campaign | None:
         with self.session() as s:
             return s.get(Campaign, campaign_id)
+
+    def heartbeat(self, campaign_id: str) -> Heartbeat:
+        """A context manager that keeps the campaign's ``heartbeat_at`` fresh while open."""
+        return Heartbeat(self._session, campaign_id)
 
     def set_campaign_status(self, campaign_id: str, status: str) -> None:
         with self._session.begin() as s:
@@ -267,6 +328,40 @@ class ResultStore:
                 for k, a, st in s.execute(q.where(Trial.campaign_id == campaign_id)).all()
             }
 
+    def latest_failures(self, campaign_id: str, keys: set[str]) -> list[FailedTrial]:
+        """The latest attempt of each of these trial keys, with where it ran and why it
+        failed."""
+        if not keys:
+            return []
+        latest = (
+            select(Trial.trial_key, func.max(Trial.attempt).label("attempt"))
+            .where(Trial.campaign_id == campaign_id, Trial.trial_key.in_(keys))
+            .group_by(Trial.trial_key)
+            .subquery()
+        )
+        q = (
+            select(Trial, Node.hostname)
+            .join(
+                latest,
+                (Trial.trial_key == latest.c.trial_key) & (Trial.attempt == latest.c.attempt),
+            )
+            .outerjoin(Node, Node.id == Trial.node_id)
+            .where(Trial.campaign_id == campaign_id)
+            .order_by(Trial.id)
+        )
+        with self.session() as s:
+            return [
+                FailedTrial(
+                    t.trial_key,
+                    t.benchmark,
+                    host or "?",
+                    t.ray_node_id or "",
+                    t.status,
+                    t.failure_reason or "",
+                )
+                for t, host in s.execute(q)
+            ]
+
     def record_trial(self, rec: TrialRecord) -> int:
         """Write a trial with its metrics, raw samples and telemetry in one transaction."""
         with self._session.begin() as s:
@@ -283,8 +378,8 @@ class ResultStore:
                 attempt=rec.attempt,
                 status=rec.status,
                 failure_phase=rec.failure_phase,
-                failure_reason=rec.failure_reason,
-                failure_detail=rec.failure_detail,
+                failure_reason=clip(rec.failure_reason, MAX_FAILURE_REASON_CHARS),
+                failure_detail=clip(rec.failure_detail, MAX_FAILURE_DETAIL_CHARS),
                 stop_reason=rec.stop_reason,
                 warmup_iterations=rec.warmup_iterations,
                 iterations=rec.iterations,

@@ -137,22 +137,14 @@ class PostgresServer:
             "start",
         )
         self.stop_cmd = [*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]
-        import psycopg
-
-        with psycopg.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user="postgres",
-            password=self.PASSWORD,
-            dbname="postgres",
-            autocommit=True,
-        ) as c:
+        with self.connect("postgres", autocommit=True) as c:
             c.execute("create database harness_test")
         self.url = (
             f"postgresql+psycopg://postgres:{self.PASSWORD}@127.0.0.1:{self.port}/harness_test"
         )
 
-    def connect(self):
+    def connect(self, dbname: str = "harness_test", autocommit: bool = False):
+        """A psycopg connection to one of the server's databases, as the superuser."""
         import psycopg
 
         return psycopg.connect(
@@ -160,7 +152,8 @@ class PostgresServer:
             port=self.port,
             user="postgres",
             password=self.PASSWORD,
-            dbname="harness_test",
+            dbname=dbname,
+            autocommit=autocommit,
         )
 
     def shutdown(self) -> None:

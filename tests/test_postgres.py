@@ -161,3 +161,14 @@ def test_a_campaign_stores_into_postgresql(ray_cluster, postgres, pg_store, tmp_
         ],
     )
     assert result.exit_code == 0 and result.stdout.count('"op": "triad"') == 3
+
+
+def test_processes_creating_a_new_postgres_schema_at_once_all_succeed(postgres, tmp_path) -> None:
+    from results_db.schema import head_revision
+    from tests.test_store import race_to_create
+
+    with postgres.connect("postgres", autocommit=True) as c:
+        c.execute("drop database if exists harness_race")
+        c.execute("create database harness_race")
+    url = postgres.url.rsplit("/", 1)[0] + "/harness_race"
+    assert race_to_create(url, tmp_path) == [head_revision()] * 4

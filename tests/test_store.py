@@ -1,6 +1,7 @@
 """The results store on a real SQLite file, checked with SQL of its own."""
 
 import json
+import os
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -155,8 +156,16 @@ def test_schema_behind_says_how_to_upgrade(db_path: Path) -> None:
 
 
 def test_query_commands_do_not_create_a_schema(db_path: Path) -> None:
+    sqlite3.connect(db_path).close()  # an empty SQLite file, not ours
     with pytest.raises(StoreError, match="has no harness schema"):
         ResultStore(sqlite_url(db_path), upgrade=False)
+
+
+def test_query_commands_never_create_a_file_or_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "results.sqlite"
+    with pytest.raises(StoreError, match=f"no database at {missing}"):
+        ResultStore(sqlite_url(missing), upgrade=False)
+    assert not (tmp_path / "no").exists()
 
 
 def test_urls_never_show_passwords() -> None:
@@ -256,3 +265,123 @@ def test_rows_written_by_0005_gain_their_workload_facts_on_upgrade(db_path: Path
         for name, key in meta.ceilings.items():
             assert ceilings.pop((tid, name)) == key
     assert ceilings == {}  # nothing the workloads do not declare
+
+
+# A process that opens a new database at the same moment as its siblings (a file barrier
+# lines them up after their imports), then prints the schema revision it found.
+RACER = """
+import os, sys, time
+from pathlib import Path
+from results_db import ResultStore
+from results_db.schema import current_revision
+url, folder, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+(folder / f"ready-{me}").touch()
+while not (folder / "go").exists():
+    time.sleep(0.001)
+store = ResultStore(url)
+print(current_revision(store.engine))
+"""
+
+
+def race_to_create(url: str, folder: Path, racers: int = 4) -> list[str]:
+    """Start ``racers`` processes that create the schema of ``url`` at once; their outputs."""
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, url, str(folder), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(racers)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("ready-*"))) < racers:
+        assert time.monotonic() < deadline, "racers never got ready"
+        time.sleep(0.01)
+    (folder / "go").touch()
+    outputs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err  # "table campaigns already exists" before the lock
+        outputs.append(out.strip())
+    return outputs
+
+
+def test_processes_creating_a_new_sqlite_database_at_once_all_succeed(tmp_path: Path) -> None:
+    outputs = race_to_create(sqlite_url(tmp_path / "new.sqlite"), tmp_path)
+    assert outputs == [head_revision()] * 4
+
+
+def test_a_failure_quoting_a_huge_input_is_stored_bounded(db_path: Path) -> None:
+    from dataclasses import replace
+
+    store = ResultStore(sqlite_url(db_path))
+    store.start_campaign(campaign())
+    nid = store.upsert_node(node())
+    huge = "x" * 10_000_000
+    store.record_trial(
+        replace(trial(store, nid, "failed"), failure_reason=huge, failure_detail=huge)
+    )
+    reason, detail = (
+        sqlite3.connect(db_path)
+        .execute("select failure_reason, failure_detail from trials")
+        .fetchone()
+    )
+    assert len(reason) <= 4096 and reason.endswith("characters cut]")
+    assert len(detail) <= 65536 and "9,934,512 characters cut" in detail
+
+
+def test_json_is_stored_strict_and_old_infinity_rows_are_repaired(db_path: Path) -> None:
+    from dataclasses import replace
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from results_db.schema import upgrade
+
+    store = ResultStore(sqlite_url(db_path))
+    store.start_campaign(campaign())
+    nid = store.upsert_node(node())
+    rec = replace(trial(store, nid), context={"ratio": float("inf"), "ok": 1.5})
+    store.record_trial(rec)
+    db = sqlite3.connect(db_path)
+    assert db.execute("select json_valid(context), context from trials").fetchone() == (
+        1,
+        '{"ratio": null, "ok": 1.5}',
+    )
+    # A database written before: Python's json let `Infinity` in, and every --where failed.
+    old = db_path.with_name("old.sqlite")
+    upgrade(create_engine(sqlite_url(old)), "0006_workload_meta")
+    dbo = sqlite3.connect(old)
+    dbo.execute(
+        "insert into campaigns (id, name, description, playbook_path, playbook_text, "
+        "playbook_hash, effective, status, created_at, harness_version, user, driver_host, "
+        "cluster) values ('old', 'n', '', '', 't', 'h', '{\"x\": Infinity}', 'completed', "
+        "'2026-01-01', '0.0.1', '', '', '')"
+    )
+    dbo.execute(
+        "insert into nodes (id, fingerprint, hardware_class, hostname, cpu_model, gpu_count, "
+        "facts, os, python, torch, cuda, driver, gpu_model, first_seen, last_seen) values "
+        "(1, 'f', 'hw', 'h', '', 0, '{}', '', '', '', '', '', '', '2026-01-01', '2026-01-01')"
+    )
+    dbo.execute(
+        "insert into trials (campaign_id, trial_key, benchmark, workload, params, params_hash, "
+        "node_id, ray_node_id, attempt, status, warmup_iterations, iterations, settings, "
+        "context, started_at) values ('old', 'k', 'b', 'memory.stream', "
+        "'{\"size_mib\": Infinity}', 'p', 1, 'r', 1, 'ok', 0, 0, '{}', '{}', '2026-01-01')"
+    )
+    dbo.commit()
+    result = CliRunner().invoke(app, ["db", "upgrade", "--db", str(old)])
+    assert result.exit_code == 0, result.output
+    assert dbo.execute("select params from trials").fetchone() == ('{"size_mib": null}',)
+    assert dbo.execute("select effective from campaigns").fetchone() == ('{"x": null}',)
+    result = CliRunner().invoke(
+        app, ["results", "query", "--db", str(old), "--where", "size_mib=1", "--format", "json"]
+    )
+    assert result.exit_code == 0 and result.stdout.strip() == "[]"
