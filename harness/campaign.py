@@ -31,6 +31,8 @@ from results_db import (
     TelemetrySummaryRecord,
     TrialRecord,
 )
+from results_db.heartbeat import MISSED_BEATS, seconds_since_beat
+from results_db.heartbeat import interval_s as heartbeat_interval_s
 from workloads import get_workload
 
 
@@ -58,6 +60,27 @@ class CampaignResult:
     ran: int = 0
     skipped: int = 0
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Resume only: earlier failed trials this plan does not hold (their node left, or the
+    # playbook changed), one line each with why. They keep the campaign failed.
+    left_failed: list[str] = field(default_factory=list)
+
+
+def unplaceable_failures(
+    store: ResultStore,
+    campaign_id: str,
+    placed: list[PlacedTrial],
+    attempts: dict[str, tuple[int, str]],
+    nodes: list[NodeInfo],
+) -> list[str]:
+    """Stored trials whose latest attempt failed and that the new plan does not hold."""
+    keys = {p.key for p in placed}
+    alive = {n.ray_node_id for n in nodes}
+    missing = {k for k, (_, status) in attempts.items() if status != "ok" and k not in keys}
+    return [
+        ("its node is not in the cluster" if t.ray_node_id not in alive else "not in the plan")
+        + f": {t.benchmark} on {t.hostname} ({t.ray_node_id[:8]}): {t.status}: {t.reason}"
+        for t in store.latest_failures(campaign_id, missing)
+    ]
 
 
 def new_campaign_id(name: str, now: datetime) -> str:
@@ -194,9 +217,38 @@ def throttle_flags(outcome: TrialOutcome) -> dict[str, object]:
     return {"throttled": bool(hits), "throttled_devices": sorted({s.device for s in hits})}
 
 
+def check_resume(
+    store: ResultStore, resume: str, loaded: LoadedPlaybook, observer: Observer | None = None
+) -> None:
+    """Refuse a resume of an unknown campaign, of another playbook's, or of one whose driver
+    is still beating; warn when the playbook changed. Cheap: call it before starting Ray."""
+    campaign = store.get_campaign(resume)
+    if campaign is None:
+        raise CampaignError(f"no campaign {resume!r} in {store.describe()}")
+    if campaign.name != loaded.model.campaign.name:
+        raise CampaignError(
+            f"campaign {resume!r} ran playbook {campaign.name!r}, "
+            f"not {loaded.model.campaign.name!r}"
+        )
+    since = seconds_since_beat(campaign, datetime.now(timezone.utc))
+    if campaign.status == "running" and since is not None:
+        wait = MISSED_BEATS * heartbeat_interval_s() - since
+        if wait > 0:
+            raise CampaignError(
+                f"campaign {resume} is still running (driver on {campaign.driver_host}, "
+                f"last heartbeat {since:.0f} s ago); if that driver is gone, resume in "
+                f"{wait:.0f} s, once it counts as abandoned"
+            )
+    if observer and short_hash(campaign.effective) != short_hash(loaded.effective):
+        observer.warn(
+            f"the playbook differs from the one campaign {resume} started with; "
+            "trials are matched by key (benchmark, workload, params, node)"
+        )
+
+
 def plan(loaded: LoadedPlaybook, nodes: list[NodeInfo]) -> Plan:
     """Expanded and placed trials of a playbook on these nodes (PlacementError if none fit)."""
-    return place(expand(loaded.model), loaded.model.targets, nodes)
+    return place(expand(loaded.model), loaded.model.targets, nodes, loaded.limits.trials)
 
 
 def run_campaign(
@@ -208,19 +260,7 @@ def run_campaign(
 ) -> CampaignResult:
     """Run a playbook's trials (only missing or failed ones when resuming) and store them."""
     if resume is not None:
-        campaign = store.get_campaign(resume)
-        if campaign is None:
-            raise CampaignError(f"no campaign {resume!r} in {store.describe()}")
-        if campaign.name != loaded.model.campaign.name:
-            raise CampaignError(
-                f"campaign {resume!r} ran playbook {campaign.name!r}, "
-                f"not {loaded.model.campaign.name!r}"
-            )
-        if short_hash(campaign.effective) != short_hash(loaded.effective):
-            observer.warn(
-                f"the playbook differs from the one campaign {resume} started with; "
-                "trials are matched by key (benchmark, workload, params, node)"
-            )
+        check_resume(store, resume, loaded, observer)
     nodes = session.inventory()
     planned = plan(loaded, nodes)
     for line in planned.skipped:
@@ -253,6 +293,8 @@ def run_campaign(
         )
     todo = [p for p in placed if attempts.get(p.key, (0, ""))[1] != "ok"]
     result = CampaignResult(campaign_id, skipped=len(placed) - len(todo))
+    if resume is not None:
+        result.left_failed = unplaceable_failures(store, campaign_id, placed, attempts, nodes)
 
     node_ids: dict[str, int] = {}
     for node in nodes:
@@ -262,6 +304,8 @@ def run_campaign(
         )
 
     observer.planned(campaign_id, len(todo), result.skipped)
+    for line in result.left_failed:
+        observer.warn(f"stays failed, {line}")
     idle: dict[str, dict[tuple[str, str], float]] = {}
     warned: set[tuple[str, str]] = set()
 
@@ -289,8 +333,11 @@ def run_campaign(
         observer.finished(trial, outcome)
 
     try:
-        idle.update(measure_idle_baselines(loaded, store, campaign_id, todo, node_ids, observer))
-        Dispatcher(on_start=observer.started, on_done=done).run(todo)
+        with store.heartbeat(campaign_id):
+            idle.update(
+                measure_idle_baselines(loaded, store, campaign_id, todo, node_ids, observer)
+            )
+            Dispatcher(on_start=observer.started, on_done=done).run(todo)
     except KeyboardInterrupt:
         store.set_campaign_status(campaign_id, "interrupted")
         raise

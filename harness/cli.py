@@ -7,21 +7,27 @@ exits 2; `--debug` shows tracebacks. `harness run` exits 1 when any trial failed
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+import traceback
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from harness.campaign import CampaignError, plan, run_campaign
+from harness.campaign import CampaignError, check_resume, plan, run_campaign
 from harness.cli_common import (
     AddressOpt,
     BadOption,
     DbOpt,
     DebugOpt,
     ListFormat,
+    MaxBytesOpt,
+    MaxTrialsOpt,
     db_url,
     err,
     handled,
@@ -30,12 +36,15 @@ from harness.cli_common import (
 )
 from harness.cli_results import print_trials, results_app
 from harness.cluster import ClusterSession
+from harness.limits import Limits
 from harness.output import emit, table
 from harness.placement import PlacedTrial
 from harness.playbook import load_playbook
 from harness.runner import TrialOutcome
 from harness.summary import planned_params, varying_params
+from harness.visible import visible
 from results_db import QueryError, ResultStore
+from results_db.urls import MASK, safe_url, scrub
 
 app = typer.Typer(
     help="Distributed benchmarking harness: run playbooks over Ray, query stored results.",
@@ -63,11 +72,11 @@ class _Live:
 
     def __init__(self, enabled: bool) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[last]}"),
+            TextColumn("{task.fields[last]}", markup=False),
             console=err,
             disable=not enabled,
             transient=False,
@@ -87,21 +96,23 @@ class _Live:
 
     def finished(self, trial: PlacedTrial, outcome: TrialOutcome) -> None:
         if outcome.status != "ok":
-            self.progress.console.print(
-                f"[red]{outcome.status}[/red] {trial.spec.benchmark} "
+            # Failure reasons and params are the trial's text, never markup.
+            line = (
+                f"{trial.spec.benchmark} "
                 f"{planned_params(trial.spec.workload, trial.spec.params)} "
                 f"on {trial.node.hostname}: "
-                f"{outcome.failure_phase}: {outcome.failure_reason}",
-                markup=True,
-                highlight=False,
+                f"{outcome.failure_phase}: {outcome.failure_reason}"
+            )
+            self.progress.console.print(
+                Text.assemble((outcome.status, "red"), " ", visible(line)), highlight=False
             )
         self.progress.advance(self.task)
 
     def warn(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        err.print(Text.assemble(("warning:", "yellow"), " ", visible(message)), highlight=False)
 
     def info(self, message: str) -> None:
-        err.print(message, markup=False, highlight=False)
+        err.print(visible(message), markup=False, highlight=False)
 
     def stop(self) -> None:
         self.progress.stop()
@@ -124,19 +135,40 @@ def run(
         typer.Option("--resume", help="campaign id: run only its missing or failed trials"),
     ] = None,
     progress: Annotated[bool, typer.Option(help="show a live progress bar")] = True,
+    max_playbook_bytes: MaxBytesOpt = None,
+    max_trials: MaxTrialsOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
     with handled(debug):
-        loaded = load_playbook(playbook, set_ or [])
+        limits = Limits.from_env(max_playbook_bytes, max_trials)
+        loaded = load_playbook(playbook, set_ or [], limits)
         cluster_address = address or loaded.model.cluster.address
-        store = None if dry_run else ResultStore(db_url(db))
+        store = None
+        if not dry_run:
+            store = ResultStore(db_url(db))
+        elif resume is not None:  # a dry run reads which trials are done; it writes nothing
+            store = ResultStore(db_url(db), upgrade=False)
+        if resume is not None:
+            assert store is not None
+            check_resume(store, resume, loaded)  # before Ray starts: an unknown id is instant
+        again = resume_command(playbook, db, address, set_ or [], max_playbook_bytes, max_trials)
         with ClusterSession(cluster_address) as session:
             if dry_run:
                 planned = plan(loaded, session.inventory())
                 for line in planned.skipped:
                     err.print(f"warning: optional benchmark skipped: {line}", markup=False)
-                _print_plan(planned.trials)
+                trials = planned.trials
+                if resume is not None:
+                    assert store is not None
+                    attempts = store.attempts(resume)
+                    trials = [t for t in trials if attempts.get(t.key, (0, ""))[1] != "ok"]
+                    err.print(
+                        f"resuming {resume}: {len(planned.trials) - len(trials)} trial(s) "
+                        "already done",
+                        markup=False,
+                    )
+                _print_plan(trials)
                 return
             assert store is not None
             live = _Live(progress and sys.stderr.isatty())
@@ -144,28 +176,54 @@ def run(
                 result = run_campaign(loaded, store, session, live, resume=resume)
             except KeyboardInterrupt:
                 live.stop()
-                err.print(
-                    f"interrupted: to finish it, harness run {playbook} "
-                    f"--resume {live.campaign_id}",
-                    markup=False,
-                )
+                if live.campaign_id:
+                    err.print(f"interrupted: to finish it, {again(live.campaign_id)}", markup=False)
+                else:
+                    err.print("interrupted before any trial ran", markup=False)
                 raise typer.Exit(130) from None
             finally:
                 live.stop()
         print_trials(store, result.campaign_id, "table")
         ok = result.counts.get("ok", 0)
         bad = result.ran - ok
+        left = len(result.left_failed)
         out.print(
             f"campaign {result.campaign_id}: {ok} ok, {bad} failed, {result.skipped} skipped "
-            f"(already done); stored in {store.describe()}",
+            f"(already done)"
+            + (f", {left} left failed (not in this plan)" if left else "")
+            + f"; stored in {store.describe()}",
             markup=False,
         )
-        if bad:
-            out.print(
-                f"to retry failed trials: harness run {playbook} --resume {result.campaign_id}",
-                markup=False,
-            )
+        if bad or left:
+            out.print(f"to retry failed trials: {again(result.campaign_id)}", markup=False)
             raise typer.Exit(1)
+
+
+def resume_command(
+    playbook: Path,
+    db: str | None,
+    address: str | None,
+    sets: list[str],
+    max_playbook_bytes: int | None,
+    max_trials: int | None,
+) -> Callable[[str], str]:
+    """The command that resumes a campaign with the options this one was given (a masked
+    password is noted: the shell history is no place for it)."""
+    args = ["harness", "run", str(playbook)]
+    if db:
+        args += ["--db", safe_url(db)]
+    if address:
+        args += ["--address", address]
+    for assignment in sets:
+        args += ["--set", assignment]
+    if max_playbook_bytes:
+        args += ["--max-playbook-bytes", str(max_playbook_bytes)]
+    if max_trials:
+        args += ["--max-trials", str(max_trials)]
+    note = (
+        " (put the database password back where *** stands)" if db and MASK in safe_url(db) else ""
+    )
+    return lambda campaign_id: shlex.join([*args, "--resume", campaign_id]) + note
 
 
 def _where(p: PlacedTrial) -> str:
@@ -284,12 +342,15 @@ def playbook_validate(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="override: KEY.PATH=VALUE")
     ] = None,
+    max_playbook_bytes: MaxBytesOpt = None,
+    max_trials: MaxTrialsOpt = None,
 ) -> None:
     """Check a playbook without running it: every problem, one line each."""
     from harness.expand import expand
 
     with handled():
-        loaded = load_playbook(playbook, set_ or [])
+        limits = Limits.from_env(max_playbook_bytes, max_trials)
+        loaded = load_playbook(playbook, set_ or [], limits)
         n = len(expand(loaded.model))
     out.print(
         f"{playbook}: valid, {len(loaded.model.benchmarks)} benchmark(s), "
@@ -331,15 +392,21 @@ def report(
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Apply the schema migrations to the database."""
-    from results_db import schema
-    from results_db.store import open_engine, safe_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from results_db import StoreError, schema
+    from results_db.store import open_engine
 
     with handled():
         url = db_url(db)
         engine = open_engine(url)
-        before = schema.current_revision(engine)
-        schema.upgrade(engine)
-        after = schema.current_revision(engine)
+        try:
+            before = schema.current_revision(engine)
+            schema.upgrade(engine)
+            after = schema.current_revision(engine)
+        except SQLAlchemyError as exc:  # not a database, a full disk, no permission
+            reason = scrub(str(getattr(exc, "orig", exc))).strip().splitlines()[0]
+            raise StoreError(f"cannot upgrade {safe_url(url)}: {reason}") from None
     out.print(f"{safe_url(url)}: schema {before or '(empty)'} -> {after}", markup=False)
 
 
@@ -353,23 +420,32 @@ def cluster_local(
     Node i gets the labels node=<i> and role=head|worker, and every second worker a custom
     resource `fast`, so selectors have something to tell apart. Ray's token auth stays on.
     """
+    import shutil
+    import signal
     import tempfile
     import time
 
     from ray.cluster_utils import Cluster
 
-    tmp = tempfile.mkdtemp(prefix="hcl", dir="/tmp")  # short: raylet socket paths are limited
-    os.makedirs(os.path.join(tmp, "ray"))
-    os.environ["RAY_TMPDIR"] = tmp  # never touch another Ray's address file
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": cpus_per_node,
-            "labels": {"node": "0", "role": "head"},
-            "include_dashboard": False,
-        },
-    )
+    def _interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C
+
+    # Short: raylet socket paths are limited. $HARNESS_CLUSTER_TMP lets tests pick the parent.
+    tmp = tempfile.mkdtemp(prefix="hcl", dir=os.environ.get("HARNESS_CLUSTER_TMP", "/tmp"))
+    cluster = None
     try:
+        os.makedirs(os.path.join(tmp, "ray"))
+        os.environ["RAY_TMPDIR"] = tmp  # never touch another Ray's address file
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": cpus_per_node,
+                "labels": {"node": "0", "role": "head"},
+                "include_dashboard": False,
+            },
+        )
         for i in range(1, nodes):
             cluster.add_node(
                 num_cpus=cpus_per_node,
@@ -377,6 +453,7 @@ def cluster_local(
                 resources={"fast": 1} if i % 2 == 0 else {},
             )
         cluster.wait_for_nodes()
+        signal.signal(signal.SIGTERM, _interrupt)  # again: starting a Ray node installs its own
         out.print(f"{nodes} Ray node(s) on this machine at {cluster.address}", markup=False)
         out.print(f"  harness nodes --address {cluster.address}", markup=False)
         out.print(f"  harness run PLAYBOOK --address {cluster.address}", markup=False)
@@ -386,7 +463,13 @@ def cluster_local(
     except KeyboardInterrupt:
         pass
     finally:
-        cluster.shutdown()
+        # Ctrl-C may come at any point, the start-up included: stop what started, and
+        # remove the temporary folder (sockets, logs, session files) either way.
+        try:
+            if cluster is not None:
+                cluster.shutdown()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class Engine(str, Enum):
@@ -449,14 +532,17 @@ def serve_model(
 
 
 def main() -> None:
-    """Console-script entry point: an unexpected error is one line unless --debug is given."""
+    """Console-script entry point: an unexpected error is one line unless --debug is given;
+    with --debug the traceback is printed with every known secret masked."""
     try:
         app()
     except Exception as exc:
         if "--debug" in sys.argv:
-            raise
+            sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
+            sys.exit(1)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         err.print(
-            f"error: internal: {type(exc).__name__}: {first} (rerun with --debug)", markup=False
+            f"error: internal: {type(exc).__name__}: {scrub(first)} (rerun with --debug)",
+            markup=False,
         )
         sys.exit(1)

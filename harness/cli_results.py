@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from enum import Enum
@@ -144,15 +145,24 @@ def _when(value: str | None, option: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
+_WHERE_KEY = re.compile(r"(?:node\.|params\.)?[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _parse_where(items: list[str]) -> list[tuple[str, Any]]:
     from harness.playbook import parse_scalar
 
     parsed = []
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise QueryError(f"--where {item!r}: expected KEY=VALUE (params key or node.FIELD)")
-        parsed.append((key.strip(), parse_scalar(value.strip())))
+        if not _WHERE_KEY.fullmatch(key):
+            raise QueryError(
+                f"--where {item!r}: {key!r} is not a parameter name or node.FIELD "
+                "(letters, digits and _)"
+            )
+        parsed.append((key, parse_scalar(value.strip())))
     return parsed
 
 

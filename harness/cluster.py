@@ -18,6 +18,29 @@ from harness.fingerprint import collect_facts, fingerprint, hardware_class
 
 INVENTORY_TIMEOUT_S = 180
 REACH_TIMEOUT_S = 5.0
+ray_messages = logging.getLogger("harness.ray")
+
+
+def _quiet_ray_messages() -> None:
+    """Send the messages Ray's driver thread prints about the cluster (a raylet that died, a
+    worker killed: dozens of coloured lines) to a logger instead of our stdout.
+
+    With log_to_driver off, Ray still prints errors the GCS publishes through
+    ``ray._private.worker.print_to_stdstream``; there is no option for it, so that one
+    function is replaced. Our own dispatcher reports the same events as trial failures.
+    """
+    import ray._private.worker as ray_worker
+
+    current = getattr(ray_worker, "print_to_stdstream", None)
+    if current is None or getattr(current, "_harness_quiet", False):
+        return
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", []):
+            ray_messages.info("(%s) %s", data.get("pid", "ray"), line)
+
+    to_log._harness_quiet = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = to_log
 
 
 def check_reachable(address: str) -> None:
@@ -80,6 +103,7 @@ class ClusterSession:
 
     def __enter__(self) -> ClusterSession:
         kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+        _quiet_ray_messages()
         try:
             if self.address:
                 check_reachable(self.address)

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from harness.visible import visible
 from results_db.query import DISPLAY_ONLY
 
 FORMATS = ("table", "csv", "json")
@@ -52,12 +53,18 @@ def to_csv(records: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def cell(value: Any) -> Text:
+    """A table cell: plain text (never rich markup: a stored ``[/bold]`` is just text), with
+    control and bidi characters shown as escapes."""
+    return Text(visible(fmt_number(value)))
+
+
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold")
+    t = Table(title=Text(visible(title)), title_justify="left", header_style="bold")
     for c in columns:
         t.add_column(c, overflow="fold")
     for row in rows:
-        t.add_row(*[escape(fmt_number(v)) for v in row])
+        t.add_row(*[cell(v) for v in row])
     return t
 
 

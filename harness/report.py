@@ -4,11 +4,11 @@ SVG only, no scripts, nothing fetched; every stored string is escaped."""
 from __future__ import annotations
 
 from collections import defaultdict
-from html import escape
 from typing import Any
 
 from harness import svg
 from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries, varying_params
+from harness.visible import html_text as escape
 from results_db.peaks import datasheet_peak
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from html import escape
+
+from harness.visible import html_text as escape
 
 W, H = 720, 300
 M_LEFT, M_RIGHT, M_TOP, M_BOTTOM = 70, 170, 30, 60

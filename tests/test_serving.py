@@ -67,7 +67,8 @@ def test_metrics_match_the_servers_known_timings(paced: str) -> None:
     assert len(m["ttft"]) == len(m["tpot"]) == len(m["e2e_latency"]) == 16
     assert len(m["itl"]) == 16 * 11  # chunks after the first, pooled
     assert 60 <= statistics.median(m["ttft"]) < 60 + 25
-    assert 10 <= statistics.median(m["tpot"]) < 10 * 1.25
+    # Paced at 10 ms; the client's two timestamps per request jitter by microseconds.
+    assert 10 * 0.99 <= statistics.median(m["tpot"]) < 10 * 1.25
     assert 9 <= statistics.median(m["itl"]) < 10 * 1.25
     for ttft, tpot, e2e in zip(m["ttft"], m["tpot"], m["e2e_latency"], strict=True):
         assert e2e == pytest.approx(ttft + 11 * tpot)  # TPOT's definition, per request

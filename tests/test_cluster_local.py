@@ -1,0 +1,54 @@
+"""`harness cluster local`: stopped by Ctrl-C or SIGTERM, it stops only its own nodes and
+leaves no temporary folder behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_local_cluster_removes_its_temp_folder(sig: signal.Signals) -> None:
+    parent = Path(tempfile.mkdtemp(prefix="hct", dir="/tmp"))  # short: socket path limits
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HARNESS_CLUSTER_TMP": str(parent),
+        "RAY_AUTH_MODE": "disabled",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "cluster", "local", "--nodes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # our signal only, not the test runner's process group
+    )
+    try:
+        deadline = time.monotonic() + 120
+        lines = []
+        assert proc.stdout is not None
+        while not any("Ctrl-C stops them" in line for line in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, lines
+            lines.append(proc.stdout.readline())
+        (folder,) = parent.iterdir()  # the cluster's own temp folder
+        assert folder.name.startswith("hcl") and (folder / "ray").is_dir()
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        assert proc.returncode == 0, proc.stdout.read()
+        assert list(parent.iterdir()) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(parent, ignore_errors=True)
