@@ -93,7 +93,7 @@ class RankContext:
 class Params(BaseModel):
     """Base of every workload's parameter model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DeviceParams(Params):
@@ -138,6 +138,12 @@ class Workload(ABC):
     @abstractmethod
     def run_iteration(self) -> None:
         """Do the measured work once. No synchronisation: the timer handles that."""
+
+    def peak_bytes(self) -> dict[str, int]:
+        """The most memory this trial holds at once, per device (``"cpu"``, ``"cuda:0"``),
+        set-up temporaries and verification included. Setup checks it against what is free
+        (``devices.check_fits``) before allocating; empty means nothing worth checking."""
+        return {}
 
     @abstractmethod
     def verify(self) -> None:

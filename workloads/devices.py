@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import psutil
 import torch
 
 from workloads.base import UnsupportedParams
@@ -60,7 +61,11 @@ def apply_threads(threads: int | None) -> int:
 
 
 def check_fits(dev: torch.device, nbytes: int) -> None:
-    """Fail early and clearly when ``nbytes`` cannot fit on the device."""
+    """Fail early and clearly when ``nbytes`` cannot fit on the device.
+
+    The host's figure is what the kernel says is available now (MemAvailable), not the Ray
+    node's share: several Ray nodes on one machine, or other jobs, all draw on it.
+    """
     if dev.type == "cuda":
         free, _total = torch.cuda.mem_get_info(dev)
         if nbytes > free:
@@ -68,14 +73,17 @@ def check_fits(dev: torch.device, nbytes: int) -> None:
                 f"needs {nbytes / 2**30:.2f} GiB but {dev} has {free / 2**30:.2f} GiB free"
             )
     else:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
-            return
+        avail = psutil.virtual_memory().available
         if nbytes > avail:
             raise UnsupportedParams(
                 f"needs {nbytes / 2**30:.2f} GiB but the host has {avail / 2**30:.2f} GiB free"
             )
+
+
+def check_peak(peaks: dict[str, int]) -> None:
+    """:func:`check_fits` for every device of a workload's declared peak."""
+    for dev, nbytes in peaks.items():
+        check_fits(torch.device(dev), nbytes)
 
 
 def synchronize(dev: torch.device) -> None:

@@ -31,7 +31,7 @@ from workloads.base import (
     Workload,
 )
 from workloads.checks import max_relative_error
-from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
+from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
 from workloads.llama import ATTENTION_BACKENDS, PRESETS, Llama, LlamaConfig
 
 TTFT = MetricSpec("ttft", "ms", False, "time to first token: prefill of the batch")
@@ -52,7 +52,7 @@ CACHE_DTYPES = {"auto": None, "fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "f
 class ModelDims(BaseModel):
     """Explicit decoder dimensions, for shapes no preset has."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     vocab: int = Field(ge=2)
     dim: int = Field(ge=2)
@@ -187,11 +187,10 @@ class DecodeWorkload(Workload):
         else:
             self.cfg = p.config()
         elem, cache_elem = dtype.itemsize, self.cache_dtype.itemsize
-        check_fits(
-            self.dev,
-            self.cfg.params() * elem
-            + self.cfg.kv_bytes_per_position(cache_elem) * p.batch * length,
+        self._peak = (
+            self.cfg.params() * elem + self.cfg.kv_bytes_per_position(cache_elem) * p.batch * length
         )
+        check_peak(self.peak_bytes())
         # Fixed by the shapes: computed once, used by the metrics, the work and the context.
         self.flops = self._flops()
         self.decode_bytes = self._decode_bytes(elem, cache_elem)
@@ -250,6 +249,10 @@ class DecodeWorkload(Workload):
             if keep_logits:
                 kept.append(logits[:, -1])
         return torch.cat(out, dim=1), kept
+
+    def peak_bytes(self) -> dict[str, int]:
+        # The weights (drawn in place, in their dtype) and the KV cache at full length.
+        return {str(self.dev): self._peak}
 
     def run_iteration(self) -> None:
         # Prefill and decode are timed apart (synchronised at the boundary); the runner's

@@ -44,7 +44,7 @@ SCENARIOS = ("custom", "single_stream", "offline", "server")
 class Lengths(BaseModel):
     """A token-length distribution; a plain number means exactly that many."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     mean: int = Field(ge=1)
     dist: Literal["fixed", "uniform", "normal"] = "fixed"
@@ -57,7 +57,7 @@ class Lengths(BaseModel):
 class Slo(BaseModel):
     """Service-level objectives a request must meet to count towards goodput (ms)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     ttft_ms: float | None = Field(None, gt=0)
     tpot_ms: float | None = Field(None, gt=0)

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from workloads.base import MATMUL_CEILING, THROUGHPUT, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
-from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
+from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
 
 CHECK_HEADS = 4
 
@@ -57,10 +57,8 @@ class AttentionWorkload(Workload):
         self.kv_heads = p.kv_heads or p.heads
         self.kv_len = p.kv_len or p.seq_len
         dtype = DTYPES[p.dtype]
-        elem = torch.empty((), dtype=dtype).element_size()
-        q_elems = p.batch * p.heads * p.seq_len * p.head_dim
-        kv_elems = 2 * p.batch * self.kv_heads * self.kv_len * p.head_dim
-        check_fits(self.dev, (2 * q_elems + kv_elems) * elem)
+        self.elem = torch.empty((), dtype=dtype).element_size()
+        check_peak(self.peak_bytes())
         gen = generator(self.dev, 2024)
 
         def rand(*shape: int) -> torch.Tensor:
@@ -71,6 +69,18 @@ class AttentionWorkload(Workload):
         self.v = rand(p.batch, self.kv_heads, self.kv_len, p.head_dim)
         self.gqa = self.kv_heads != p.heads
         self.out: torch.Tensor | None = None
+
+    def peak_bytes(self) -> dict[str, int]:
+        p, elem = self.params, self.elem
+        q_elems = p.batch * p.heads * p.seq_len * p.head_dim
+        kv_elems = 2 * p.batch * self.kv_heads * self.kv_len * p.head_dim
+        held = (2 * q_elems + kv_elems) * elem  # Q, K, V and the output
+        drawn = 4 * max(q_elems, kv_elems // 2)  # each drawn in fp32, then converted
+        # Verification: CHECK_HEADS heads in fp64, their score matrix and the causal mask.
+        heads = min(CHECK_HEADS, p.heads)
+        scores = heads * p.seq_len * self.kv_len
+        verify = 8 * heads * (2 * p.seq_len + 2 * self.kv_len) * p.head_dim + 16 * scores
+        return {str(self.dev): held + max(drawn, verify)}
 
     def run_iteration(self) -> None:
         kwargs = {"enable_gqa": True} if self.gqa else {}

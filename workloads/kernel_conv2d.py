@@ -21,7 +21,7 @@ from workloads.base import (
     Workload,
 )
 from workloads.checks import require_close
-from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
+from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
 
 
 class Conv2dParams(DeviceParams):
@@ -56,13 +56,8 @@ class Conv2dWorkload(Workload):
         if self.out_h < 1 or self.out_w < 1:
             raise UnsupportedParams(f"kernel {p.kernel} does not fit a {p.height}x{p.width} input")
         dtype = DTYPES[p.dtype]
-        elem = torch.empty((), dtype=dtype).element_size()
-        elems = (
-            p.batch * p.in_channels * p.height * p.width
-            + p.out_channels * p.in_channels * p.kernel**2
-            + p.batch * p.out_channels * self.out_h * self.out_w
-        )
-        check_fits(self.dev, elems * elem)
+        self.elem = torch.empty((), dtype=dtype).element_size()
+        check_peak(self.peak_bytes())
         gen = generator(self.dev, 77)
         fmt = torch.channels_last if p.channels_last else torch.contiguous_format
         self.x = (
@@ -78,6 +73,18 @@ class Conv2dWorkload(Workload):
         )
         self.w = self.w.to(dtype).to(memory_format=fmt)
         self.out: torch.Tensor | None = None
+
+    def peak_bytes(self) -> dict[str, int]:
+        p = self.params
+        x = p.batch * p.in_channels * p.height * p.width
+        w = p.out_channels * p.in_channels * p.kernel**2
+        out = p.batch * p.out_channels * self.out_h * self.out_w
+        held = (x + w + out) * self.elem
+        drawn = 4 * x + (x * self.elem if p.channels_last else 0)  # fp32 draw, then re-laid
+        verify = 8 * (x + w + out) // p.batch + 8 * w  # one image in fp64, and the weights
+        # On the host, oneDNN reorders input and output into its blocked layout.
+        reorder = (x + out) * self.elem if self.dev.type == "cpu" else 0
+        return {str(self.dev): held + max(drawn, verify, reorder)}
 
     def run_iteration(self) -> None:
         p = self.params

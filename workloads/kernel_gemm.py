@@ -21,7 +21,7 @@ from workloads.base import (
     Workload,
 )
 from workloads.checks import require_close
-from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
+from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
 
 CHECK_ROWS = 64
 
@@ -57,8 +57,8 @@ class GemmWorkload(Workload):
             self._check_fp8()
         self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
         dtype = DTYPES[p.dtype]
-        elem = torch.empty((), dtype=dtype).element_size()
-        check_fits(self.dev, (p.m * p.k + p.k * p.n + p.m * p.n) * elem)
+        self.elem = torch.empty((), dtype=dtype).element_size()
+        check_peak(self.peak_bytes())
         self._saved_precision = torch.get_float32_matmul_precision()
         # "highest" keeps fp32 as IEEE fp32; "high" allows TF32 tensor cores.
         torch.set_float32_matmul_precision("high" if p.dtype == "tf32" else "highest")
@@ -72,6 +72,18 @@ class GemmWorkload(Workload):
         else:
             self.b = torch.randn(p.k, p.n, device=self.dev, generator=gen).to(dtype)
             self.c = torch.randn(p.m, p.n, device=self.dev, generator=gen).to(dtype)
+
+    def peak_bytes(self) -> dict[str, int]:
+        p, elem = self.params, self.elem
+        # A, B, C; each drawn in fp32 first; verification holds B in fp32 and fp64 and
+        # CHECK_ROWS rows of the fp64 reference.
+        low = elem != 4
+        drawn = 4 * max(p.m * p.k, p.k * p.n, p.m * p.n) if low else 0
+        verify = p.k * p.n * (8 + (4 if low else 0)) + CHECK_ROWS * (p.k + p.n) * 8
+        # A CPU matmul in 16 bits converts its inputs to fp32 internally.
+        convert = 4 * (p.m * p.k + p.k * p.n) if low and self.dev.type == "cpu" else 0
+        held = (p.m * p.k + p.k * p.n + p.m * p.n) * elem
+        return {str(self.dev): held + max(drawn, verify, convert)}
 
     def _check_fp8(self) -> None:
         p = self.params

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from workloads.base import BANDWIDTH, MEMORY_CEILING, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
-from workloads.devices import DTYPES, apply_threads, check_fits, generator, resolve_device
+from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
 
 EPS = 1e-5
 CHECK_ROWS = 64
@@ -44,7 +44,7 @@ class NormWorkload(Workload):
         self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
         dtype = DTYPES[p.dtype]
         self.elem = torch.empty((), dtype=dtype).element_size()
-        check_fits(self.dev, 2 * p.rows * p.cols * self.elem)
+        check_peak(self.peak_bytes())
         gen = generator(self.dev, 5)
         self.x = (torch.randn(p.rows, p.cols, device=self.dev, generator=gen) * 2 + 0.5).to(dtype)
         self.weight = (torch.rand(p.cols, device=self.dev, generator=gen) + 0.5).to(dtype)
@@ -59,6 +59,12 @@ class NormWorkload(Workload):
             self.out = F.rms_norm(x, (x.shape[-1],), self.weight, EPS)
         else:
             self.out = torch.softmax(x, dim=-1)
+
+    def peak_bytes(self) -> dict[str, int]:
+        p = self.params
+        # Input and output; the input is drawn in fp32 (two fp32 arrays at once) first.
+        per_element = max(2 * self.elem, 2 * 4)
+        return {str(self.dev): per_element * p.rows * p.cols}
 
     def verify(self) -> None:
         assert self.out is not None
