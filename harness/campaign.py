@@ -14,26 +14,19 @@ from collectors.energy import energy_readings
 from harness import __version__
 from harness.cluster import ClusterSession, NodeInfo
 from harness.dispatch import Dispatcher, idle_telemetry
-from harness.energy import trial_energy
 from harness.expand import expand
 from harness.placement import PlacedTrial, Plan, place
 from harness.playbook import LoadedPlaybook, short_hash
+from harness.recording import node_record, trial_record
 from harness.runner import TrialOutcome
-from harness.stats import summarize
 from results_db import (
     CampaignRecord,
-    EnergyRecord,
     IdleBaselineRecord,
-    MetricRecord,
-    NodeRecord,
     ResultStore,
-    TelemetryRecord,
-    TelemetrySummaryRecord,
-    TrialRecord,
 )
 from results_db.heartbeat import MISSED_BEATS, seconds_since_beat
 from results_db.heartbeat import interval_s as heartbeat_interval_s
-from workloads import get_workload
+from results_db.vocabulary import TrialStatus
 
 
 class CampaignError(Exception):
@@ -75,7 +68,9 @@ def unplaceable_failures(
     """Stored trials whose latest attempt failed and that the new plan does not hold."""
     keys = {p.key for p in placed}
     alive = {n.ray_node_id for n in nodes}
-    missing = {k for k, (_, status) in attempts.items() if status != "ok" and k not in keys}
+    missing = {
+        k for k, (_, status) in attempts.items() if status != TrialStatus.OK and k not in keys
+    }
     return [
         ("its node is not in the cluster" if t.ray_node_id not in alive else "not in the plan")
         + f": {t.benchmark} on {t.hostname} ({t.ray_node_id[:8]}): {t.status}: {t.reason}"
@@ -88,133 +83,9 @@ def new_campaign_id(name: str, now: datetime) -> str:
     return f"{name}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def node_record(node: NodeInfo) -> NodeRecord:
-    f = node.facts
-    return NodeRecord(
-        fingerprint=node.fingerprint,
-        hardware_class=node.hardware_class,
-        hostname=node.hostname,
-        facts=f,
-        cpu_model=f.get("cpu_model") or "",
-        cpu_cores=f.get("cpu_cores"),
-        cpu_threads=f.get("cpu_threads"),
-        memory_bytes=f.get("memory_bytes"),
-        gpu_count=f.get("gpu_count") or 0,
-        gpu_model=f.get("gpu_model") or "",
-        os=f.get("os") or "",
-        python=f.get("python") or "",
-        torch=f.get("torch") or "",
-        cuda=f.get("cuda") or "",
-        driver=f.get("driver") or "",
-    )
-
-
-def trial_record(
-    campaign_id: str,
-    trial: PlacedTrial,
-    outcome: TrialOutcome,
-    node_id: int,
-    attempt: int,
-    idle_power: dict[tuple[str, str], float] | None = None,
-) -> TrialRecord:
-    """Translate an outcome into the store's record: summaries derived from raw samples,
-    energy from the telemetry of the same window."""
-    meta = get_workload(trial.spec.workload).meta(trial.spec.params)
-    metrics = [
-        MetricRecord(
-            name,
-            unit,
-            hib,
-            outcome.metrics[name],
-            outcome.summaries.get(name) or summarize(outcome.metrics[name]),
-            meta.ceilings.get(name),
-        )
-        for name, unit, hib in outcome.metric_specs
-        if outcome.metrics.get(name)
-    ]
-    idle_power = idle_power or {}
-    energy = trial_energy(outcome, trial.spec.settings.telemetry.interval_s, idle_power)
-    metrics += [
-        MetricRecord(name, unit, hib, [value], summarize([value]))
-        for name, unit, hib, value in energy.metrics
-    ]
-    groups: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
-    for s in outcome.telemetry:
-        groups[(s.source, s.device, s.metric, s.unit)].append(s.value)
-    summaries = [
-        TelemetrySummaryRecord(src, dev, met, unit, len(v), sum(v) / len(v), min(v), max(v))
-        for (src, dev, met, unit), v in groups.items()
-    ]
-    ts = lambda t: datetime.fromtimestamp(t, timezone.utc) if t else None  # noqa: E731
-    return TrialRecord(
-        campaign_id=campaign_id,
-        trial_key=trial.key,
-        benchmark=trial.spec.benchmark,
-        workload=trial.spec.workload,
-        params=trial.spec.params,
-        params_hash=trial.spec.params_hash,
-        status=outcome.status,
-        attempt=attempt,
-        node_id=node_id,
-        ray_node_id=trial.node.ray_node_id,
-        ranks=[
-            {"rank": r, "ray_node_id": n.ray_node_id, "hostname": n.hostname}
-            for r, n in enumerate(trial.ranks)
-        ]
-        if trial.spec.layout
-        else None,
-        failure_phase=outcome.failure_phase,
-        failure_reason=outcome.failure_reason,
-        failure_detail=outcome.failure_detail,
-        stop_reason=outcome.stop_reason,
-        warmup_iterations=outcome.warmup_iterations,
-        iterations=len(outcome.seconds),
-        measure_seconds=outcome.measure_seconds,
-        timer=outcome.timer,
-        settings=trial.spec.settings.model_dump(),
-        context={**outcome.context, **energy.notes, **throttle_flags(outcome)},
-        window_start=outcome.window[0] if outcome.window else None,
-        window_end=outcome.window[1] if outcome.window else None,
-        started_at=ts(outcome.started_at),
-        finished_at=ts(outcome.finished_at),
-        metrics=metrics,
-        telemetry=[
-            TelemetryRecord(s.source, s.device, s.metric, s.unit, s.t, s.value)
-            for s in outcome.telemetry
-        ],
-        telemetry_summary=summaries,
-        sources=[(s.source, s.available, s.reason) for s in outcome.sources],
-        energy=[
-            EnergyRecord(
-                r.source,
-                r.device,
-                r.method,
-                r.duration_s,
-                r.energy_j,
-                r.avg_power_w,
-                r.peak_power_w,
-                r.samples,
-                r.flag,
-                idle_power.get((r.source, r.device)),
-            )
-            for r in energy.readings
-        ],
-        workload_version=meta.version,
-        primary_metric=meta.primary_metric,
-        workload_meta={
-            "sweep_params": list(meta.sweep_params),
-            "param_defaults": meta.param_defaults,
-        },
-    )
-
-
-def throttle_flags(outcome: TrialOutcome) -> dict[str, object]:
-    """Whether any GPU reported a throttling clock-event reason during the window."""
-    flags = [s for s in outcome.telemetry if s.metric == "throttled"]
-    if not flags:
-        return {}
-    hits = [s for s in flags if s.value > 0]
-    return {"throttled": bool(hits), "throttled_devices": sorted({s.device for s in hits})}
+def not_done(placed: list[PlacedTrial], attempts: dict[str, tuple[int, str]]) -> list[PlacedTrial]:
+    """The trials whose key has no attempt yet, or whose latest attempt did not succeed."""
+    return [p for p in placed if attempts.get(p.key, (0, ""))[1] != TrialStatus.OK]
 
 
 def check_resume(
@@ -291,7 +162,7 @@ def run_campaign(
                 cluster=session.description,
             )
         )
-    todo = [p for p in placed if attempts.get(p.key, (0, ""))[1] != "ok"]
+    todo = not_done(placed, attempts)
     result = CampaignResult(campaign_id, skipped=len(placed) - len(todo))
     if resume is not None:
         result.left_failed = unplaceable_failures(store, campaign_id, placed, attempts, nodes)
@@ -322,7 +193,7 @@ def run_campaign(
             )
         )
         result.ran += 1
-        result.counts[outcome.status] += 1
+        result.counts[TrialStatus(outcome.status).value] += 1
         for s in outcome.sources:
             if not s.available and (trial.node.ray_node_id, s.source) not in warned:
                 warned.add((trial.node.ray_node_id, s.source))

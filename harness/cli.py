@@ -19,7 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from harness.campaign import CampaignError, check_resume, plan, run_campaign
+from harness.campaign import CampaignError, check_resume, not_done, plan, run_campaign
 from harness.cli_common import (
     AddressOpt,
     BadOption,
@@ -45,6 +45,7 @@ from harness.summary import planned_params, varying_params
 from harness.visible import visible
 from results_db import QueryError, ResultStore
 from results_db.urls import MASK, safe_url, scrub
+from results_db.vocabulary import TrialStatus
 
 app = typer.Typer(
     help="Distributed benchmarking harness: run playbooks over Ray, query stored results.",
@@ -95,7 +96,7 @@ class _Live:
         self.progress.update(self.task, last=f"{trial.spec.benchmark} on {trial.node.hostname}")
 
     def finished(self, trial: PlacedTrial, outcome: TrialOutcome) -> None:
-        if outcome.status != "ok":
+        if outcome.status != TrialStatus.OK:
             # Failure reasons and params are the trial's text, never markup.
             line = (
                 f"{trial.spec.benchmark} "
@@ -104,7 +105,7 @@ class _Live:
                 f"{outcome.failure_phase}: {outcome.failure_reason}"
             )
             self.progress.console.print(
-                Text.assemble((outcome.status, "red"), " ", visible(line)), highlight=False
+                Text.assemble((str(outcome.status), "red"), " ", visible(line)), highlight=False
             )
         self.progress.advance(self.task)
 
@@ -161,8 +162,7 @@ def run(
                 trials = planned.trials
                 if resume is not None:
                     assert store is not None
-                    attempts = store.attempts(resume)
-                    trials = [t for t in trials if attempts.get(t.key, (0, ""))[1] != "ok"]
+                    trials = not_done(trials, store.attempts(resume))
                     err.print(
                         f"resuming {resume}: {len(planned.trials) - len(trials)} trial(s) "
                         "already done",
@@ -184,7 +184,7 @@ def run(
             finally:
                 live.stop()
         print_trials(store, result.campaign_id, "table")
-        ok = result.counts.get("ok", 0)
+        ok = result.counts.get(TrialStatus.OK.value, 0)
         bad = result.ran - ok
         left = len(result.left_failed)
         out.print(
@@ -392,21 +392,11 @@ def report(
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Apply the schema migrations to the database."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from results_db import StoreError, schema
-    from results_db.store import open_engine
+    from results_db.store import upgrade_schema
 
     with handled():
         url = db_url(db)
-        engine = open_engine(url)
-        try:
-            before = schema.current_revision(engine)
-            schema.upgrade(engine)
-            after = schema.current_revision(engine)
-        except SQLAlchemyError as exc:  # not a database, a full disk, no permission
-            reason = scrub(str(getattr(exc, "orig", exc))).strip().splitlines()[0]
-            raise StoreError(f"cannot upgrade {safe_url(url)}: {reason}") from None
+        before, after = upgrade_schema(url)
     out.print(f"{safe_url(url)}: schema {before or '(empty)'} -> {after}", markup=False)
 
 

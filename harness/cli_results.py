@@ -7,15 +7,13 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from harness.campaign import CampaignError
 from harness.cli_common import DbOpt, Format, db_url, err, handled, out
-from harness.output import emit, table
+from harness.output import Column, emit, emit_records, table
 from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries
 from results_db import (
     Filters,
@@ -25,10 +23,84 @@ from results_db import (
     list_campaigns,
     list_ceilings,
     query_records,
+    trial_contexts,
 )
-from results_db.models import Trial
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 results_app = typer.Typer(help="Query stored results.", no_args_is_help=True)
+
+
+def _params(r: dict[str, Any]) -> str:
+    return shown_params(r["params"], r.get("param_defaults"))
+
+
+# What each results table shows: (header, record key or how to compute the cell).
+CAMPAIGN_COLUMNS: list[Column] = [
+    ("campaign", "campaign"),
+    ("name", "name"),
+    ("status", "status"),
+    ("created", "created_at"),
+    ("trials", "trials"),
+    ("ok", "trials_ok"),
+    ("failed", lambda r: r["trials_failed"] + r["trials_timeout"]),
+]
+CEILING_COLUMNS: list[Column] = [
+    ("hardware class", "hardware_class"),
+    ("node", "node"),
+    ("model", lambda r: r["gpu_model"] or r["cpu_model"]),
+    ("key", "key"),
+    ("ceiling", lambda r: f"{r['value']:.4g} {r['unit']}"),
+    ("datasheet", lambda r: f"{r['datasheet']:g} ({r['datasheet_sku']})" if r["datasheet"] else ""),
+    ("% of datasheet", lambda r: f"{r['pct_of_datasheet']:.0f}%" if r["pct_of_datasheet"] else ""),
+    ("campaign", "campaign"),
+]
+GROUP_COLUMNS: list[Column] = [
+    ("workload", "workload"),
+    ("params", _params),
+    ("metric", "metric"),
+    ("unit", "unit"),
+    ("trials", "trials"),
+    ("median of medians", "median"),
+    ("min", "min"),
+    ("max", "max"),
+]
+QUERY_COLUMNS: list[Column] = [
+    ("campaign", "campaign"),
+    ("trial", "trial"),
+    ("workload", "workload"),
+    ("params", _params),
+    ("node", "node"),
+    ("status", "status"),
+    ("metric", "metric"),
+    ("unit", "unit"),
+    ("n", "n"),
+    ("median", "median"),
+    ("mean", "mean"),
+    ("min", "min"),
+    ("max", "max"),
+]
+COMPARE_COLUMNS: list[Column] = [
+    ("workload", "workload"),
+    ("params", _params),
+    ("metric", "metric"),
+    ("baseline", lambda r: f"{r['baseline_median']:.4g}"),
+    ("candidate", lambda r: f"{r['candidate_median']:.4g}"),
+    ("unit", "unit"),
+    ("change", lambda r: f"{r['change_pct']:+.1f}%"),
+    ("p", lambda r: f"{r['p_value']:.2g}"),
+    ("verdict", "verdict"),
+]
+HISTORY_COLUMNS: list[Column] = [
+    ("started", "started_at"),
+    ("campaign", "campaign"),
+    ("node", "node"),
+    ("params", _params),
+    ("median", lambda r: f"{r['median']:.4g} {r['unit']}"),
+    ("change", lambda r: "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%"),
+    ("step", lambda r: r["step"] or ""),
+]
 
 
 def _read(db: str | None, query: Callable[[Session], list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -44,27 +116,7 @@ def results_campaigns(
     db: DbOpt = None, format: Annotated[Format, typer.Option("--format")] = Format.table
 ) -> None:
     """Stored campaigns, newest first."""
-    records = _read(db, list_campaigns)
-    rows = [
-        (
-            r["campaign"],
-            r["name"],
-            r["status"],
-            r["created_at"],
-            r["trials"],
-            r["trials_ok"],
-            r["trials_failed"] + r["trials_timeout"],
-        )
-        for r in records
-    ]
-    emit(
-        out,
-        format.value,
-        records,
-        table(
-            "campaigns", ["campaign", "name", "status", "created", "trials", "ok", "failed"], rows
-        ),
-    )
+    emit_records(out, format.value, "campaigns", _read(db, list_campaigns), CAMPAIGN_COLUMNS)
 
 
 @results_app.command("show")
@@ -85,9 +137,7 @@ def print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
     """A campaign's trials, one row each (its primary figure), or their records."""
     with store.session() as s:
         records = query_records(s, Filters(campaign=campaign, status=None))
-        contexts = {
-            t.id: t.context for t in s.scalars(select(Trial).where(Trial.campaign_id == campaign))
-        }
+        contexts = trial_contexts(s, campaign)
     summaries = trial_summaries(records, contexts)
     rows = summary_rows(summaries, lambda r: r["node"])
     tbl = table(f"campaign {campaign}", HEADERS, rows)
@@ -100,38 +150,7 @@ def results_ceilings(
 ) -> None:
     """Measured ceilings (from `calibrate: true` campaigns) beside datasheet peaks."""
     records = _read(db, list_ceilings)
-    rows = [
-        (
-            r["hardware_class"],
-            r["node"],
-            r["gpu_model"] or r["cpu_model"],
-            r["key"],
-            f"{r['value']:.4g} {r['unit']}",
-            f"{r['datasheet']:g} ({r['datasheet_sku']})" if r["datasheet"] else "",
-            f"{r['pct_of_datasheet']:.0f}%" if r["pct_of_datasheet"] else "",
-            r["campaign"],
-        )
-        for r in records
-    ]
-    emit(
-        out,
-        format.value,
-        records,
-        table(
-            "measured ceilings",
-            [
-                "hardware class",
-                "node",
-                "model",
-                "key",
-                "ceiling",
-                "datasheet",
-                "% of datasheet",
-                "campaign",
-            ],
-            rows,
-        ),
-    )
+    emit_records(out, format.value, "measured ceilings", records, CEILING_COLUMNS)
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -208,83 +227,10 @@ def results_query(
     if group_by:
         with handled():
             grouped = group_records(records, group_by)
-        rows = [
-            (
-                g[group_by],
-                g["workload"],
-                shown_params(g["params"], g.get("param_defaults")),
-                g["metric"],
-                g["unit"],
-                g["trials"],
-                g["median"],
-                g["min"],
-                g["max"],
-            )
-            for g in grouped
-        ]
-        emit(
-            out,
-            format.value,
-            grouped,
-            table(
-                f"{len(grouped)} group(s) by {group_by}",
-                [
-                    group_by,
-                    "workload",
-                    "params",
-                    "metric",
-                    "unit",
-                    "trials",
-                    "median of medians",
-                    "min",
-                    "max",
-                ],
-                rows,
-            ),
-        )
+        title = f"{len(grouped)} group(s) by {group_by}"
+        emit_records(out, format.value, title, grouped, [(group_by, group_by), *GROUP_COLUMNS])
         return
-    rows = [
-        (
-            r["campaign"],
-            r["trial"],
-            r["workload"],
-            shown_params(r["params"], r.get("param_defaults")),
-            r["node"],
-            r["status"],
-            r["metric"],
-            r["unit"],
-            r["n"],
-            r["median"],
-            r["mean"],
-            r["min"],
-            r["max"],
-        )
-        for r in records
-    ]
-    emit(
-        out,
-        format.value,
-        records,
-        table(
-            f"{len(records)} record(s)",
-            [
-                "campaign",
-                "trial",
-                "workload",
-                "params",
-                "node",
-                "status",
-                "metric",
-                "unit",
-                "n",
-                "median",
-                "mean",
-                "min",
-                "max",
-            ],
-            rows,
-        ),
-    )
+    emit_records(out, format.value, f"{len(records)} record(s)", records, QUERY_COLUMNS)
 
 
 class CompareBy(str, Enum):
@@ -342,40 +288,8 @@ def results_compare(
             )
         if not records:
             raise QueryError(f"{baseline} and {candidate} have no trials and metrics in common")
-    rows = [
-        (
-            r["workload"],
-            shown_params(r["params"], r.get("param_defaults")),
-            r["metric"],
-            f"{r['baseline_median']:.4g}",
-            f"{r['candidate_median']:.4g}",
-            r["unit"],
-            f"{r['change_pct']:+.1f}%",
-            f"{r['p_value']:.2g}",
-            r["verdict"],
-        )
-        for r in records
-    ]
-    emit(
-        out,
-        format.value,
-        records,
-        table(
-            f"{baseline} -> {candidate} (change > 0 is better; Mann-Whitney U, alpha {alpha:g})",
-            [
-                "workload",
-                "params",
-                "metric",
-                "baseline",
-                "candidate",
-                "unit",
-                "change",
-                "p",
-                "verdict",
-            ],
-            rows,
-        ),
-    )
+    title = f"{baseline} -> {candidate} (change > 0 is better; Mann-Whitney U, alpha {alpha:g})"
+    emit_records(out, format.value, title, records, COMPARE_COLUMNS)
     regressions = [r for r in records if r["regression"]]
     if regressions:
         err.print(
@@ -410,28 +324,7 @@ def results_history(
             threshold_pct=threshold,
         ),
     )
-    rows = [
-        (
-            r["started_at"],
-            r["campaign"],
-            r["node"],
-            shown_params(r["params"], r.get("param_defaults")),
-            f"{r['median']:.4g} {r['unit']}",
-            "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%",
-            r["step"] or "",
-        )
-        for r in records
-    ]
-    emit(
-        out,
-        format.value,
-        records,
-        table(
-            f"{workload} {metric} over time",
-            ["started", "campaign", "node", "params", "median", "change", "step"],
-            rows,
-        ),
-    )
+    emit_records(out, format.value, f"{workload} {metric} over time", records, HISTORY_COLUMNS)
 
 
 class ExportFormat(str, Enum):

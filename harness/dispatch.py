@@ -23,7 +23,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from harness.cluster import NodeInfo
 from harness.placement import PlacedTrial
+from harness.playbook import Settings
 from harness.runner import TrialOutcome, measure_idle, run_trial
+from results_db.vocabulary import TrialStatus
 from workloads import get_workload
 from workloads.base import RankContext
 
@@ -43,7 +45,7 @@ def forwarded_env(workload: str, params: dict) -> dict[str, str]:
 
 
 @ray.remote(max_retries=0)
-def _trial_task(workload: str, params: dict, settings: dict, env: dict) -> TrialOutcome:
+def _trial_task(workload: str, params: dict, settings: Settings, env: dict) -> TrialOutcome:
     return run_trial(workload, params, settings, env=env)
 
 
@@ -59,7 +61,7 @@ class _Rank:
         return ray.util.get_node_ip_address(), port
 
     def run(
-        self, workload: str, params: dict, settings: dict, ctx: RankContext, env: dict
+        self, workload: str, params: dict, settings: Settings, ctx: RankContext, env: dict
     ) -> TrialOutcome:
         return run_trial(workload, params, settings, ctx, env=env)
 
@@ -123,7 +125,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _lost(flight: _InFlight, phase: str, reason: str, status: str = "failed") -> TrialOutcome:
+def _lost(
+    flight: _InFlight, phase: str, reason: str, status: TrialStatus = TrialStatus.FAILED
+) -> TrialOutcome:
     """The outcome of a trial (or rank) whose process returned none."""
     return TrialOutcome(
         status=status,
@@ -169,7 +173,7 @@ def combine(trial: PlacedTrial, outcomes: dict[int, TrialOutcome]) -> TrialOutco
         return next(iter(outcomes.values()))
     for rank in sorted(outcomes):
         o = outcomes[rank]
-        if o.status != "ok":
+        if o.status != TrialStatus.OK:
             node = trial.ranks[rank]
             o.failure_reason = f"rank {rank} on {node.hostname}: {o.failure_reason}"
             return o
@@ -190,7 +194,7 @@ class Dispatcher:
 
     def _submit(self, trial: PlacedTrial) -> _InFlight:
         spec = trial.spec
-        settings = spec.settings.model_dump()
+        settings = spec.settings  # the typed model travels; Ray pickles it
         env = forwarded_env(spec.workload, spec.params)
         now = time.monotonic()
         flight = _InFlight(trial, [], now + spec.settings.timeout_s, time.time())
@@ -262,7 +266,7 @@ class Dispatcher:
                 self.on_done(
                     trial,
                     TrialOutcome(
-                        status="failed",
+                        status=TrialStatus.FAILED,
                         failure_phase="dispatch",
                         failure_reason=f"node lost: {where} left the cluster",
                         started_at=now,
@@ -297,7 +301,7 @@ class Dispatcher:
             flight.done[rank] = _rank_outcome(ref, flight, rank)
             # One failed rank ends the trial: its peers would wait for it in the rendezvous
             # or the next collective until the timeout. Their actors are killed.
-            if len(flight.done) == len(flight.refs) or flight.done[rank].status != "ok":
+            if len(flight.done) == len(flight.refs) or flight.done[rank].status != TrialStatus.OK:
                 self._finish(flight, combine(flight.trial, flight.done))
 
     def _expire(self) -> None:
@@ -312,6 +316,6 @@ class Dispatcher:
                     flight,
                     "timeout",
                     f"exceeded timeout_s={timeout_s:g}; task cancelled",
-                    status="timeout",
+                    status=TrialStatus.TIMEOUT,
                 ),
             )

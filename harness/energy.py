@@ -13,6 +13,7 @@ from typing import Any
 
 from collectors.energy import EnergyReading, energy_readings
 from harness.runner import TrialOutcome
+from results_db.vocabulary import TrialStatus
 
 GPU_SOURCES = ("nvml", "amdsmi")
 CPU_SOURCES = ("rapl",)
@@ -37,13 +38,11 @@ def record_sources(device: str) -> tuple[str, ...]:
     return GPU_SOURCES if device.startswith("cuda") else CPU_SOURCES
 
 
-def trial_energy(
-    outcome: TrialOutcome, interval_s: float, idle_power: dict[tuple[str, str], float]
-) -> TrialEnergy:
+def trial_energy(outcome: TrialOutcome, idle_power: dict[tuple[str, str], float]) -> TrialEnergy:
     """Energy readings of the trial's window and, where they allow, its energy metrics."""
-    readings = energy_readings(outcome.telemetry, interval_s)
+    readings = energy_readings(outcome.telemetry, outcome.telemetry_interval_s)
     result = TrialEnergy(readings)
-    if outcome.status != "ok":
+    if outcome.status != TrialStatus.OK:
         return result
     sources = record_sources(outcome.device)
     record = [r for r in readings if r.source in sources]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -66,6 +66,31 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for row in rows:
         t.add_row(*[cell(v) for v in row])
     return t
+
+
+# A results-table column: its header, and the record key it shows or how to compute it.
+Column = tuple[str, str | Callable[[dict[str, Any]], Any]]
+
+
+def records_table(
+    title: str, records: Sequence[dict[str, Any]], columns: Sequence[Column]
+) -> Table:
+    """One row per record, one cell per column spec."""
+    rows = [
+        [value(r) if callable(value) else r[value] for _header, value in columns] for r in records
+    ]
+    return table(title, [header for header, _value in columns], rows)
+
+
+def emit_records(
+    console: Console,
+    fmt: str,
+    title: str,
+    records: Sequence[dict[str, Any]],
+    columns: Sequence[Column],
+) -> None:
+    """Records as a table of these columns, or as CSV/JSON of every key."""
+    emit(console, fmt, records, records_table(title, records, columns) if fmt == "table" else None)
 
 
 def emit(console: Console, fmt: str, records: Sequence[dict[str, Any]], tbl: Table | None) -> None:

@@ -10,6 +10,7 @@ from harness import svg
 from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries, varying_params
 from harness.visible import html_text as escape
 from results_db.peaks import datasheet_peak
+from results_db.vocabulary import TrialStatus
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}
 table{border-collapse:collapse;margin:8px 0 24px;font-size:13px}
@@ -101,7 +102,9 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     parts.append(_table(HEADERS, rows, [t["status"] for t in summaries]))
 
     ok = [
-        t["record"] for t in summaries if t["status"] == "ok" and t["record"]["median"] is not None
+        t["record"]
+        for t in summaries
+        if t["status"] == TrialStatus.OK and t["record"]["median"] is not None
     ]
     parts.append("<h2>Across nodes" + (" and campaigns" if other else "") + "</h2>")
     parts += _cross_bars(ok, varying, short, other)
@@ -133,7 +136,7 @@ def _cross_bars(
     if other:
         for t in trial_summaries(other["records"], other["contexts"]):
             r = t["record"]
-            if r["status"] == "ok" and r["median"] is not None:
+            if r["status"] == TrialStatus.OK and r["median"] is not None:
                 key = (r["workload"], r["metric"], r["unit"])
                 group = _label(r, varying)
                 if key in charts and group in charts[key]:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from collectors import Sample, SourceStatus, TelemetrySampler
+from harness.playbook import Settings
 from harness.stats import summarize
-from results_db.vocabulary import Summary
+from results_db.vocabulary import Summary, TrialStatus
 from workloads import UnsupportedParams, VerificationError, Workload, get_workload
 from workloads.base import RankContext
 from workloads.timers import IterationTimer
@@ -31,7 +32,7 @@ MAX_BATCH = 1024
 class TrialOutcome:
     """Everything a trial produced, picklable, for the driver to record."""
 
-    status: str  # ok | failed
+    status: TrialStatus
     device: str = ""
     work: dict[str, Any] = field(default_factory=dict)  # per iteration: bytes, flops, tokens
     failure_phase: str | None = None
@@ -50,6 +51,7 @@ class TrialOutcome:
     context: dict[str, Any] = field(default_factory=dict)
     window: tuple[float, float] | None = None
     telemetry: list[Sample] = field(default_factory=list)
+    telemetry_interval_s: float = 0.0  # the sampling interval the telemetry was taken at
     sources: list[SourceStatus] = field(default_factory=list)
     started_at: float = 0.0
     finished_at: float = 0.0
@@ -63,17 +65,17 @@ def warm_up(workload: Workload, iterations: int, timer: IterationTimer) -> None:
 
 
 def measure(
-    workload: Workload, settings: dict[str, Any], timer: IterationTimer, outcome: TrialOutcome
+    workload: Workload, settings: Settings, timer: IterationTimer, outcome: TrialOutcome
 ) -> None:
     """Time iterations until the stopping rule says so.
 
     Stops when both min_repetitions and min_duration_s are met; max_repetitions and
     max_duration_s always win. The reason is stored in ``outcome.stop_reason``.
     """
-    step, flush, facts = workload.timing_hooks(settings["flush_l2"], settings["cuda_graph"])
+    step, flush, facts = workload.timing_hooks(settings.flush_l2, settings.cuda_graph)
     outcome.context.update(facts)
-    min_reps, max_reps = settings["min_repetitions"], settings["max_repetitions"]
-    min_s, max_s = settings["min_duration_s"], settings["max_duration_s"]
+    min_reps, max_reps = settings.min_repetitions, settings.max_repetitions
+    min_s, max_s = settings.min_duration_s, settings.max_duration_s
     seconds: list[float] = []
     batch = 1
     t0 = time.perf_counter()
@@ -108,14 +110,15 @@ def measure(
 def run_trial(
     workload_name: str,
     params: dict[str, Any],
-    settings: dict[str, Any],
+    settings: Settings | Mapping[str, Any],
     ranks: RankContext | None = None,
     env: dict[str, str] | None = None,
 ) -> TrialOutcome:
     """Run one trial (or one rank of it) on this node; every failure is captured with its
     phase. ``env`` is set in the process environment for the trial's duration only."""
     with _environment(env or {}):
-        return _run_trial(workload_name, params, settings, ranks)
+        # Typed from here on: the dispatcher sends the model, scripts may send its dict.
+        return _run_trial(workload_name, params, Settings.model_validate(settings), ranks)
 
 
 @contextmanager
@@ -136,10 +139,10 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 def _run_trial(
     workload_name: str,
     params: dict[str, Any],
-    settings: dict[str, Any],
+    settings: Settings,
     ranks: RankContext | None,
 ) -> TrialOutcome:
-    outcome = TrialOutcome(status="ok", started_at=time.time())
+    outcome = TrialOutcome(status=TrialStatus.OK, started_at=time.time())
     phase = "setup"
     workload: Workload | None = None
     sampler: TelemetrySampler | None = None
@@ -153,13 +156,12 @@ def _run_trial(
         timer = workload.make_timer()
         outcome.timer = timer.kind
         phase = "warmup"
-        warm_up(workload, settings["warmup_iterations"], timer)
-        outcome.warmup_iterations = settings["warmup_iterations"]
-        telemetry = settings["telemetry"]
+        warm_up(workload, settings.warmup_iterations, timer)
+        outcome.warmup_iterations = settings.warmup_iterations
+        telemetry = settings.telemetry
+        outcome.telemetry_interval_s = telemetry.interval_s
         outcome.device = workload.device()
-        sampler = TelemetrySampler(
-            telemetry["sources"], telemetry["interval_s"], workload.gpu_uuids()
-        )
+        sampler = TelemetrySampler(telemetry.sources, telemetry.interval_s, workload.gpu_uuids())
         phase = "measure"
         sampler.start()
         try:
@@ -183,7 +185,7 @@ def _run_trial(
             try:
                 workload.teardown()
             except Exception as exc:
-                if outcome.status == "ok":
+                if outcome.status == TrialStatus.OK:
                     _fail(outcome, "teardown", exc)
     outcome.finished_at = time.time()
     return outcome
@@ -199,7 +201,7 @@ def measure_idle(sources: list[str], interval_s: float, seconds: float) -> list[
 
 
 def _fail(outcome: TrialOutcome, phase: str, exc: BaseException) -> None:
-    outcome.status = "failed"
+    outcome.status = TrialStatus.FAILED
     outcome.failure_phase = phase
     if isinstance(exc, (UnsupportedParams, VerificationError)):
         outcome.failure_reason = str(exc)  # the workload's own words say it all

@@ -6,6 +6,7 @@ from typing import Any
 
 from harness.energy import EFFICIENCY
 from harness.output import fmt_params
+from results_db.vocabulary import TrialStatus
 
 EFFICIENCY_METRICS = {name for name, _, _ in EFFICIENCY.values()}
 
@@ -63,7 +64,7 @@ def trial_summaries(
         metric = primary_metric(recs[0], [r["metric"] for r in recs if r["metric"]])
         r = next((x for x in recs if x["metric"] == metric), recs[0])
         eff = next((x for x in recs if x["metric"] in EFFICIENCY_METRICS), None)
-        ok = r["status"] == "ok" and r["median"] is not None
+        ok = r["status"] == TrialStatus.OK and r["median"] is not None
         if ok:
             detail = f"n={r['n']} cv={100 * (r['cv'] or 0):.1f}% {r['stop_reason']}"
             if (contexts.get(tid) or {}).get("throttled"):

@@ -7,6 +7,7 @@ from results_db.query import (
     list_campaigns,
     list_ceilings,
     query_records,
+    trial_contexts,
 )
 from results_db.records import (
     CampaignRecord,
@@ -40,4 +41,5 @@ __all__ = [
     "query_records",
     "safe_url",
     "sqlite_url",
+    "trial_contexts",
 ]

@@ -20,7 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from results_db.models import Metric, Node, RawSample
-from results_db.query import QueryError, latest_trials, value_clause
+from results_db.query import QueryError, latest_metrics, value_clause
 
 MIN_SAMPLES = 3  # fewer than this per side (e.g. energy figures, n=1) is not tested
 
@@ -54,26 +54,8 @@ def _pooled(
     session: Session, side: Side, by_trial_key: bool, workload: str | None, metrics: list[str]
 ) -> dict[tuple, dict[str, Any]]:
     """{(match key, metric): pooled samples and facts} for one side's latest ok trials."""
-    t = latest_trials().subquery()
-    q = (
-        select(
-            t.c.id,
-            t.c.trial_key,
-            t.c.workload,
-            t.c.params_hash,
-            t.c.params,
-            t.c.workload_version,
-            t.c.workload_meta,
-            Metric.name,
-            Metric.unit,
-            Metric.higher_is_better,
-            RawSample.value,
-        )
-        .join(Metric, Metric.trial_id == t.c.id)
-        .join(RawSample, RawSample.metric_id == Metric.id)
-        .outerjoin(Node, Node.id == t.c.node_id)
-        .where(t.c.status == "ok")
-    )
+    latest = latest_metrics(samples=True)
+    q, t = latest.query, latest.trials
     if side.campaign:
         q = q.where(t.c.campaign_id == side.campaign)
     if side.hardware:
@@ -95,24 +77,24 @@ def _pooled(
     else:
         q = q.where(Metric.name.not_like("rank_time.%"))
     out: dict[tuple, dict[str, Any]] = {}
-    for tid, key, wl, phash, params, version, meta, name, unit, hib, value in session.execute(q):
-        match = (key,) if by_trial_key else (wl, phash)
+    for r in session.execute(q):
+        match = (r.trial_key,) if by_trial_key else (r.workload, r.params_hash)
         entry = out.setdefault(
-            (match, name),
+            (match, r.metric),
             {
-                "workload": wl,
-                "params": params,
-                "param_defaults": (meta or {}).get("param_defaults"),
-                "unit": unit,
-                "higher_is_better": hib,
+                "workload": r.workload,
+                "params": r.params,
+                "param_defaults": (r.workload_meta or {}).get("param_defaults"),
+                "unit": r.unit,
+                "higher_is_better": r.higher_is_better,
                 "values": [],
                 "trials": set(),
                 "versions": set(),
             },
         )
-        entry["values"].append(value)
-        entry["trials"].add(tid)
-        entry["versions"].add(version or "")
+        entry["values"].append(r.value)
+        entry["trials"].add(r.trial)
+        entry["versions"].add(r.workload_version or "")
     return out
 
 
@@ -194,28 +176,11 @@ def history(
 ) -> list[dict[str, Any]]:
     """Every ok trial of the series in time order, each step change against the previous
     trial of the same (node or hardware class, parameters) marked like a compare verdict."""
-    t = latest_trials().subquery()
-    q = (
-        select(
-            t.c.id,
-            t.c.campaign_id,
-            t.c.started_at,
-            t.c.params,
-            t.c.params_hash,
-            t.c.workload_version,
-            t.c.workload_meta,
-            Node.hostname,
-            Node.hardware_class,
-            Metric.id,
-            Metric.median,
-            Metric.unit,
-            Metric.higher_is_better,
-        )
-        .join(Metric, Metric.trial_id == t.c.id)
-        .join(Node, Node.id == t.c.node_id)
-        .where(t.c.status == "ok", Metric.name == metric, value_clause(t.c.workload, workload))
-        .order_by(t.c.started_at)
-    )
+    latest = latest_metrics(samples=False)
+    t = latest.trials
+    q = latest.query.where(
+        Node.id.is_not(None), Metric.name == metric, value_clause(t.c.workload, workload)
+    ).order_by(t.c.started_at)
     if node:
         q = q.where(value_clause(Node.hostname, node))
     if hardware:
@@ -229,26 +194,27 @@ def history(
     for key, value in where:
         q = q.where(value_clause(t.c.params[key.removeprefix("params.")], value))
     rows = session.execute(q).all()
-    samples = {mid: [] for *_, mid, _, _, _ in rows}
+    samples: dict[int, list[float]] = {r.metric_id: [] for r in rows}
     for mid, value in session.execute(
         select(RawSample.metric_id, RawSample.value).where(RawSample.metric_id.in_(samples))
     ):
         samples[mid].append(value)
     previous: dict[tuple, tuple[float, list[float], str]] = {}
     out = []
-    for tid, cid, started, params, phash, version, meta, host, hw, mid, median, unit, hib in rows:
-        series = (host if node or not hardware else hw, phash)
+    for r in rows:
+        median, mid, version, hib = r.median, r.metric_id, r.workload_version, r.higher_is_better
+        series = (r.node if node or not hardware else r.hardware_class, r.params_hash)
         rec = {
-            "trial": tid,
-            "campaign": cid,
-            "started_at": started.isoformat() if started else None,
-            "node": host,
-            "hardware_class": hw,
-            "params": params,
-            "param_defaults": (meta or {}).get("param_defaults"),
+            "trial": r.trial,
+            "campaign": r.campaign,
+            "started_at": r.started_at.isoformat() if r.started_at else None,
+            "node": r.node,
+            "hardware_class": r.hardware_class,
+            "params": r.params,
+            "param_defaults": (r.workload_meta or {}).get("param_defaults"),
             "workload_version": version,
             "metric": metric,
-            "unit": unit,
+            "unit": r.unit,
             "median": median,
             "step": None,
             "change_pct": None,

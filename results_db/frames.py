@@ -12,11 +12,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from results_db.models import Metric, Node, RawSample
 from results_db.query import (
     DISPLAY_ONLY,
     Filters,
-    latest_trials,
+    latest_metrics,
     query_records,
     telemetry_query,
 )
@@ -48,27 +47,22 @@ def metrics(url: str, **filters: Any) -> pd.DataFrame:
 def samples(url: str, campaign: str | None = None, workload: str | None = None) -> pd.DataFrame:
     """Every raw per-iteration value: trial, workload, params, node, metric, unit, idx, value."""
     store = ResultStore(url, upgrade=False)
-    t = latest_trials().subquery()
-    q = (
-        select(
-            t.c.campaign_id.label("campaign"),
-            t.c.id.label("trial"),
-            t.c.workload,
-            t.c.params,
-            Node.hostname.label("node"),
-            t.c.ray_node_id.label("node_id"),
-            Metric.name.label("metric"),
-            Metric.unit,
-            RawSample.idx,
-            RawSample.value,
-        )
-        .join(Metric, Metric.trial_id == t.c.id)
-        .join(RawSample, RawSample.metric_id == Metric.id)
-        .outerjoin(Node, Node.id == t.c.node_id)
-        .order_by(t.c.id, Metric.name, RawSample.idx)
-    )
+    latest = latest_metrics(samples=True, status=None)
+    t = latest.query.subquery()
+    q = select(
+        t.c.campaign,
+        t.c.trial,
+        t.c.workload,
+        t.c.params,
+        t.c.node,
+        t.c.node_id,
+        t.c.metric,
+        t.c.unit,
+        t.c.idx,
+        t.c.value,
+    ).order_by(t.c.trial, t.c.metric, t.c.idx)
     if campaign:
-        q = q.where(t.c.campaign_id == campaign)
+        q = q.where(t.c.campaign == campaign)
     if workload:
         q = q.where(t.c.workload == workload)
     with store.session() as s:

@@ -11,9 +11,18 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from results_db.heartbeat import shown_status
-from results_db.models import Campaign, CampaignNode, Ceiling, Metric, Node, TelemetrySample, Trial
+from results_db.models import (
+    Campaign,
+    CampaignNode,
+    Ceiling,
+    Metric,
+    Node,
+    RawSample,
+    TelemetrySample,
+    Trial,
+)
 from results_db.peaks import datasheet_peak
-from results_db.vocabulary import STATISTICS, STATUSES
+from results_db.vocabulary import STATISTICS, STATUSES, TrialStatus
 
 # Record keys that only serve a table's display (which params to leave out): never written
 # to JSON, CSV or data frames.
@@ -49,7 +58,7 @@ class Filters:
     campaign: str | None = None
     workload: str | None = None
     metrics: list[str] = field(default_factory=list)
-    status: str | None = "ok"
+    status: str | None = TrialStatus.OK.value
     where: list[tuple[str, Any]] = field(default_factory=list)
     all_attempts: bool = False
     since: datetime | None = None  # trials started at or after
@@ -87,6 +96,12 @@ def list_campaigns(session: Session) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def trial_contexts(session: Session, campaign: str) -> dict[int, dict[str, Any]]:
+    """Each trial's context (flags like straggler or throttled) of a campaign, by trial id."""
+    q = select(Trial.id, Trial.context).where(Trial.campaign_id == campaign)
+    return {tid: context or {} for tid, context in session.execute(q)}
 
 
 def measured_ceilings(session: Session) -> dict[tuple[str, str], Ceiling]:
@@ -155,6 +170,51 @@ def latest_trials() -> Select:
         )
         .exists()
     )
+
+
+@dataclass(frozen=True)
+class LatestMetrics:
+    """The select of latest trial attempts x their metrics (x raw samples), with ``trials``,
+    the subquery its trial columns come from, for callers' filters (``trials.c.workload``)."""
+
+    query: Select
+    trials: Any
+
+
+def latest_metrics(*, samples: bool, status: str | None = TrialStatus.OK.value) -> LatestMetrics:
+    """Latest attempts x metrics, and with ``samples`` x raw samples: the one query behind
+    compare, history and the sample frames. Columns are labelled: trial, campaign, trial_key,
+    workload, params, params_hash, workload_version, workload_meta, started_at, node_id,
+    node, hardware_class, metric_id, metric, unit, higher_is_better, median (and idx, value)."""
+    t = latest_trials().subquery()
+    columns = [
+        t.c.id.label("trial"),
+        t.c.campaign_id.label("campaign"),
+        t.c.trial_key,
+        t.c.workload,
+        t.c.params,
+        t.c.params_hash,
+        t.c.workload_version,
+        t.c.workload_meta,
+        t.c.started_at,
+        t.c.ray_node_id.label("node_id"),
+        Node.hostname.label("node"),
+        Node.hardware_class,
+        Metric.id.label("metric_id"),
+        Metric.name.label("metric"),
+        Metric.unit,
+        Metric.higher_is_better,
+        Metric.median,
+    ]
+    if samples:
+        columns += [RawSample.idx, RawSample.value]
+    q = select(*columns).join(Metric, Metric.trial_id == t.c.id)
+    if samples:
+        q = q.join(RawSample, RawSample.metric_id == Metric.id)
+    q = q.outerjoin(Node, Node.id == t.c.node_id)
+    if status:
+        q = q.where(t.c.status == status)
+    return LatestMetrics(q, t)
 
 
 def value_clause(column: Any, value: Any) -> Any:

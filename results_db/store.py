@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from results_db.records import (
     TrialRecord,
 )
 from results_db.urls import remember_secrets, safe_url, scrub, unencoded_at
+from results_db.vocabulary import TrialStatus
 
 TELEMETRY_COLUMNS = "trial_id, source, device, metric, unit, t, value"
 # A failing trial's text is stored, not its every byte: an exception quoting a huge input
@@ -147,6 +148,38 @@ class FailedTrial:
     ray_node_id: str
     status: str
     reason: str
+
+
+# The record's fields that are the trial row's own columns (the rest are child rows):
+# one definition, the Trial model, decides what is copied.
+_TRIAL_COLUMNS = frozenset(c.key for c in Trial.__table__.columns) - {"id"}
+_RECORD_COLUMNS = tuple(f.name for f in fields(TrialRecord) if f.name in _TRIAL_COLUMNS)
+_CLIPPED = {
+    "failure_reason": MAX_FAILURE_REASON_CHARS,
+    "failure_detail": MAX_FAILURE_DETAIL_CHARS,
+}
+
+
+def trial_columns(rec: TrialRecord) -> dict[str, Any]:
+    """The trial row's column values from its record, failure text bounded."""
+    values = {name: getattr(rec, name) for name in _RECORD_COLUMNS}
+    for name, limit in _CLIPPED.items():
+        values[name] = clip(values[name], limit)
+    return values
+
+
+def upgrade_schema(url: str) -> tuple[str | None, str]:
+    """Migrate the database at ``url`` to this code's schema: (revision before, after)."""
+    engine = open_engine(url)
+    try:
+        before = schema.current_revision(engine)
+        schema.upgrade(engine)
+        return before, schema.head_revision()
+    except SQLAlchemyError as exc:  # not a database, a full disk, no permission
+        reason = _first_line(str(getattr(exc, "orig", exc)))
+        raise StoreError(f"cannot upgrade {safe_url(url)}: {reason}") from None
+    finally:
+        engine.dispose()
 
 
 def utcnow() -> datetime:
@@ -283,7 +316,7 @@ class ResultStore:
             select(Trial, Node.hardware_class, Metric)
             .join(Node, Node.id == Trial.node_id)
             .join(Metric, Metric.trial_id == Trial.id)
-            .where(Trial.campaign_id == campaign_id, Trial.status == "ok")
+            .where(Trial.campaign_id == campaign_id, Trial.status == TrialStatus.OK.value)
         )
         best: dict[tuple[str, str], tuple[float, str, int]] = {}
         with self._session.begin() as s:
@@ -365,36 +398,7 @@ class ResultStore:
     def record_trial(self, rec: TrialRecord) -> int:
         """Write a trial with its metrics, raw samples and telemetry in one transaction."""
         with self._session.begin() as s:
-            trial = Trial(
-                campaign_id=rec.campaign_id,
-                trial_key=rec.trial_key,
-                benchmark=rec.benchmark,
-                workload=rec.workload,
-                params=rec.params,
-                params_hash=rec.params_hash,
-                node_id=rec.node_id,
-                ray_node_id=rec.ray_node_id,
-                ranks=rec.ranks,
-                attempt=rec.attempt,
-                status=rec.status,
-                failure_phase=rec.failure_phase,
-                failure_reason=clip(rec.failure_reason, MAX_FAILURE_REASON_CHARS),
-                failure_detail=clip(rec.failure_detail, MAX_FAILURE_DETAIL_CHARS),
-                stop_reason=rec.stop_reason,
-                warmup_iterations=rec.warmup_iterations,
-                iterations=rec.iterations,
-                measure_seconds=rec.measure_seconds,
-                timer=rec.timer,
-                settings=rec.settings,
-                context=rec.context,
-                window_start=rec.window_start,
-                window_end=rec.window_end,
-                started_at=rec.started_at,
-                finished_at=rec.finished_at,
-                workload_version=rec.workload_version,
-                primary_metric=rec.primary_metric,
-                workload_meta=rec.workload_meta,
-            )
+            trial = Trial(**trial_columns(rec))
             s.add(trial)
             s.flush()
             for m in rec.metrics:

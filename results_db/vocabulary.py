@@ -37,5 +37,8 @@ class TrialStatus(str, Enum):
     FAILED = "failed"
     TIMEOUT = "timeout"
 
+    def __str__(self) -> str:  # f-strings and str() give the stored word, as StrEnum does
+        return self.value
+
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in TrialStatus)

@@ -142,7 +142,7 @@ def test_cpu_trial_energy_per_gb_from_rapl(tmp_path: Path, monkeypatch) -> None:
     finally:
         tree.stop()
     assert out.status == "ok", out.failure_reason
-    result = trial_energy(out, 0.05, {("rapl", "package-0"): 40.0, ("rapl", "dram-0"): 5.0})
+    result = trial_energy(out, {("rapl", "package-0"): 40.0, ("rapl", "dram-0"): 5.0})
     by_device = {r.device: r for r in result.readings}
     assert by_device["package-0"].avg_power_w == pytest.approx(50.0, rel=0.05)
     assert by_device["dram-0"].avg_power_w == pytest.approx(5.0, rel=0.05)
@@ -167,7 +167,7 @@ def test_gpu_trial_without_gpu_telemetry_says_why() -> None:
     )
     out = run_trial("test.flaky", {}, settings.model_dump())
     out.device = "cuda:0"
-    result = trial_energy(out, 0.05, {})
+    result = trial_energy(out, {})
     assert result.metrics == [] and "no nvml/amdsmi energy" in result.notes["energy"]
 
 

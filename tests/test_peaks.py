@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collectors.base import Sample
-from harness.campaign import throttle_flags
+from harness.recording import throttle_flags
 from harness.runner import TrialOutcome
 from results_db import (
     CampaignRecord,

@@ -14,21 +14,13 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The errors live in a leaf module; re-exported here, where workloads have always found them.
+from workloads.errors import UnsupportedParams as UnsupportedParams
+from workloads.errors import VerificationError as VerificationError
+from workloads.errors import WorkloadError as WorkloadError
 from workloads.timers import IterationTimer, cuda_graph_step, l2_flusher, timer_for_device
 
 DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
-
-
-class WorkloadError(Exception):
-    """Base of the errors a workload raises on purpose (as opposed to bugs)."""
-
-
-class UnsupportedParams(WorkloadError):
-    """The parameters cannot run on this node (dtype the device lacks, too large, ...)."""
-
-
-class VerificationError(WorkloadError):
-    """The workload's output does not match its reference: the trial is invalid."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import psutil
 import torch
 
-from workloads.base import UnsupportedParams
+from workloads.errors import UnsupportedParams
 
 # The shared dtype vocabulary (DESIGN.md) mapped to torch storage types.
 # tf32 is fp32 storage with TF32 tensor-core math allowed.

@@ -1,0 +1,156 @@
+"""Recording: what a trial returned (its outcome) turned into the store's records.
+
+Summaries come from the worker when it made them, energy from the telemetry of the trial's
+own window, and the workload's declared metadata (version, primary metric, ceilings) is
+attached here, so readers of the store never import workload code.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+
+from harness.cluster import NodeInfo
+from harness.energy import trial_energy
+from harness.placement import PlacedTrial
+from harness.runner import TrialOutcome
+from harness.stats import summarize
+from results_db import (
+    EnergyRecord,
+    MetricRecord,
+    NodeRecord,
+    TelemetryRecord,
+    TelemetrySummaryRecord,
+    TrialRecord,
+)
+from results_db.vocabulary import TrialStatus
+from workloads import get_workload
+
+
+def node_record(node: NodeInfo) -> NodeRecord:
+    f = node.facts
+    return NodeRecord(
+        fingerprint=node.fingerprint,
+        hardware_class=node.hardware_class,
+        hostname=node.hostname,
+        facts=f,
+        cpu_model=f.get("cpu_model") or "",
+        cpu_cores=f.get("cpu_cores"),
+        cpu_threads=f.get("cpu_threads"),
+        memory_bytes=f.get("memory_bytes"),
+        gpu_count=f.get("gpu_count") or 0,
+        gpu_model=f.get("gpu_model") or "",
+        os=f.get("os") or "",
+        python=f.get("python") or "",
+        torch=f.get("torch") or "",
+        cuda=f.get("cuda") or "",
+        driver=f.get("driver") or "",
+    )
+
+
+def trial_record(
+    campaign_id: str,
+    trial: PlacedTrial,
+    outcome: TrialOutcome,
+    node_id: int,
+    attempt: int,
+    idle_power: dict[tuple[str, str], float] | None = None,
+) -> TrialRecord:
+    """Translate an outcome into the store's record: summaries derived from raw samples,
+    energy from the telemetry of the same window."""
+    meta = get_workload(trial.spec.workload).meta(trial.spec.params)
+    metrics = [
+        MetricRecord(
+            name,
+            unit,
+            hib,
+            outcome.metrics[name],
+            outcome.summaries.get(name) or summarize(outcome.metrics[name]),
+            meta.ceilings.get(name),
+        )
+        for name, unit, hib in outcome.metric_specs
+        if outcome.metrics.get(name)
+    ]
+    idle_power = idle_power or {}
+    energy = trial_energy(outcome, idle_power)
+    metrics += [
+        MetricRecord(name, unit, hib, [value], summarize([value]))
+        for name, unit, hib, value in energy.metrics
+    ]
+    groups: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
+    for s in outcome.telemetry:
+        groups[(s.source, s.device, s.metric, s.unit)].append(s.value)
+    summaries = [
+        TelemetrySummaryRecord(src, dev, met, unit, len(v), sum(v) / len(v), min(v), max(v))
+        for (src, dev, met, unit), v in groups.items()
+    ]
+    ts = lambda t: datetime.fromtimestamp(t, timezone.utc) if t else None  # noqa: E731
+    return TrialRecord(
+        campaign_id=campaign_id,
+        trial_key=trial.key,
+        benchmark=trial.spec.benchmark,
+        workload=trial.spec.workload,
+        params=trial.spec.params,
+        params_hash=trial.spec.params_hash,
+        status=TrialStatus(outcome.status).value,
+        attempt=attempt,
+        node_id=node_id,
+        ray_node_id=trial.node.ray_node_id,
+        ranks=[
+            {"rank": r, "ray_node_id": n.ray_node_id, "hostname": n.hostname}
+            for r, n in enumerate(trial.ranks)
+        ]
+        if trial.spec.layout
+        else None,
+        failure_phase=outcome.failure_phase,
+        failure_reason=outcome.failure_reason,
+        failure_detail=outcome.failure_detail,
+        stop_reason=outcome.stop_reason,
+        warmup_iterations=outcome.warmup_iterations,
+        iterations=len(outcome.seconds),
+        measure_seconds=outcome.measure_seconds,
+        timer=outcome.timer,
+        settings=trial.spec.settings.model_dump(),
+        context={**outcome.context, **energy.notes, **throttle_flags(outcome)},
+        window_start=outcome.window[0] if outcome.window else None,
+        window_end=outcome.window[1] if outcome.window else None,
+        started_at=ts(outcome.started_at),
+        finished_at=ts(outcome.finished_at),
+        metrics=metrics,
+        telemetry=[
+            TelemetryRecord(s.source, s.device, s.metric, s.unit, s.t, s.value)
+            for s in outcome.telemetry
+        ],
+        telemetry_summary=summaries,
+        sources=[(s.source, s.available, s.reason) for s in outcome.sources],
+        energy=[
+            EnergyRecord(
+                r.source,
+                r.device,
+                r.method,
+                r.duration_s,
+                r.energy_j,
+                r.avg_power_w,
+                r.peak_power_w,
+                r.samples,
+                r.flag,
+                idle_power.get((r.source, r.device)),
+            )
+            for r in energy.readings
+        ],
+        workload_version=meta.version,
+        primary_metric=meta.primary_metric,
+        workload_meta={
+            "sweep_params": list(meta.sweep_params),
+            "param_defaults": meta.param_defaults,
+        },
+    )
+
+
+def throttle_flags(outcome: TrialOutcome) -> dict[str, object]:
+    """Whether any GPU reported a throttling clock-event reason during the window."""
+    flags = [s for s in outcome.telemetry if s.metric == "throttled"]
+    if not flags:
+        return {}
+    hits = [s for s in flags if s.value > 0]
+    return {"throttled": bool(hits), "throttled_devices": sorted({s.device for s in hits})}

@@ -1,0 +1,16 @@
+"""The errors a workload raises on purpose (as opposed to bugs). A leaf: imports nothing of
+ours, so `base` and `devices` both use it without importing each other."""
+
+from __future__ import annotations
+
+
+class WorkloadError(Exception):
+    """Base of the errors a workload raises on purpose (as opposed to bugs)."""
+
+
+class UnsupportedParams(WorkloadError):
+    """The parameters cannot run on this node (dtype the device lacks, too large, ...)."""
+
+
+class VerificationError(WorkloadError):
+    """The workload's output does not match its reference: the trial is invalid."""
