@@ -10,11 +10,11 @@ both sides); the median ratio over the pairs is the figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from common import fixed_iterations, machine, median, run_playbook, scratch
@@ -38,16 +38,10 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=20)
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="hab", dir="/tmp")
-    os.makedirs(os.path.join(tmp, "ray"))
-    os.environ["RAY_TMPDIR"] = tmp  # a private cluster: no stale address file is read
-    from ray.cluster_utils import Cluster
+    from harness.local_cluster import NodeSpec, local_cluster
 
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
-    )
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
+    stack = contextlib.ExitStack()
+    cluster = stack.enter_context(local_cluster([NodeSpec(1), NodeSpec(1)], prefix="hab"))
     os.environ["RAY_ADDRESS"] = cluster.address
     work = scratch()
     playbook = {
@@ -80,7 +74,7 @@ def main() -> None:
                     f"harness {algbw:.3f} GB/s"
                 )
     finally:
-        cluster.shutdown()
+        stack.close()
     print("\n| size | median ratio harness/bare (algbw) |")
     print("|---|---|")
     for size, values in ratios.items():

@@ -410,56 +410,36 @@ def cluster_local(
     Node i gets the labels node=<i> and role=head|worker, and every second worker a custom
     resource `fast`, so selectors have something to tell apart. Ray's token auth stays on.
     """
-    import shutil
     import signal
-    import tempfile
     import time
 
-    from ray.cluster_utils import Cluster
+    from harness.local_cluster import NodeSpec, local_cluster
 
     def _interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C
-
-    # Short: raylet socket paths are limited. $HARNESS_CLUSTER_TMP lets tests pick the parent.
-    tmp = tempfile.mkdtemp(prefix="hcl", dir=os.environ.get("HARNESS_CLUSTER_TMP", "/tmp"))
-    cluster = None
-    try:
-        os.makedirs(os.path.join(tmp, "ray"))
-        os.environ["RAY_TMPDIR"] = tmp  # never touch another Ray's address file
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={
-                "num_cpus": cpus_per_node,
-                "labels": {"node": "0", "role": "head"},
-                "include_dashboard": False,
-            },
+    specs = [
+        NodeSpec(
+            cpus_per_node,
+            {"node": str(i), "role": "head" if i == 0 else "worker"},
+            {"fast": 1} if i and i % 2 == 0 else {},
         )
-        for i in range(1, nodes):
-            cluster.add_node(
-                num_cpus=cpus_per_node,
-                labels={"node": str(i), "role": "worker"},
-                resources={"fast": 1} if i % 2 == 0 else {},
-            )
-        cluster.wait_for_nodes()
-        signal.signal(signal.SIGTERM, _interrupt)  # again: starting a Ray node installs its own
-        out.print(f"{nodes} Ray node(s) on this machine at {cluster.address}", markup=False)
-        out.print(f"  harness nodes --address {cluster.address}", markup=False)
-        out.print(f"  harness run PLAYBOOK --address {cluster.address}", markup=False)
-        out.print("Ctrl-C stops them (only them).", markup=False)
-        while True:
-            time.sleep(3600)
+        for i in range(nodes)
+    ]
+    try:
+        # Ctrl-C may come at any point, the start-up included: the helper stops what
+        # started and removes its temporary folder (sockets, logs, session files).
+        with local_cluster(specs) as cluster:
+            signal.signal(signal.SIGTERM, _interrupt)  # again: a Ray node installs its own
+            out.print(f"{nodes} Ray node(s) on this machine at {cluster.address}", markup=False)
+            out.print(f"  harness nodes --address {cluster.address}", markup=False)
+            out.print(f"  harness run PLAYBOOK --address {cluster.address}", markup=False)
+            out.print("Ctrl-C stops them (only them).", markup=False)
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
         pass
-    finally:
-        # Ctrl-C may come at any point, the start-up included: stop what started, and
-        # remove the temporary folder (sockets, logs, session files) either way.
-        try:
-            if cluster is not None:
-                cluster.shutdown()
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class Engine(str, Enum):

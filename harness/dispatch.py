@@ -23,7 +23,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from harness.cluster import NodeInfo
 from harness.placement import PlacedTrial
-from harness.playbook import Settings
+from harness.playbook_model import Settings
 from harness.runner import TrialOutcome, measure_idle, run_trial
 from results_db.vocabulary import TrialStatus
 from workloads import get_workload

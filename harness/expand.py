@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.playbook import (
+from harness.playbook_model import (
     Benchmark,
     Playbook,
     RankLayout,

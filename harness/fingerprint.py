@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 
 from harness import __version__
-from harness.playbook import short_hash
+from harness.playbook_model import short_hash
 
 
 def _cpu_model() -> str:

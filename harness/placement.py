@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.cluster import NodeInfo
 from harness.expand import TrialSpec, too_many_trials
-from harness.playbook import Target, short_hash
+from harness.playbook_model import Target, short_hash
 
 
 class PlacementError(Exception):

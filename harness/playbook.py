@@ -1,4 +1,5 @@
-"""Playbooks: YAML (safe loader, YAML 1.2 booleans) validated into pydantic models.
+"""Playbooks: YAML (safe loader, YAML 1.2 booleans) read within limits, overridden with
+--set, and validated into the models of `harness.playbook_model`, benchmarks expanded.
 
 Nothing in a playbook is evaluated. Every error names the file, the field path and what was
 expected; :class:`PlaybookError` carries all of them, one line each.
@@ -7,30 +8,31 @@ expected; :class:`PlaybookError` carries all of them, one line each.
 from __future__ import annotations
 
 import hashlib
-import json
-import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
-from collectors import known_sources
 from harness import yaml_bounded
-from harness.limits import MAX_ERROR_LINES, MAX_STRING_CHARS, Limits
+from harness.expand import check_benchmarks
+from harness.limits import MAX_STRING_CHARS, Limits
+
+# The model is re-exported: callers load and validate through this module.
+from harness.playbook_model import Benchmark as Benchmark
+from harness.playbook_model import CampaignInfo as CampaignInfo
+from harness.playbook_model import Playbook as Playbook
+from harness.playbook_model import PlaybookError as PlaybookError
+from harness.playbook_model import RankLayout as RankLayout
+from harness.playbook_model import Settings as Settings
+from harness.playbook_model import Target as Target
+from harness.playbook_model import Telemetry as Telemetry
+from harness.playbook_model import _short, validation_lines
+from harness.playbook_model import canonical_json as canonical_json
+from harness.playbook_model import effective_settings as effective_settings
+from harness.playbook_model import short_hash as short_hash
 from harness.yaml_bounded import YamlLimitError
-
-
-class PlaybookError(Exception):
-    """Invalid playbook or override. ``lines`` are the individual, complete messages."""
-
-    def __init__(self, lines: list[str]) -> None:
-        if len(lines) > MAX_ERROR_LINES:  # thousands of bad items: the first ones say enough
-            more = len(lines) - MAX_ERROR_LINES
-            lines = [*lines[:MAX_ERROR_LINES], f"... and {more:,} more problem(s)"]
-        super().__init__("\n".join(lines))
-        self.lines = lines
 
 
 def parse_yaml(text: str, max_expanded: int = 4 * MAX_STRING_CHARS) -> Any:
@@ -50,135 +52,6 @@ def parse_scalar(text: str) -> str | int | float | bool | None:
     return value if isinstance(value, (str, int, float, bool)) or value is None else text
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class Telemetry(_Strict):
-    interval_s: float = Field(0.1, gt=0, le=60, description="sampling interval, seconds")
-    sources: list[str] = Field(default_factory=lambda: ["host", "nvml", "rapl"])
-    idle_baseline_s: float = Field(
-        0.0,
-        ge=0,
-        le=600,
-        description="idle power measured on each node before the campaign "
-        "(from `defaults` only); 0 turns it off",
-    )
-
-    @field_validator("sources")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        unknown = [s for s in v if s not in known_sources()]
-        if unknown:
-            raise ValueError(f"unknown source(s) {unknown}; expected any of {known_sources()}")
-        return v
-
-
-class Settings(_Strict):
-    """How each trial is measured. Stopping needs both minimums; a maximum always wins."""
-
-    warmup_iterations: int = Field(3, ge=0)
-    min_repetitions: int = Field(10, ge=1)
-    max_repetitions: int = Field(10_000, ge=1)
-    min_duration_s: float = Field(1.0, ge=0)
-    max_duration_s: float = Field(60.0, gt=0)
-    timeout_s: float = Field(600.0, gt=0, description="whole trial, setup to teardown")
-    flush_l2: bool = Field(False, description="zero a 256 MB buffer before each CUDA iteration")
-    cuda_graph: bool = Field(False, description="time CUDA-graph replays of one iteration")
-    telemetry: Telemetry = Field(default_factory=Telemetry)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Settings:
-        if self.min_repetitions > self.max_repetitions:
-            raise ValueError(
-                f"min_repetitions ({self.min_repetitions}) exceeds "
-                f"max_repetitions ({self.max_repetitions})"
-            )
-        if self.min_duration_s > self.max_duration_s:
-            raise ValueError(
-                f"min_duration_s ({self.min_duration_s}) exceeds "
-                f"max_duration_s ({self.max_duration_s})"
-            )
-        return self
-
-
-class Target(_Strict):
-    """A node selector; every given criterion must hold. Strings may be globs."""
-
-    hostname: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    resources: dict[str, float] = Field(default_factory=dict, description="at least this much")
-    fingerprint: dict[str, str | int | float | bool] = Field(default_factory=dict)
-
-
-class CampaignInfo(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    description: str = Field("", max_length=MAX_STRING_CHARS)
-    calibrate: bool = Field(
-        False, description="store the best results as each hardware class's measured ceilings"
-    )
-
-
-class ClusterInfo(_Strict):
-    address: str | None = None
-
-
-# A parameter's value; a mapping (explicit model dimensions, an SLO) is one value, and a list
-# of values is a sweep.
-ParamValue = str | int | float | bool | None | dict[str, Any]
-
-
-class RankLayout(_Strict):
-    """Ranks of a multi-rank trial: ``nodes`` distinct nodes with ``per_node`` ranks each."""
-
-    nodes: int = Field(ge=1)
-    per_node: int = Field(1, ge=1)
-
-    @property
-    def world_size(self) -> int:
-        return self.nodes * self.per_node
-
-
-class Benchmark(_Strict):
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
-    workload: str
-    on: str = "any"
-    each: bool = False
-    optional: bool = Field(False, description="skip with a warning when `on` matches no node")
-    ranks: int | RankLayout | None = Field(
-        None, description="multi-rank trial: N ranks on N nodes, or {nodes: N, per_node: R}"
-    )
-
-    @field_validator("ranks")
-    @classmethod
-    def _layout(cls, v: int | RankLayout | None) -> RankLayout | None:
-        if isinstance(v, int):
-            if v < 1:
-                raise ValueError("ranks must be at least 1")
-            return RankLayout(nodes=v, per_node=1)
-        return v
-
-    params: dict[str, ParamValue | list[ParamValue]] = Field(default_factory=dict)
-    zip: list[list[str]] = Field(default_factory=list)
-    exclude: list[dict[str, ParamValue]] = Field(default_factory=list)
-    settings: dict[str, Any] = Field(default_factory=dict)
-
-
-class Playbook(_Strict):
-    campaign: CampaignInfo
-    cluster: ClusterInfo = Field(default_factory=ClusterInfo)
-    defaults: Settings = Field(default_factory=Settings)
-    targets: dict[str, Target] = Field(default_factory=dict)
-    benchmarks: list[Benchmark] = Field(min_length=1)
-
-    @field_validator("targets")
-    @classmethod
-    def _reserved(cls, v: dict[str, Target]) -> dict[str, Target]:
-        if "any" in v:
-            raise ValueError("'any' is built in (every node) and cannot be redefined")
-        return v
-
-
 @dataclass
 class LoadedPlaybook:
     """A validated playbook with the text it came from."""
@@ -192,46 +65,6 @@ class LoadedPlaybook:
     @property
     def text_hash(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
-
-
-def format_loc(loc: tuple[Any, ...]) -> str:
-    """('benchmarks', 0, 'params', 'op') -> 'benchmarks[0].params.op'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 60
-_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = 4
-_REPR.maxlevel = 3
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """A bounded repr: built from bounded pieces, so a huge value costs no more than a small
-    one (a full repr of an expanded alias bomb took minutes)."""
-    text = _REPR.repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def validation_lines(source: str, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
-    """One line per pydantic error: file, field path, what was expected, what was given."""
-    lines = []
-    for err in exc.errors():
-        loc = prefix + tuple(p for p in err["loc"] if p not in ("function-after",))
-        msg = err["msg"].removeprefix("Value error, ")
-        got = err.get("input")
-        if err["type"] == "missing":
-            lines.append(f"{source}: {format_loc(loc)}: required field is missing")
-        elif err["type"] == "extra_forbidden":
-            lines.append(f"{source}: {format_loc(loc)}: unknown field")
-        else:
-            lines.append(f"{source}: {format_loc(loc)}: {msg} (got {_short(got)})")
-    return list(dict.fromkeys(lines))
 
 
 # --set overrides ---------------------------------------------------------------------------
@@ -348,29 +181,8 @@ def load_playbook_text(
         model = Playbook.model_validate(data)
     except ValidationError as exc:
         raise PlaybookError(validation_lines(source, exc)) from None
-    from harness.expand import check_benchmarks  # expansion validates params per workload
 
     errors = check_benchmarks(model, source, limits.trials)
     if errors:
         raise PlaybookError(errors)
     return LoadedPlaybook(source, text, model, model.model_dump(mode="json"), limits)
-
-
-def effective_settings(defaults: Settings, override: dict[str, Any]) -> Settings:
-    """A benchmark's settings: its overrides merged onto the playbook defaults."""
-    merged = defaults.model_dump()
-    for k, v in override.items():
-        if k == "telemetry" and isinstance(v, dict):
-            merged["telemetry"] = {**merged["telemetry"], **v}
-        else:
-            merged[k] = v
-    return Settings.model_validate(merged)
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON for hashing (sorted keys, no whitespace)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def short_hash(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from collectors import Sample, SourceStatus, TelemetrySampler
-from harness.playbook import Settings
+from harness.playbook_model import Settings
 from harness.stats import summarize
 from results_db.vocabulary import Summary, TrialStatus
 from workloads import UnsupportedParams, VerificationError, Workload, get_workload

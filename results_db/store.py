@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from results_db import schema
+import results_db.schema as schema
 from results_db.heartbeat import Heartbeat
 from results_db.models import (
     Campaign,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -29,33 +30,28 @@ class RayCluster:
     """A real Ray cluster of three nodes on this machine, each with its own labels/resources."""
 
     def __init__(self) -> None:
-        from ray.cluster_utils import Cluster
+        from harness.local_cluster import NodeSpec, local_cluster
 
-        # A private temp dir (short: raylet socket paths are length-limited) so no stale
-        # ray_current_cluster file of another Ray on this machine is read or overwritten.
-        self.tmp = tempfile.mkdtemp(prefix="hrt", dir="/tmp")
-        os.makedirs(os.path.join(self.tmp, "ray"))
-        os.environ["RAY_TMPDIR"] = self.tmp
         # Token auth is on by default in Ray 2.60; this private test cluster opts out.
         os.environ["RAY_AUTH_MODE"] = "disabled"
-        self.cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 1, "labels": {"tier": "head"}, "include_dashboard": False},
+        self._stack = contextlib.ExitStack()
+        local = self._stack.enter_context(
+            local_cluster(
+                [
+                    NodeSpec(1, {"tier": "head"}),
+                    NodeSpec(1, {"tier": "worker", "zone": "a"}, {"fast": 1}),
+                    NodeSpec(1, {"tier": "worker", "zone": "b"}),
+                ],
+                prefix="hrt",
+            )
         )
-        self.workers = [
-            self.cluster.add_node(
-                num_cpus=1, resources={"fast": 1}, labels={"tier": "worker", "zone": "a"}
-            ),
-            self.cluster.add_node(num_cpus=1, labels={"tier": "worker", "zone": "b"}),
-        ]
-        self.cluster.wait_for_nodes()
-        self.address = self.cluster.address
-        self.head_id = self.cluster.head_node.node_id
-        self.worker_ids = [w.node_id for w in self.workers]
+        self.cluster = local.cluster
+        self.address = local.address
+        self.head_id = local.cluster.head_node.node_id
+        self.worker_ids = [w.node_id for w in local.workers]
 
     def shutdown(self) -> None:
-        self.cluster.shutdown()  # stops only the processes this cluster started
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._stack.close()  # stops only the processes this cluster started, removes its folder
 
 
 @pytest.fixture(scope="session")

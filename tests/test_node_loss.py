@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from ray.cluster_utils import Cluster
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.local_cluster import NodeSpec, local_cluster
 
 pytestmark = pytest.mark.ray
 
@@ -39,19 +39,16 @@ benchmarks:
 
 
 def test_node_lost_mid_campaign_then_resumed(tmp_path: Path) -> None:
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "labels": {"role": "head"},
-            "include_dashboard": False,
-            "_system_config": FAST_HEALTH,
-        },
-    )
-    try:
-        victim = cluster.add_node(num_cpus=1, labels={"role": "victim"})
-        cluster.add_node(num_cpus=1, labels={"role": "keeper"})
-        cluster.wait_for_nodes()
+    with local_cluster(
+        [
+            NodeSpec(1, {"role": "head"}),
+            NodeSpec(1, {"role": "victim"}),
+            NodeSpec(1, {"role": "keeper"}),
+        ],
+        prefix="hnl",
+        system_config=FAST_HEALTH,
+    ) as local:
+        cluster, victim = local.cluster, local.workers[0]
         started = tmp_path / "started"
         pb, db_path = tmp_path / "n.yaml", tmp_path / "n.sqlite"
         pb.write_text(PLAYBOOK.format(started=started))
@@ -122,5 +119,3 @@ def test_node_lost_mid_campaign_then_resumed(tmp_path: Path) -> None:
         assert sorted(
             db.execute("select benchmark, attempt, status from trials where attempt=2").fetchall()
         ) == [("queued", 2, "ok"), ("slow", 2, "ok")]
-    finally:
-        cluster.shutdown()
