@@ -122,6 +122,47 @@ def plan(loaded: LoadedPlaybook, nodes: list[NodeInfo]) -> Plan:
     return place(expand(loaded.model), loaded.model.targets, nodes, loaded.limits.trials)
 
 
+def open_campaign(
+    loaded: LoadedPlaybook, store: ResultStore, session: ClusterSession, resume: str | None
+) -> tuple[str, dict[str, tuple[int, str]]]:
+    """The campaign's id and the attempts already stored: a new campaign row, or the resumed
+    one marked running again."""
+    if resume is not None:
+        store.set_campaign_status(resume, "running")
+        return resume, store.attempts(resume)
+    now = datetime.now(timezone.utc)
+    campaign_id = new_campaign_id(loaded.model.campaign.name, now)
+    store.start_campaign(
+        CampaignRecord(
+            id=campaign_id,
+            name=loaded.model.campaign.name,
+            description=loaded.model.campaign.description,
+            playbook_path=loaded.path,
+            playbook_text=loaded.text,
+            playbook_hash=loaded.text_hash,
+            effective=loaded.effective,
+            created_at=now,
+            harness_version=__version__,
+            user=_user(),
+            driver_host=socket.gethostname(),
+            cluster=session.description,
+        )
+    )
+    return campaign_id, {}
+
+
+def record_nodes(store: ResultStore, campaign_id: str, nodes: list[NodeInfo]) -> dict[str, int]:
+    """Store each node (one row per fingerprint) and how the cluster presented it to this
+    campaign; {Ray node id: node row id}."""
+    node_ids: dict[str, int] = {}
+    for node in nodes:
+        node_ids[node.ray_node_id] = store.upsert_node(node_record(node))
+        store.link_node(
+            campaign_id, node.ray_node_id, node_ids[node.ray_node_id], node.labels, node.resources
+        )
+    return node_ids
+
+
 def run_campaign(
     loaded: LoadedPlaybook,
     store: ResultStore,
@@ -138,41 +179,13 @@ def run_campaign(
         observer.warn(f"optional benchmark skipped: {line}")
     placed = planned.trials
 
-    if resume is not None:
-        campaign_id = resume
-        attempts = store.attempts(campaign_id)
-        store.set_campaign_status(campaign_id, "running")
-    else:
-        now = datetime.now(timezone.utc)
-        campaign_id = new_campaign_id(loaded.model.campaign.name, now)
-        attempts = {}
-        store.start_campaign(
-            CampaignRecord(
-                id=campaign_id,
-                name=loaded.model.campaign.name,
-                description=loaded.model.campaign.description,
-                playbook_path=loaded.path,
-                playbook_text=loaded.text,
-                playbook_hash=loaded.text_hash,
-                effective=loaded.effective,
-                created_at=now,
-                harness_version=__version__,
-                user=_user(),
-                driver_host=socket.gethostname(),
-                cluster=session.description,
-            )
-        )
+    campaign_id, attempts = open_campaign(loaded, store, session, resume)
     todo = not_done(placed, attempts)
     result = CampaignResult(campaign_id, skipped=len(placed) - len(todo))
     if resume is not None:
         result.left_failed = unplaceable_failures(store, campaign_id, placed, attempts, nodes)
 
-    node_ids: dict[str, int] = {}
-    for node in nodes:
-        node_ids[node.ray_node_id] = store.upsert_node(node_record(node))
-        store.link_node(
-            campaign_id, node.ray_node_id, node_ids[node.ray_node_id], node.labels, node.resources
-        )
+    node_ids = record_nodes(store, campaign_id, nodes)
 
     observer.planned(campaign_id, len(todo), result.skipped)
     for line in result.left_failed:

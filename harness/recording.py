@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 from harness.cluster import NodeInfo
-from harness.energy import trial_energy
+from harness.energy import TrialEnergy, trial_energy
 from harness.placement import PlacedTrial
 from harness.runner import TrialOutcome
 from harness.stats import summarize
@@ -25,6 +25,7 @@ from results_db import (
 )
 from results_db.vocabulary import TrialStatus
 from workloads import get_workload
+from workloads.base import WorkloadMeta
 
 
 def node_record(node: NodeInfo) -> NodeRecord:
@@ -59,31 +60,8 @@ def trial_record(
     """Translate an outcome into the store's record: summaries derived from raw samples,
     energy from the telemetry of the same window."""
     meta = get_workload(trial.spec.workload).meta(trial.spec.params)
-    metrics = [
-        MetricRecord(
-            name,
-            unit,
-            hib,
-            outcome.metrics[name],
-            outcome.summaries.get(name) or summarize(outcome.metrics[name]),
-            meta.ceilings.get(name),
-        )
-        for name, unit, hib in outcome.metric_specs
-        if outcome.metrics.get(name)
-    ]
     idle_power = idle_power or {}
     energy = trial_energy(outcome, idle_power)
-    metrics += [
-        MetricRecord(name, unit, hib, [value], summarize([value]))
-        for name, unit, hib, value in energy.metrics
-    ]
-    groups: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
-    for s in outcome.telemetry:
-        groups[(s.source, s.device, s.metric, s.unit)].append(s.value)
-    summaries = [
-        TelemetrySummaryRecord(src, dev, met, unit, len(v), sum(v) / len(v), min(v), max(v))
-        for (src, dev, met, unit), v in groups.items()
-    ]
     ts = lambda t: datetime.fromtimestamp(t, timezone.utc) if t else None  # noqa: E731
     return TrialRecord(
         campaign_id=campaign_id,
@@ -116,28 +94,14 @@ def trial_record(
         window_end=outcome.window[1] if outcome.window else None,
         started_at=ts(outcome.started_at),
         finished_at=ts(outcome.finished_at),
-        metrics=metrics,
+        metrics=metric_records(outcome, meta, energy),
         telemetry=[
             TelemetryRecord(s.source, s.device, s.metric, s.unit, s.t, s.value)
             for s in outcome.telemetry
         ],
-        telemetry_summary=summaries,
+        telemetry_summary=telemetry_summaries(outcome),
         sources=[(s.source, s.available, s.reason) for s in outcome.sources],
-        energy=[
-            EnergyRecord(
-                r.source,
-                r.device,
-                r.method,
-                r.duration_s,
-                r.energy_j,
-                r.avg_power_w,
-                r.peak_power_w,
-                r.samples,
-                r.flag,
-                idle_power.get((r.source, r.device)),
-            )
-            for r in energy.readings
-        ],
+        energy=energy_records(energy, idle_power),
         workload_version=meta.version,
         primary_metric=meta.primary_metric,
         workload_meta={
@@ -145,6 +109,60 @@ def trial_record(
             "param_defaults": meta.param_defaults,
         },
     )
+
+
+def metric_records(
+    outcome: TrialOutcome, meta: WorkloadMeta, energy: TrialEnergy
+) -> list[MetricRecord]:
+    """The workload's metrics with their summaries and ceilings, then the energy metrics."""
+    measured = [
+        MetricRecord(
+            name,
+            unit,
+            hib,
+            outcome.metrics[name],
+            outcome.summaries.get(name) or summarize(outcome.metrics[name]),
+            meta.ceilings.get(name),
+        )
+        for name, unit, hib in outcome.metric_specs
+        if outcome.metrics.get(name)
+    ]
+    return measured + [
+        MetricRecord(name, unit, hib, [value], summarize([value]))
+        for name, unit, hib, value in energy.metrics
+    ]
+
+
+def telemetry_summaries(outcome: TrialOutcome) -> list[TelemetrySummaryRecord]:
+    """Count, mean, min and max of each telemetry series of the trial's window."""
+    groups: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
+    for s in outcome.telemetry:
+        groups[(s.source, s.device, s.metric, s.unit)].append(s.value)
+    return [
+        TelemetrySummaryRecord(src, dev, met, unit, len(v), sum(v) / len(v), min(v), max(v))
+        for (src, dev, met, unit), v in groups.items()
+    ]
+
+
+def energy_records(
+    energy: TrialEnergy, idle_power: dict[tuple[str, str], float]
+) -> list[EnergyRecord]:
+    """Each energy reading, with the idle power measured before the campaign beside it."""
+    return [
+        EnergyRecord(
+            r.source,
+            r.device,
+            r.method,
+            r.duration_s,
+            r.energy_j,
+            r.avg_power_w,
+            r.peak_power_w,
+            r.samples,
+            r.flag,
+            idle_power.get((r.source, r.device)),
+        )
+        for r in energy.readings
+    ]
 
 
 def throttle_flags(outcome: TrialOutcome) -> dict[str, object]:
