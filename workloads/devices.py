@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -58,6 +59,26 @@ def apply_threads(threads: int | None) -> int:
     """
     torch.set_num_threads(threads or granted_cpus())
     return torch.get_num_threads()
+
+
+@dataclass(frozen=True)
+class DeviceSetup:
+    """Where a trial runs: the device, the host threads it was given, and its dtype."""
+
+    dev: torch.device
+    threads: int | None  # host trials only
+    dtype: torch.dtype | None
+    elem: int  # bytes per element of dtype (0 without one)
+
+
+def device_setup(device: str, threads: int | None, dtype: str | None = None) -> DeviceSetup:
+    """The lines every workload's set-up began with: resolve the device, give a host trial
+    its threads, look up the dtype and its element size."""
+    dev = resolve_device(device)
+    granted = apply_threads(threads) if dev.type == "cpu" else None
+    torch_dtype = DTYPES[dtype] if dtype else None
+    elem = torch.empty((), dtype=torch_dtype).element_size() if torch_dtype else 0
+    return DeviceSetup(dev, granted, torch_dtype, elem)
 
 
 def check_fits(dev: torch.device, nbytes: int) -> None:

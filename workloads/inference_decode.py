@@ -31,7 +31,7 @@ from workloads.base import (
     Workload,
 )
 from workloads.checks import max_relative_error
-from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
+from workloads.devices import DTYPES, check_peak, device_setup, generator
 from workloads.llama import ATTENTION_BACKENDS, PRESETS, Llama, LlamaConfig
 
 TTFT = MetricSpec("ttft", "ms", False, "time to first token: prefill of the batch")
@@ -171,9 +171,8 @@ class DecodeWorkload(Workload):
 
     def setup(self) -> None:
         p = self.params
-        self.dev = resolve_device(p.device)
-        self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
-        dtype = DTYPES[p.dtype]
+        on = device_setup(p.device, p.threads, p.dtype)
+        self.dev, self.threads, dtype = on.dev, on.threads, on.dtype
         self.cache_dtype = DTYPES[CACHE_DTYPES[p.kv_cache_dtype] or p.dtype]
         length = p.seq_len + p.output_len
         if p.checkpoint is not None:

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from workloads.base import MATMUL_CEILING, THROUGHPUT, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
-from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
+from workloads.devices import check_peak, device_setup, generator
 
 CHECK_HEADS = 4
 
@@ -52,12 +52,10 @@ class AttentionWorkload(Workload):
 
     def setup(self) -> None:
         p = self.params
-        self.dev = resolve_device(p.device)
-        self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
+        on = device_setup(p.device, p.threads, p.dtype)
+        self.dev, self.threads, dtype, self.elem = on.dev, on.threads, on.dtype, on.elem
         self.kv_heads = p.kv_heads or p.heads
         self.kv_len = p.kv_len or p.seq_len
-        dtype = DTYPES[p.dtype]
-        self.elem = torch.empty((), dtype=dtype).element_size()
         check_peak(self.peak_bytes())
         gen = generator(self.dev, 2024)
 

@@ -21,7 +21,7 @@ from workloads.base import (
     Workload,
 )
 from workloads.checks import require_close
-from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
+from workloads.devices import check_peak, device_setup, generator
 
 
 class Conv2dParams(DeviceParams):
@@ -49,14 +49,12 @@ class Conv2dWorkload(Workload):
 
     def setup(self) -> None:
         p = self.params
-        self.dev = resolve_device(p.device)
-        self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
+        on = device_setup(p.device, p.threads, p.dtype)
+        self.dev, self.threads, dtype, self.elem = on.dev, on.threads, on.dtype, on.elem
         self.out_h = (p.height + 2 * p.padding - p.kernel) // p.stride + 1
         self.out_w = (p.width + 2 * p.padding - p.kernel) // p.stride + 1
         if self.out_h < 1 or self.out_w < 1:
             raise UnsupportedParams(f"kernel {p.kernel} does not fit a {p.height}x{p.width} input")
-        dtype = DTYPES[p.dtype]
-        self.elem = torch.empty((), dtype=dtype).element_size()
         check_peak(self.peak_bytes())
         gen = generator(self.dev, 77)
         fmt = torch.channels_last if p.channels_last else torch.contiguous_format

@@ -21,7 +21,7 @@ from workloads.base import (
     Workload,
 )
 from workloads.checks import require_close
-from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
+from workloads.devices import check_peak, device_setup, generator
 
 CHECK_ROWS = 64
 
@@ -48,16 +48,14 @@ class GemmWorkload(Workload):
 
     def setup(self) -> None:
         p = self.params
-        self.dev = resolve_device(p.device)
+        on = device_setup(p.device, p.threads, p.dtype)
+        self.dev, self.threads, dtype, self.elem = on.dev, on.threads, on.dtype, on.elem
         if p.dtype == "tf32" and (
             self.dev.type != "cuda" or torch.cuda.get_device_capability(self.dev)[0] < 8
         ):
             raise UnsupportedParams("tf32 needs a CUDA device of compute capability 8.0+")
         if p.dtype == "fp8":
             self._check_fp8()
-        self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
-        dtype = DTYPES[p.dtype]
-        self.elem = torch.empty((), dtype=dtype).element_size()
         check_peak(self.peak_bytes())
         self._saved_precision = torch.get_float32_matmul_precision()
         # "highest" keeps fp32 as IEEE fp32; "high" allows TF32 tensor cores.

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from workloads.base import BANDWIDTH, MEMORY_CEILING, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
-from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
+from workloads.devices import check_peak, device_setup, generator
 
 EPS = 1e-5
 CHECK_ROWS = 64
@@ -40,10 +40,8 @@ class NormWorkload(Workload):
 
     def setup(self) -> None:
         p = self.params
-        self.dev = resolve_device(p.device)
-        self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
-        dtype = DTYPES[p.dtype]
-        self.elem = torch.empty((), dtype=dtype).element_size()
+        on = device_setup(p.device, p.threads, p.dtype)
+        self.dev, self.threads, dtype, self.elem = on.dev, on.threads, on.dtype, on.elem
         check_peak(self.peak_bytes())
         gen = generator(self.dev, 5)
         self.x = (torch.randn(p.rows, p.cols, device=self.dev, generator=gen) * 2 + 0.5).to(dtype)

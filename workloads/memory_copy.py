@@ -23,7 +23,7 @@ from workloads.base import (
     Work,
     Workload,
 )
-from workloads.devices import apply_threads, check_peak, generator, resolve_device
+from workloads.devices import check_peak, device_setup, generator, resolve_device
 
 CONVENTIONS = {
     "one_way": "bytes transferred once per copy (nvbandwidth; bandwidthTest host<->device)",
@@ -76,8 +76,8 @@ class CopyWorkload(Workload):
 
     def setup(self) -> None:
         p = self.params
-        self.dev = resolve_device(p.device)
-        self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
+        on = device_setup(p.device, p.threads)
+        self.dev, self.threads = on.dev, on.threads
         self.n = int(p.size_mib * 2**20) // 4  # fp32 elements
         if self.n < 1:
             raise UnsupportedParams(f"size_mib={p.size_mib} is smaller than one element")

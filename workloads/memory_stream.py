@@ -22,7 +22,7 @@ from workloads.base import (
     Work,
     Workload,
 )
-from workloads.devices import DTYPES, apply_threads, check_peak, generator, resolve_device
+from workloads.devices import check_peak, device_setup, generator
 
 SCALAR = 3.0  # STREAM's scalar
 # Verification works on this many elements at a time, holding a few temporaries of it.
@@ -51,10 +51,8 @@ class StreamWorkload(Workload):
 
     def setup(self) -> None:
         p = self.params
-        self.dev = resolve_device(p.device)
-        self.threads = apply_threads(p.threads) if self.dev.type == "cpu" else None
-        dtype = DTYPES[p.dtype]
-        elem = torch.empty((), dtype=dtype).element_size()
+        on = device_setup(p.device, p.threads, p.dtype)
+        self.dev, self.threads, dtype, elem = on.dev, on.threads, on.dtype, on.elem
         self.n = int(p.size_mib * 2**20) // elem
         if self.n < 1:
             raise UnsupportedParams(f"size_mib={p.size_mib} holds no {p.dtype} element")
