@@ -40,7 +40,7 @@ def parse_yaml(text: str, max_expanded: int = 4 * MAX_STRING_CHARS) -> Any:
 
     Raises yaml.YAMLError, or YamlLimitError past a limit.
     """
-    return yaml_bounded.load(text, max_expanded, finite=False)
+    return yaml_bounded.load(text, max_expanded)
 
 
 def parse_scalar(text: str) -> str | int | float | bool | None:
