@@ -24,8 +24,7 @@ from results_db import (
     IdleBaselineRecord,
     ResultStore,
 )
-from results_db.heartbeat import MISSED_BEATS, seconds_since_beat
-from results_db.heartbeat import interval_s as heartbeat_interval_s
+from results_db.heartbeat import grace_s, seconds_since_beat
 from results_db.vocabulary import TrialStatus
 
 
@@ -103,7 +102,7 @@ def check_resume(
         )
     since = seconds_since_beat(campaign, datetime.now(timezone.utc))
     if campaign.status == "running" and since is not None:
-        wait = MISSED_BEATS * heartbeat_interval_s() - since
+        wait = grace_s() - since
         if wait > 0:
             raise CampaignError(
                 f"campaign {resume} is still running (driver on {campaign.driver_host}, "

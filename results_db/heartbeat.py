@@ -26,31 +26,28 @@ def interval_s() -> float:
     return value if value > 0 else DEFAULT_INTERVAL_S
 
 
-def shown_status(
-    status: str, heartbeat_at: datetime | None, created_at: datetime | None, now: datetime
-) -> str:
-    """The status to show: ``abandoned`` for a running campaign whose driver went silent.
-
-    Campaigns stored before heartbeats existed count from their creation.
-    """
-    if status != "running":
-        return status
-    last = heartbeat_at or created_at
-    if last is None:
-        return status
-    if last.tzinfo is None:  # SQLite returns naive UTC
-        last = last.replace(tzinfo=timezone.utc)
-    silent = (now - last).total_seconds()
-    return "abandoned" if silent > MISSED_BEATS * interval_s() else status
+def grace_s() -> float:
+    """How long a running campaign may be silent before it counts as abandoned."""
+    return MISSED_BEATS * interval_s()
 
 
 def seconds_since_beat(campaign: Campaign, now: datetime) -> float | None:
+    """Seconds since the driver's last beat; campaigns stored before heartbeats existed
+    count from their creation."""
     last = campaign.heartbeat_at or campaign.created_at
     if last is None:
         return None
-    if last.tzinfo is None:
+    if last.tzinfo is None:  # SQLite returns naive UTC
         last = last.replace(tzinfo=timezone.utc)
     return (now - last).total_seconds()
+
+
+def shown_status(campaign: Campaign, now: datetime) -> str:
+    """The status to show: ``abandoned`` for a running campaign whose driver went silent."""
+    silent = seconds_since_beat(campaign, now)
+    if campaign.status == "running" and silent is not None and silent > grace_s():
+        return "abandoned"
+    return campaign.status
 
 
 class Heartbeat:

@@ -84,7 +84,7 @@ def list_campaigns(session: Session) -> list[dict[str, Any]]:
             {
                 "campaign": c.id,
                 "name": c.name,
-                "status": shown_status(c.status, c.heartbeat_at, c.created_at, now),
+                "status": shown_status(c, now),
                 "created_at": c.created_at.isoformat() if c.created_at else None,
                 "finished_at": c.finished_at.isoformat() if c.finished_at else None,
                 "heartbeat_at": c.heartbeat_at.isoformat() if c.heartbeat_at else None,
