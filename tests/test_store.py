@@ -52,6 +52,18 @@ def node(fp: str = "fp1") -> NodeRecord:
     )
 
 
+def insert_old_campaign(
+    db: sqlite3.Connection, harness_version: str, effective: str = "{}"
+) -> None:
+    """A campaign row as an older harness wrote it, straight into SQLite (id 'old')."""
+    db.execute(
+        "insert into campaigns (id, name, description, playbook_path, playbook_text, playbook_hash,"
+        " effective, status, created_at, harness_version, user, driver_host, cluster) values "
+        "('old', 'n', '', '', 'text', 'h', ?, 'completed', '2026-01-01', ?, '', '', '')",
+        (effective, harness_version),
+    )
+
+
 def trial(store: ResultStore, node_id: int, status: str = "ok", attempt: int = 1) -> TrialRecord:
     samples = [1.0, 2.0, 3.0]
     return TrialRecord(
@@ -189,11 +201,7 @@ def test_an_older_database_is_upgraded_in_place_keeping_its_rows(db_path: Path) 
     engine = create_engine(sqlite_url(db_path))
     upgrade(engine, "0001_baseline")
     db = sqlite3.connect(db_path)
-    db.execute(
-        "insert into campaigns (id, name, description, playbook_path, playbook_text, playbook_hash,"
-        " effective, status, created_at, harness_version, user, driver_host, cluster) values "
-        "('old', 'n', '', '', 'text', 'h', '{}', 'completed', '2026-01-01', '0.0.1', '', '', '')"
-    )
+    insert_old_campaign(db, harness_version="0.0.1")
     db.commit()
     with pytest.raises(
         StoreError, match=f"is at schema 0001_baseline, this harness needs {head_revision()}"
@@ -217,11 +225,7 @@ def test_rows_written_by_0005_gain_their_workload_facts_on_upgrade(db_path: Path
     engine = create_engine(sqlite_url(db_path))
     upgrade(engine, "0005_tail_percentiles")
     db = sqlite3.connect(db_path)
-    db.execute(
-        "insert into campaigns (id, name, description, playbook_path, playbook_text, playbook_hash,"
-        " effective, status, created_at, harness_version, user, driver_host, cluster) values "
-        "('old', 'n', '', '', 'text', 'h', '{}', 'completed', '2026-01-01', '0.1.0', '', '', '')"
-    )
+    insert_old_campaign(db, harness_version="0.1.0")
     trials = {
         1: ("memory.copy", {"direction": "d2d", "count": "read_write", "size_mib": 64.0}),
         2: ("memory.copy", {"direction": "h2d", "count": "one_way", "size_mib": 64.0}),
@@ -359,12 +363,7 @@ def test_json_is_stored_strict_and_old_infinity_rows_are_repaired(db_path: Path)
     old = db_path.with_name("old.sqlite")
     upgrade(create_engine(sqlite_url(old)), "0006_workload_meta")
     dbo = sqlite3.connect(old)
-    dbo.execute(
-        "insert into campaigns (id, name, description, playbook_path, playbook_text, "
-        "playbook_hash, effective, status, created_at, harness_version, user, driver_host, "
-        "cluster) values ('old', 'n', '', '', 't', 'h', '{\"x\": Infinity}', 'completed', "
-        "'2026-01-01', '0.0.1', '', '', '')"
-    )
+    insert_old_campaign(dbo, harness_version="0.0.1", effective='{"x": Infinity}')
     dbo.execute(
         "insert into nodes (id, fingerprint, hardware_class, hostname, cpu_model, gpu_count, "
         "facts, os, python, torch, cuda, driver, gpu_model, first_seen, last_seen) values "
