@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
+import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,11 +63,37 @@ class StoreError(Exception):
     """The database cannot be used: bad URL, unreachable, or schema behind. Message is safe."""
 
 
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def _set_wal(cur: Any, budget_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+    """Put the file in WAL mode (readers never block the campaign's writer).
+
+    WAL is a property of the file, so after the first open this only reads it. The switch
+    needs the file to itself and SQLite does not run the busy handler for it: processes
+    opening a new database at once got "database is locked" at once. Retry within the
+    same budget as busy_timeout instead.
+    """
+    deadline = time.monotonic() + budget_s
+    delay = 0.005
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")  # before the rest
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the campaign's writer
-    cur.execute("PRAGMA busy_timeout=30000")
+    _set_wal(cur)
     cur.close()
 
 
