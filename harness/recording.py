@@ -8,6 +8,7 @@ attached here, so readers of the store never import workload code.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import fields
 from datetime import datetime, timezone
 
 from harness.cluster import NodeInfo
@@ -27,26 +28,40 @@ from results_db.vocabulary import TrialStatus
 from workloads import get_workload
 from workloads.base import WorkloadMeta
 
+# NodeRecord fields read from the node's facts under the same name (the rest say who it is).
+_FACT_FIELDS = tuple(
+    f
+    for f in fields(NodeRecord)
+    if f.name not in ("fingerprint", "hardware_class", "hostname", "facts")
+)
+
 
 def node_record(node: NodeInfo) -> NodeRecord:
-    f = node.facts
+    """The store's node record: identity plus each fact the record names, unknown ones left
+    at the record's default."""
+    facts = {
+        f.name: node.facts[f.name] if node.facts.get(f.name) is not None else f.default
+        for f in _FACT_FIELDS
+    }
     return NodeRecord(
         fingerprint=node.fingerprint,
         hardware_class=node.hardware_class,
         hostname=node.hostname,
-        facts=f,
-        cpu_model=f.get("cpu_model") or "",
-        cpu_cores=f.get("cpu_cores"),
-        cpu_threads=f.get("cpu_threads"),
-        memory_bytes=f.get("memory_bytes"),
-        gpu_count=f.get("gpu_count") or 0,
-        gpu_model=f.get("gpu_model") or "",
-        os=f.get("os") or "",
-        python=f.get("python") or "",
-        torch=f.get("torch") or "",
-        cuda=f.get("cuda") or "",
-        driver=f.get("driver") or "",
+        facts=node.facts,
+        **facts,
     )
+
+
+# Fields the outcome and the record share, copied as they are: a field added to both (and
+# to the Trial model, which store.trial_columns follows) flows through with no other change.
+# The record's fields built from the outcome here are left out.
+_BUILT_HERE = {"status", "context", "telemetry", "sources", "metrics", "started_at", "finished_at"}
+_COPIED_FROM_OUTCOME = tuple(
+    sorted(
+        ({f.name for f in fields(TrialOutcome)} & {f.name for f in fields(TrialRecord)})
+        - _BUILT_HERE
+    )
+)
 
 
 def trial_record(
@@ -80,14 +95,8 @@ def trial_record(
         ]
         if trial.spec.layout
         else None,
-        failure_phase=outcome.failure_phase,
-        failure_reason=outcome.failure_reason,
-        failure_detail=outcome.failure_detail,
-        stop_reason=outcome.stop_reason,
-        warmup_iterations=outcome.warmup_iterations,
+        **{name: getattr(outcome, name) for name in _COPIED_FROM_OUTCOME},
         iterations=len(outcome.seconds),
-        measure_seconds=outcome.measure_seconds,
-        timer=outcome.timer,
         settings=trial.spec.settings.model_dump(),
         context={**outcome.context, **energy.notes, **throttle_flags(outcome)},
         window_start=outcome.window[0] if outcome.window else None,

@@ -233,6 +233,44 @@ def value_clause(column: Any, value: Any) -> Any:
     return col == text
 
 
+# The flat query record, one definition: (record key, row, column) in output order, the row
+# being the trial, its node or the metric (a failed trial has no metric: None). An empty row
+# marks a key derived in query_records. The statistics follow the vocabulary's STATISTICS.
+RECORD_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("campaign", "trial", "campaign_id"),
+    ("campaign_name", "", ""),
+    ("trial", "trial", "id"),
+    ("trial_key", "trial", "trial_key"),
+    ("benchmark", "trial", "benchmark"),
+    ("workload", "trial", "workload"),
+    ("params", "trial", "params"),
+    ("node", "node", "hostname"),
+    ("node_id", "trial", "ray_node_id"),
+    ("ranks", "trial", "ranks"),
+    ("node_labels", "", ""),
+    ("hardware_class", "node", "hardware_class"),
+    ("cpu_model", "node", "cpu_model"),
+    ("gpu_model", "node", "gpu_model"),
+    ("status", "trial", "status"),
+    ("attempt", "trial", "attempt"),
+    ("failure_phase", "trial", "failure_phase"),
+    ("failure_reason", "trial", "failure_reason"),
+    ("stop_reason", "trial", "stop_reason"),
+    ("iterations", "trial", "iterations"),
+    ("timer", "trial", "timer"),
+    ("started_at", "", ""),
+    ("workload_version", "trial", "workload_version"),
+    ("primary_metric", "trial", "primary_metric"),
+    ("sweep_params", "", ""),
+    ("param_defaults", "", ""),
+    ("metric", "metric", "name"),
+    ("unit", "metric", "unit"),
+    ("higher_is_better", "metric", "higher_is_better"),
+    *((stat, "metric", stat) for stat in STATISTICS),
+    ("peak_key", "metric", "ceiling"),
+)
+
+
 def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
     """Flat records, one per (trial, metric); failed trials carry null metric fields."""
     base = select(Trial) if f.all_attempts else latest_trials()
@@ -276,40 +314,16 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
     ceilings = measured_ceilings(session)
     out = []
     for trial, node, metric, campaign_name, labels in session.execute(q):
+        rows = {"trial": trial, "node": node, "metric": metric, "": None}
         rec: dict[str, Any] = {
-            "campaign": trial.campaign_id,
-            "campaign_name": campaign_name,
-            "trial": trial.id,
-            "trial_key": trial.trial_key,
-            "benchmark": trial.benchmark,
-            "workload": trial.workload,
-            "params": trial.params,
-            "node": node.hostname if node else None,
-            "node_id": trial.ray_node_id,
-            "ranks": trial.ranks,
-            "node_labels": labels or {},
-            "hardware_class": node.hardware_class if node else None,
-            "cpu_model": node.cpu_model if node else None,
-            "gpu_model": node.gpu_model if node else None,
-            "status": trial.status,
-            "attempt": trial.attempt,
-            "failure_phase": trial.failure_phase,
-            "failure_reason": trial.failure_reason,
-            "stop_reason": trial.stop_reason,
-            "iterations": trial.iterations,
-            "timer": trial.timer,
-            "started_at": trial.started_at.isoformat() if trial.started_at else None,
-            "workload_version": trial.workload_version,
-            "primary_metric": trial.primary_metric,
-            "sweep_params": (trial.workload_meta or {}).get("sweep_params", []),
-            "param_defaults": (trial.workload_meta or {}).get("param_defaults"),
+            key: getattr(rows[source], attr) if rows[source] is not None else None
+            for key, source, attr in RECORD_FIELDS
         }
-        rec["metric"] = metric.name if metric else None
-        rec["unit"] = metric.unit if metric else None
-        rec["higher_is_better"] = metric.higher_is_better if metric else None
-        for k in STATISTICS:
-            rec[k] = getattr(metric, k) if metric else None
-        rec["peak_key"] = metric.ceiling if metric else None
+        rec["campaign_name"] = campaign_name
+        rec["node_labels"] = labels or {}
+        rec["started_at"] = trial.started_at.isoformat() if trial.started_at else None
+        rec["sweep_params"] = (trial.workload_meta or {}).get("sweep_params", [])
+        rec["param_defaults"] = (trial.workload_meta or {}).get("param_defaults")
         add_peaks(rec, ceilings)
         out.append(rec)
     return out

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from results_db.vocabulary import Summary
+
 
 @dataclass
 class CampaignRecord:
@@ -48,7 +50,7 @@ class MetricRecord:
     unit: str
     higher_is_better: bool
     samples: list[float]
-    summary: dict[str, float | int | None]  # see results_db.stats_names.STATISTICS
+    summary: Summary  # the keys of results_db.vocabulary.STATISTICS
     ceiling: str | None = None  # the peak key the workload measures this metric against
 
 
