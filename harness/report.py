@@ -46,7 +46,34 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     varying = varying_params([(r["benchmark"], r["params"]) for r in records])
     hosts = {n["ray_node_id"]: n["hostname"] for n in data["nodes"]}
     short = {nid: f"{h} ({nid[:6]})" for nid, h in hosts.items()}
-    parts = [
+    parts = _campaign_header(c) + _nodes_section(data["nodes"])
+    parts.append("<h2>Trials</h2>")
+    rows = summary_rows(summaries, lambda r: short.get(r["node_id"], r["node"]))
+    parts.append(_table(HEADERS, rows, [t["status"] for t in summaries]))
+
+    ok = [
+        t["record"]
+        for t in summaries
+        if t["status"] == TrialStatus.OK and t["record"]["median"] is not None
+    ]
+    parts.append("<h2>Across nodes" + (" and campaigns" if other else "") + "</h2>")
+    parts += _cross_bars(ok, varying, short, other)
+    parts.append("<h2>Size sweeps</h2>")
+    parts += _sweeps(ok, varying, short)
+    parts.append("<h2>Roofline</h2>")
+    parts += _rooflines(ok, data)
+    parts.append("<h2>Telemetry</h2>")
+    parts += _telemetry(data["telemetry"])
+    title = escape(f"harness report: {c['name']} {c['id']}")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}'
+        f"</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
+
+
+def _campaign_header(c: dict[str, Any]) -> list[str]:
+    """The campaign's name, description and one row of what it ran with."""
+    return [
         f"<h1>{escape(c['name'])} <small>{escape(c['id'])}</small></h1>",
         f"<p>{escape(c['description'])}</p>",
         _table(
@@ -64,8 +91,11 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
         ),
     ]
 
-    parts.append("<h2>Nodes</h2>")
-    parts.append(
+
+def _nodes_section(nodes: list[dict[str, Any]]) -> list[str]:
+    """The table of the campaign's nodes: hardware, software and labels."""
+    return [
+        "<h2>Nodes</h2>",
         _table(
             [
                 "node",
@@ -92,33 +122,10 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
                     n["driver"],
                     " ".join(f"{k}={v}" for k, v in (n["labels"] or {}).items()),
                 ]
-                for n in data["nodes"]
+                for n in nodes
             ],
-        )
-    )
-
-    parts.append("<h2>Trials</h2>")
-    rows = summary_rows(summaries, lambda r: short.get(r["node_id"], r["node"]))
-    parts.append(_table(HEADERS, rows, [t["status"] for t in summaries]))
-
-    ok = [
-        t["record"]
-        for t in summaries
-        if t["status"] == TrialStatus.OK and t["record"]["median"] is not None
+        ),
     ]
-    parts.append("<h2>Across nodes" + (" and campaigns" if other else "") + "</h2>")
-    parts += _cross_bars(ok, varying, short, other)
-    parts.append("<h2>Size sweeps</h2>")
-    parts += _sweeps(ok, varying, short)
-    parts.append("<h2>Roofline</h2>")
-    parts += _rooflines(ok, data)
-    parts.append("<h2>Telemetry</h2>")
-    parts += _telemetry(data["telemetry"])
-    title = escape(f"harness report: {c['name']} {c['id']}")
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}'
-        f"</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
-    )
 
 
 def _cross_bars(
