@@ -25,6 +25,14 @@ def _io_counters() -> dict[str, float]:
     return out
 
 
+def _busy_total(times: Any) -> tuple[float, float]:
+    """(busy, total) seconds of one CPU, counted as psutil.cpu_percent counts them: idle and
+    iowait are idle; guest time is already inside user and nice."""
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return total - idle, total
+
+
 class HostCollector:
     """CPU utilisation (total and per core) and memory every sample; network and disk I/O
     rates over spans of at least ``io_interval_s`` (each counter read opens files, and a
@@ -35,17 +43,34 @@ class HostCollector:
     def __init__(self, io_interval_s: float = 1.0) -> None:
         self.io_interval_s = io_interval_s
         self._last: tuple[float, dict[str, float]] | None = None
+        self._cpu_last: list[tuple[float, float]] | None = None
 
     def open(self) -> None:
-        # cpu_percent reports the time since its previous call: prime it so the first
-        # sample covers the interval from now on, not since boot.
-        psutil.cpu_percent(percpu=True)
-        self._last = None
+        self._last = self._cpu_last = None
+
+    def _cpu_util(self) -> list[float] | None:
+        """Per-core busy % since the previous sample, from our own cpu_times counters (not
+        psutil.cpu_percent's process-wide state, which any other caller resets). None on the
+        first sample: its span would be the time before the window, and reading 0% there
+        marked every trial's first point idle."""
+        now = [_busy_total(t) for t in psutil.cpu_times(percpu=True)]
+        last, self._cpu_last = self._cpu_last, now
+        if last is None or len(last) != len(now):
+            return None
+        return [
+            min(100.0, max(0.0, 100.0 * (b1 - b0) / (t1 - t0))) if t1 > t0 else 0.0
+            for (b0, t0), (b1, t1) in zip(last, now)
+        ]
 
     def sample(self, t: float) -> list[Sample]:
-        per_core = psutil.cpu_percent(percpu=True)
-        out = [Sample(t, self.name, "cpu", "cpu_util", "%", sum(per_core) / max(len(per_core), 1))]
-        out += [Sample(t, self.name, f"cpu{i}", "cpu_util", "%", v) for i, v in enumerate(per_core)]
+        out: list[Sample] = []
+        per_core = self._cpu_util()
+        if per_core is not None:
+            total = sum(per_core) / max(len(per_core), 1)
+            out.append(Sample(t, self.name, "cpu", "cpu_util", "%", total))
+            out += [
+                Sample(t, self.name, f"cpu{i}", "cpu_util", "%", v) for i, v in enumerate(per_core)
+            ]
         mem = psutil.virtual_memory()
         out.append(Sample(t, self.name, "memory", "memory_used", "B", float(mem.used)))
         out.append(Sample(t, self.name, "memory", "memory_util", "%", float(mem.percent)))

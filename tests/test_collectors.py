@@ -3,6 +3,7 @@
 import sys
 import time
 
+import psutil
 import pytest
 
 from collectors import TelemetrySampler
@@ -110,9 +111,25 @@ def test_host_io_rates_are_taken_over_spans_of_their_interval() -> None:
 def test_host_collector_reports_total_and_per_core() -> None:
     c = HostCollector()
     c.open()
+    first = c.sample(0.0)  # the span before it is not the window's: no CPU figure
+    assert not [s for s in first if s.metric == "cpu_util"]
+    assert [s for s in first if s.metric == "memory_used"]
     time.sleep(0.05)
     samples = c.sample(1.0)
     metrics = {(s.device, s.metric) for s in samples}
     assert ("cpu", "cpu_util") in metrics and ("cpu0", "cpu_util") in metrics
     assert ("memory", "memory_used") in metrics
     assert all(0 <= s.value <= 100 for s in samples if s.unit == "%")
+
+
+def test_the_first_cpu_point_of_a_busy_window_reads_busy_not_zero() -> None:
+    c = HostCollector()
+    c.open()
+    c.sample(0.0)
+    deadline = time.perf_counter() + 0.3
+    while time.perf_counter() < deadline:  # one core busy in this thread
+        pass
+    [total] = [s.value for s in c.sample(0.3) if s.device == "cpu" and s.metric == "cpu_util"]
+    # One busy core of N reads at least 100/N % (less a margin for the scheduler); psutil's
+    # first cpu_percent call read 0.0 here.
+    assert total >= 0.6 * 100 / psutil.cpu_count()
