@@ -59,7 +59,7 @@ class HostCollector:
             return None
         return [
             min(100.0, max(0.0, 100.0 * (b1 - b0) / (t1 - t0))) if t1 > t0 else 0.0
-            for (b0, t0), (b1, t1) in zip(last, now)
+            for (b0, t0), (b1, t1) in zip(last, now, strict=True)
         ]
 
     def sample(self, t: float) -> list[Sample]:

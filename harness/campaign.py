@@ -14,6 +14,7 @@ from collectors.energy import energy_readings
 from harness import __version__
 from harness.cluster import ClusterSession, NodeInfo
 from harness.dispatch import Dispatcher, idle_telemetry
+from harness.errors import CampaignError as CampaignError
 from harness.expand import expand
 from harness.placement import PlacedTrial, Plan, place
 from harness.playbook import LoadedPlaybook, short_hash
@@ -26,10 +27,6 @@ from results_db import (
 )
 from results_db.heartbeat import grace_s, seconds_since_beat
 from results_db.vocabulary import TrialStatus
-
-
-class CampaignError(Exception):
-    """A campaign cannot start (unknown --resume id, ...); the message is one line."""
 
 
 class Observer(Protocol):

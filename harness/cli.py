@@ -13,13 +13,13 @@ import traceback
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from harness.campaign import CampaignError, check_resume, not_done, plan, run_campaign
+import results_db as db_api  # SQLAlchemy loads on first use, not for --help
 from harness.cli_common import (
     AddressOpt,
     BadOption,
@@ -35,17 +35,23 @@ from harness.cli_common import (
     state,
 )
 from harness.cli_results import print_trials, results_app
-from harness.cluster import ClusterSession
+from harness.errors import CampaignError
 from harness.limits import Limits
 from harness.output import emit, table
-from harness.placement import PlacedTrial
 from harness.playbook import load_playbook
-from harness.runner import TrialOutcome
 from harness.summary import planned_params, varying_params
 from harness.visible import visible
-from results_db import QueryError, ResultStore
+from results_db.errors import QueryError
 from results_db.urls import MASK, safe_url, scrub
 from results_db.vocabulary import TrialStatus
+
+if TYPE_CHECKING:
+    from harness.placement import PlacedTrial
+    from harness.runner import TrialOutcome
+
+# Ray, torch and scipy are imported inside the commands that use them (harness.campaign,
+# harness.cluster): `--help`, `playbook validate` and the results commands start in well
+# under a second without them.
 
 app = typer.Typer(
     help="Distributed benchmarking harness: run playbooks over Ray, query stored results.",
@@ -142,14 +148,17 @@ def run(
 ) -> None:
     """Run a playbook's campaign and store every trial."""
     with handled(debug):
+        from harness.campaign import check_resume, not_done, plan, run_campaign
+        from harness.cluster import ClusterSession
+
         limits = Limits.from_env(max_playbook_bytes, max_trials)
         loaded = load_playbook(playbook, set_ or [], limits)
         cluster_address = address or loaded.model.cluster.address
         store = None
         if not dry_run:
-            store = ResultStore(db_url(db))
+            store = db_api.ResultStore(db_url(db))
         elif resume is not None:  # a dry run reads which trials are done; it writes nothing
-            store = ResultStore(db_url(db), upgrade=False)
+            store = db_api.ResultStore(db_url(db), upgrade=False)
         if resume is not None:
             assert store is not None
             check_resume(store, resume, loaded)  # before Ray starts: an unknown id is instant
@@ -261,6 +270,8 @@ def nodes(
     format: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table,
 ) -> None:
     """Inventory of the cluster's nodes (starts an embedded cluster without --address)."""
+    from harness.cluster import ClusterSession
+
     with handled(), ClusterSession(address) as session:
         inventory = session.inventory()
     records = [
@@ -374,7 +385,7 @@ def report(
     from results_db.report_data import campaign_data
 
     with handled():
-        store = ResultStore(db_url(db), upgrade=False)
+        store = db_api.ResultStore(db_url(db), upgrade=False)
         with store.session() as s:
             data = campaign_data(s, campaign)
             other = campaign_data(s, compare) if compare else None

@@ -14,10 +14,8 @@ import typer
 from platformdirs import user_data_path
 from rich.console import Console
 
-from harness.campaign import CampaignError
-from harness.cluster import ClusterError
+from harness.errors import CampaignError, ClusterError, PlacementError
 from harness.limits import LimitError
-from harness.placement import PlacementError
 from harness.playbook import PlaybookError
 from harness.visible import visible
 from results_db import QueryError, StoreError, safe_url, sqlite_url

@@ -11,20 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from harness.campaign import CampaignError
+import results_db as db_api  # names load on first use: listing commands stays fast
 from harness.cli_common import DbOpt, Format, db_url, err, handled, out
+from harness.errors import CampaignError
 from harness.output import Column, emit, emit_records, table
 from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries
-from results_db import (
-    Filters,
-    QueryError,
-    ResultStore,
-    group_records,
-    list_campaigns,
-    list_ceilings,
-    query_records,
-    trial_contexts,
-)
+from results_db.errors import QueryError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -106,7 +98,7 @@ HISTORY_COLUMNS: list[Column] = [
 def _read(db: str | None, query: Callable[[Session], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Run a read-only query on the results store (never creates or migrates a schema)."""
     with handled():
-        store = ResultStore(db_url(db), upgrade=False)
+        store = db_api.ResultStore(db_url(db), upgrade=False)
         with store.session() as s:
             return query(s)
 
@@ -116,7 +108,7 @@ def results_campaigns(
     db: DbOpt = None, format: Annotated[Format, typer.Option("--format")] = Format.table
 ) -> None:
     """Stored campaigns, newest first."""
-    emit_records(out, format.value, "campaigns", _read(db, list_campaigns), CAMPAIGN_COLUMNS)
+    emit_records(out, format.value, "campaigns", _read(db, db_api.list_campaigns), CAMPAIGN_COLUMNS)
 
 
 @results_app.command("show")
@@ -127,17 +119,17 @@ def results_show(
 ) -> None:
     """A campaign's trials (latest attempts) with their key metric."""
     with handled():
-        store = ResultStore(db_url(db), upgrade=False)
+        store = db_api.ResultStore(db_url(db), upgrade=False)
         if store.get_campaign(campaign) is None:
             raise CampaignError(f"no campaign {campaign!r} in {store.describe()}")
         print_trials(store, campaign, format.value)
 
 
-def print_trials(store: ResultStore, campaign: str, fmt: str) -> None:
+def print_trials(store: db_api.ResultStore, campaign: str, fmt: str) -> None:
     """A campaign's trials, one row each (its primary figure), or their records."""
     with store.session() as s:
-        records = query_records(s, Filters(campaign=campaign, status=None))
-        contexts = trial_contexts(s, campaign)
+        records = db_api.query_records(s, db_api.Filters(campaign=campaign, status=None))
+        contexts = db_api.trial_contexts(s, campaign)
     summaries = trial_summaries(records, contexts)
     rows = summary_rows(summaries, lambda r: r["node"])
     tbl = table(f"campaign {campaign}", HEADERS, rows)
@@ -149,7 +141,7 @@ def results_ceilings(
     db: DbOpt = None, format: Annotated[Format, typer.Option("--format")] = Format.table
 ) -> None:
     """Measured ceilings (from `calibrate: true` campaigns) beside datasheet peaks."""
-    records = _read(db, list_ceilings)
+    records = _read(db, db_api.list_ceilings)
     emit_records(out, format.value, "measured ceilings", records, CEILING_COLUMNS)
 
 
@@ -213,7 +205,7 @@ def results_query(
 ) -> None:
     """Metric records filtered by campaign, workload, params and node fields."""
     with handled():
-        filters = Filters(
+        filters = db_api.Filters(
             campaign=campaign,
             workload=workload,
             metrics=metric or [],
@@ -223,10 +215,10 @@ def results_query(
             since=_when(since, "--since"),
             until=_when(until, "--until"),
         )
-    records = _read(db, lambda s: query_records(s, filters))
+    records = _read(db, lambda s: db_api.query_records(s, filters))
     if group_by:
         with handled():
-            grouped = group_records(records, group_by)
+            grouped = db_api.group_records(records, group_by)
         title = f"{len(grouped)} group(s) by {group_by}"
         emit_records(out, format.value, title, grouped, [(group_by, group_by), *GROUP_COLUMNS])
         return
@@ -273,7 +265,7 @@ def results_compare(
 
     with handled():
         sides = [_side(baseline, by), _side(candidate, by)]
-        store = ResultStore(db_url(db), upgrade=False)
+        store = db_api.ResultStore(db_url(db), upgrade=False)
         for side in sides:
             if side.campaign and store.get_campaign(side.campaign) is None:
                 raise CampaignError(f"no campaign {side.campaign!r} in {store.describe()}")

@@ -14,6 +14,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from harness.errors import ClusterError as ClusterError
 from harness.fingerprint import collect_facts, fingerprint, hardware_class
 
 INVENTORY_TIMEOUT_S = 180
@@ -57,10 +58,6 @@ def check_reachable(address: str) -> None:
             f"cannot connect to Ray at {address}: {exc.strerror or exc} "
             "(is `ray start --head` running there?)"
         ) from None
-
-
-class ClusterError(Exception):
-    """The cluster cannot be reached or used; the message is one line."""
 
 
 @dataclass

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.visible import visible
-from results_db.query import DISPLAY_ONLY
+from results_db.vocabulary import DISPLAY_ONLY
 
 FORMATS = ("table", "csv", "json")
 

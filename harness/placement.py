@@ -9,16 +9,9 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from harness.cluster import NodeInfo
+from harness.errors import PlacementError as PlacementError
 from harness.expand import TrialSpec, too_many_trials
 from harness.playbook_model import Target, short_hash
-
-
-class PlacementError(Exception):
-    """Targets that match no node; ``lines`` says which, one line each."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import bdtr  # the binomial CDF, without importing all of scipy.stats
 
 from results_db.vocabulary import STATISTICS, Summary
 
@@ -38,6 +37,10 @@ def _coverage(j: int, n: int) -> float:
 
     By symmetry that is 1 - 2 P(B <= j).
     """
+    # The binomial CDF, imported here: scipy costs ~0.3 s and commands that never summarise
+    # (--help, results listings) should not pay it.
+    from scipy.special import bdtr
+
     return 1.0 - 2.0 * float(bdtr(j, n, 0.5))
 
 

@@ -12,14 +12,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from results_db.query import (
-    DISPLAY_ONLY,
-    Filters,
-    latest_metrics,
-    query_records,
-    telemetry_query,
-)
+from results_db.query import Filters, latest_metrics, query_records, telemetry_query
 from results_db.store import ResultStore
+from results_db.vocabulary import DISPLAY_ONLY
 
 
 def _flatten(records: list[dict[str, Any]]) -> pd.DataFrame:

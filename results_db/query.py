@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
+from results_db.errors import QueryError as QueryError
 from results_db.heartbeat import shown_status
 from results_db.models import (
     Campaign,
@@ -23,10 +24,6 @@ from results_db.models import (
 )
 from results_db.peaks import datasheet_peak
 from results_db.vocabulary import STATISTICS, STATUSES, TrialStatus
-
-# Record keys that only serve a table's display (which params to leave out): never written
-# to JSON, CSV or data frames.
-DISPLAY_ONLY = ("param_defaults",)
 
 # Node columns a --where filter may name as ``node.<field>``.
 NODE_FIELDS = (
@@ -45,10 +42,6 @@ NODE_FIELDS = (
     "cuda",
     "driver",
 )
-
-
-class QueryError(ValueError):
-    """A filter the store cannot apply (unknown field); the message says what is valid."""
 
 
 @dataclass

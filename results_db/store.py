@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, S
 from sqlalchemy.orm import Session, sessionmaker
 
 import results_db.schema as schema
+from results_db.errors import StoreError as StoreError
 from results_db.heartbeat import Heartbeat
 from results_db.models import (
     Campaign,
@@ -57,10 +58,6 @@ def clip(text: str | None, limit: int) -> str | None:
         return text
     keep = max(0, limit - 48)  # room for the note
     return text[:keep] + f"... [{len(text) - keep:,} characters cut]"
-
-
-class StoreError(Exception):
-    """The database cannot be used: bad URL, unreachable, or schema behind. Message is safe."""
 
 
 SQLITE_BUSY_TIMEOUT_S = 30.0

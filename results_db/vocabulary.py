@@ -42,3 +42,8 @@ class TrialStatus(str, Enum):
 
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in TrialStatus)
+
+
+# Record keys that only serve a table's display (which params to leave out): never written
+# to JSON, CSV or data frames.
+DISPLAY_ONLY = ("param_defaults",)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
 from workloads.base import VerificationError
+from workloads.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 # Max error relative to the largest reference value, by dtype: each allows the type's own
 # rounding and accumulation, while a wrong kernel is off by O(1).

@@ -22,11 +22,10 @@ elements on every rank and sums them (nccl-tests' #wrong); any wrong element fai
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
-import torch
-import torch.distributed as dist
 from pydantic import Field
 
 from workloads.base import (
@@ -40,10 +39,20 @@ from workloads.base import (
     Workload,
 )
 from workloads.devices import DTYPES, generator
+from workloads.lazy import lazy_module
 
-# torch 2.13 renamed the tensor forms; older releases have only the *_tensor names.
-all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+torch = lazy_module("torch")
+
+
+def tensor_collectives() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(all-gather, reduce-scatter) into and from one tensor: torch 2.13's names, or on older
+    releases the only ones, ``*_tensor``. Resolved once in setup, not per timed call."""
+    dist = torch.distributed
+    return (
+        getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor,
+        getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor,
+    )
+
 
 ALGBW = MetricSpec("algbw", "GB/s", True, "algorithm bandwidth, S / time (nccl-tests)")
 BUSBW = MetricSpec("busbw", "GB/s", True, "bus bandwidth, algbw x the collective's factor")
@@ -102,13 +111,14 @@ class CollectiveWorkload(Workload):
                 raise UnsupportedParams(f"rank {ctx.rank} has no CUDA device {ctx.local_rank}")
             torch.cuda.set_device(self.dev)
         self.backend = "nccl" if on_gpu else "gloo"
-        dist.init_process_group(
+        torch.distributed.init_process_group(
             self.backend,
             init_method=f"tcp://{ctx.master_addr}:{ctx.master_port}",
             rank=ctx.rank,
             world_size=ctx.world_size,
             timeout=timedelta(seconds=300),
         )
+        self.all_gather_single, self.reduce_scatter_single = tensor_collectives()
         self.dtype = DTYPES[p.dtype]
         self.elem = torch.empty((), dtype=self.dtype).element_size()
         if self.op in GATHERED:
@@ -126,7 +136,7 @@ class CollectiveWorkload(Workload):
         self.inp, self.out = self._buffers(
             lambda m: torch.rand(m, device=self.dev, generator=gen).to(self.dtype)
         )
-        dist.barrier()
+        torch.distributed.barrier()
 
     def _buffers(self, make: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         c, n = self.count, self.n
@@ -145,28 +155,28 @@ class CollectiveWorkload(Workload):
     def _collective(self, inp: torch.Tensor, out: torch.Tensor | None) -> None:
         op = self.op
         if op == "all_reduce":
-            dist.all_reduce(inp)
+            torch.distributed.all_reduce(inp)
         elif op == "all_gather":
-            all_gather_single(out, inp)
+            self.all_gather_single(out, inp)
         elif op == "reduce_scatter":
-            reduce_scatter_single(out, inp)
+            self.reduce_scatter_single(out, inp)
         elif op == "all_to_all":
-            dist.all_to_all_single(out, inp)
+            torch.distributed.all_to_all_single(out, inp)
         elif op == "broadcast":
-            dist.broadcast(inp, src=0)
+            torch.distributed.broadcast(inp, src=0)
         elif op == "reduce":
-            dist.reduce(inp, dst=0)
+            torch.distributed.reduce(inp, dst=0)
         else:  # send_recv ring
             ops = [
-                dist.P2POp(dist.isend, inp, (self.rank + 1) % self.n),
-                dist.P2POp(dist.irecv, out, (self.rank - 1) % self.n),
+                torch.distributed.P2POp(torch.distributed.isend, inp, (self.rank + 1) % self.n),
+                torch.distributed.P2POp(torch.distributed.irecv, out, (self.rank - 1) % self.n),
             ]
-            for req in dist.batch_isend_irecv(ops):
+            for req in torch.distributed.batch_isend_irecv(ops):
                 req.wait()
 
     def agree(self, stop: bool, batch: int) -> tuple[bool, int]:
         decision = torch.tensor([float(stop), float(batch)], dtype=torch.float64, device=self.dev)
-        dist.broadcast(decision, src=0)
+        torch.distributed.broadcast(decision, src=0)
         return bool(decision[0].item()), int(decision[1].item())
 
     # verification --------------------------------------------------------------------------
@@ -206,7 +216,7 @@ class CollectiveWorkload(Workload):
         got = out if self.out is not None else inp
         wrong = 0 if want is None else int((got.double() != want).sum().item())
         total = torch.tensor([wrong], dtype=torch.float64, device=self.dev)
-        dist.all_reduce(total)
+        torch.distributed.all_reduce(total)
         self.wrong = int(total.item())
         if self.wrong:
             raise VerificationError(
@@ -223,7 +233,7 @@ class CollectiveWorkload(Workload):
     def derive(self, seconds: list[float]) -> dict[str, list[float]]:
         mine = torch.tensor(seconds, dtype=torch.float64, device=self.dev)
         every = torch.empty(self.n * len(seconds), dtype=torch.float64, device=self.dev)
-        all_gather_single(every, mine)
+        self.all_gather_single(every, mine)
         per_rank = every.view(self.n, len(seconds)).cpu().tolist()
         reduce = {"mean": statistics.fmean, "max": max, "min": min}[self.params.rank_reduction]
         times = [reduce(col) for col in zip(*per_rank, strict=True)]
@@ -265,8 +275,8 @@ class CollectiveWorkload(Workload):
         }
 
     def teardown(self) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def _collective(op: str) -> type[CollectiveWorkload]:

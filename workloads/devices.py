@@ -3,24 +3,43 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
-import torch
 
 from workloads.errors import UnsupportedParams
+from workloads.lazy import lazy_module
 
-# The shared dtype vocabulary (DESIGN.md) mapped to torch storage types.
-# tf32 is fp32 storage with TF32 tensor-core math allowed.
-DTYPES: dict[str, torch.dtype] = {
-    "fp64": torch.float64,
-    "fp32": torch.float32,
-    "tf32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-    "fp8": torch.float8_e4m3fn,
-}
+torch = lazy_module("torch")
+
+
+class _TorchDtypes(Mapping[str, "torch.dtype"]):
+    """The shared dtype vocabulary (DESIGN.md) mapped to torch storage types, looked up when
+    read so that importing this module does not import torch. tf32 is fp32 storage with TF32
+    tensor-core math allowed."""
+
+    _NAMES = {
+        "fp64": "float64",
+        "fp32": "float32",
+        "tf32": "float32",
+        "fp16": "float16",
+        "bf16": "bfloat16",
+        "fp8": "float8_e4m3fn",
+    }
+
+    def __getitem__(self, name: str) -> torch.dtype:
+        return getattr(torch, self._NAMES[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)
+
+
+DTYPES: Mapping[str, torch.dtype] = _TorchDtypes()
 
 
 def resolve_device(device: str) -> torch.device:

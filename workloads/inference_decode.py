@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from workloads.base import (
@@ -32,7 +31,8 @@ from workloads.base import (
 )
 from workloads.checks import max_relative_error
 from workloads.devices import DTYPES, check_peak, device_setup, generator
-from workloads.llama import ATTENTION_BACKENDS, PRESETS, Llama, LlamaConfig
+from workloads.lazy import lazy_module
+from workloads.llama_config import ATTENTION_BACKENDS, PRESETS, LlamaConfig
 
 TTFT = MetricSpec("ttft", "ms", False, "time to first token: prefill of the batch")
 TPOT = MetricSpec("tpot", "ms", False, "time per output token after the first")
@@ -42,6 +42,8 @@ MODEL_FLOPS = MetricSpec("throughput", "TFLOP/s", True, "model FLOPs per second,
 DECODE_BW = MetricSpec(
     "bandwidth", "GB/s", True, "weights + KV cache read per decode step, over the TPOT"
 )
+
+torch = lazy_module("torch")
 PEAK_MEMORY = MetricSpec("peak_memory", "B", False, "peak device memory (host RSS on a CPU)")
 HOST_MEMORY = MetricSpec("host_memory", "B", False, "host RSS of the process after the run")
 # Logits of the cached decode against a full forward, by model dtype.
@@ -194,6 +196,8 @@ class DecodeWorkload(Workload):
         self.flops = self._flops()
         self.decode_bytes = self._decode_bytes(elem, cache_elem)
         if p.checkpoint is None:
+            from workloads.llama import Llama  # the model code, with torch.nn
+
             self.model = Llama.random(self.cfg, 1234, dtype, self.dev, p.attention)
         else:
             self.model.prepare(dtype, self.dev)
@@ -211,7 +215,7 @@ class DecodeWorkload(Workload):
         if self.dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.dev)
 
-    def _load_checkpoint(self, folder: str) -> Llama:
+    def _load_checkpoint(self, folder: str) -> Any:
         from workloads.llama_checkpoint import CheckpointError, load_checkpoint
 
         try:

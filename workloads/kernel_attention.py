@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from workloads.base import MATMUL_CEILING, THROUGHPUT, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
 from workloads.devices import check_peak, device_setup, generator
+from workloads.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 CHECK_HEADS = 4
 
@@ -82,7 +83,7 @@ class AttentionWorkload(Workload):
 
     def run_iteration(self) -> None:
         kwargs = {"enable_gqa": True} if self.gqa else {}
-        self.out = F.scaled_dot_product_attention(
+        self.out = torch.nn.functional.scaled_dot_product_attention(
             self.q, self.k, self.v, is_causal=self.params.causal, **kwargs
         )
 

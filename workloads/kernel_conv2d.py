@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from workloads.base import (
@@ -22,6 +20,9 @@ from workloads.base import (
 )
 from workloads.checks import require_close
 from workloads.devices import check_peak, device_setup, generator
+from workloads.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 
 class Conv2dParams(DeviceParams):
@@ -86,12 +87,14 @@ class Conv2dWorkload(Workload):
 
     def run_iteration(self) -> None:
         p = self.params
-        self.out = F.conv2d(self.x, self.w, stride=p.stride, padding=p.padding)
+        self.out = torch.nn.functional.conv2d(self.x, self.w, stride=p.stride, padding=p.padding)
 
     def verify(self) -> None:
         assert self.out is not None
         p = self.params
-        ref = F.conv2d(self.x[:1].double(), self.w.double(), stride=p.stride, padding=p.padding)
+        ref = torch.nn.functional.conv2d(
+            self.x[:1].double(), self.w.double(), stride=p.stride, padding=p.padding
+        )
         require_close("conv2d output", self.out[:1], ref, p.dtype)
 
     def work(self) -> Work:

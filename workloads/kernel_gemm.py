@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
 from workloads.base import (
@@ -22,6 +21,9 @@ from workloads.base import (
 )
 from workloads.checks import require_close
 from workloads.devices import check_peak, device_setup, generator
+from workloads.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 CHECK_ROWS = 64
 

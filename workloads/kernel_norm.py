@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from workloads.base import BANDWIDTH, MEMORY_CEILING, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
 from workloads.devices import check_peak, device_setup, generator
+from workloads.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 EPS = 1e-5
 CHECK_ROWS = 64
@@ -52,9 +53,11 @@ class NormWorkload(Workload):
     def run_iteration(self) -> None:
         op, x = self.params.op, self.x
         if op == "layernorm":
-            self.out = F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, EPS)
+            self.out = torch.nn.functional.layer_norm(
+                x, (x.shape[-1],), self.weight, self.bias, EPS
+            )
         elif op == "rmsnorm":
-            self.out = F.rms_norm(x, (x.shape[-1],), self.weight, EPS)
+            self.out = torch.nn.functional.rms_norm(x, (x.shape[-1],), self.weight, EPS)
         else:
             self.out = torch.softmax(x, dim=-1)
 

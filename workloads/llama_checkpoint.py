@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from workloads.lazy import lazy_module
 from workloads.llama import Llama, LlamaConfig, RopeScaling
+
+torch = lazy_module("torch")
 
 SUPPORTED_TYPES = ("llama", "mistral")
 

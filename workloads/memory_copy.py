@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from workloads.base import (
@@ -24,6 +23,9 @@ from workloads.base import (
     Workload,
 )
 from workloads.devices import check_peak, device_setup, generator, resolve_device
+from workloads.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 CONVENTIONS = {
     "one_way": "bytes transferred once per copy (nvbandwidth; bandwidthTest host<->device)",

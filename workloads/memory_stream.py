@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
 from workloads.base import (
@@ -23,6 +22,9 @@ from workloads.base import (
     Workload,
 )
 from workloads.devices import check_peak, device_setup, generator
+from workloads.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 SCALAR = 3.0  # STREAM's scalar
 # Verification works on this many elements at a time, holding a few temporaries of it.

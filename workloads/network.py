@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-import torch.distributed as dist
 from pydantic import Field
 
 from workloads.base import BANDWIDTH, MetricSpec, UnsupportedParams, VerificationError, Work
-from workloads.collective import CollectiveParams, CollectiveWorkload, all_gather_single
+from workloads.collective import CollectiveParams, CollectiveWorkload
+from workloads.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 LATENCY = MetricSpec("latency", "ms", False, "half the round-trip time")
 
@@ -44,11 +45,11 @@ class P2PWorkload(CollectiveWorkload):
     def _collective(self, inp: torch.Tensor, out: torch.Tensor | None) -> None:
         assert out is not None
         if self.rank == 0:
-            dist.send(inp, 1)
-            dist.recv(out, 1)
+            torch.distributed.send(inp, 1)
+            torch.distributed.recv(out, 1)
         else:
-            dist.recv(out, 0)
-            dist.send(out, 0)  # echo what arrived
+            torch.distributed.recv(out, 0)
+            torch.distributed.send(out, 0)  # echo what arrived
 
     def verify(self) -> None:
         inp = self._pattern(7, self.count)
@@ -57,7 +58,7 @@ class P2PWorkload(CollectiveWorkload):
         self._collective(inp, self.out)
         wrong = int((self.out.double() != inp.double()).sum().item())
         total = torch.tensor([wrong], dtype=torch.float64, device=self.dev)
-        dist.all_reduce(total)
+        torch.distributed.all_reduce(total)
         self.wrong = int(total.item())
         if self.wrong:
             raise VerificationError(f"#wrong = {self.wrong} elements after the round trip")
@@ -68,7 +69,7 @@ class P2PWorkload(CollectiveWorkload):
     def derive(self, seconds: list[float]) -> dict[str, list[float]]:
         mine = torch.tensor(seconds, dtype=torch.float64, device=self.dev)
         both = torch.empty(2 * len(seconds), dtype=torch.float64, device=self.dev)
-        all_gather_single(both, mine)
+        self.all_gather_single(both, mine)
         round_trips = both.view(2, len(seconds))[0].tolist()  # as rank 0 timed them
         return {
             "latency": [t / 2 * 1e3 for t in round_trips],

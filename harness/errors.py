@@ -1,0 +1,20 @@
+"""The orchestrator's one-line errors, in a leaf module: the CLI catches them without
+importing Ray (which the modules that raise them need), so commands start fast."""
+
+from __future__ import annotations
+
+
+class CampaignError(Exception):
+    """A campaign cannot start (unknown --resume id, ...); the message is one line."""
+
+
+class ClusterError(Exception):
+    """The cluster cannot be reached or used; the message is one line."""
+
+
+class PlacementError(Exception):
+    """Targets that match no node; ``lines`` says which, one line each."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines

@@ -1,0 +1,81 @@
+"""Commands that need neither Ray nor torch do not import them (the time it saves is measured
+in benchmarks/startup.py, not here): each runs in a fresh interpreter, which then reports
+what it really loaded."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PROBE = """
+import sys
+from typer.testing import CliRunner
+from harness.cli import app
+from workloads.lazy import is_loaded
+result = CliRunner().invoke(app, sys.argv[1:])
+print(result.exit_code)
+print(" ".join(m for m in ("torch", "ray", "scipy", "sqlalchemy") if is_loaded(m)))
+"""
+
+
+def loaded_by(*argv: str) -> tuple[int, set[str]]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    *_, code, modules = proc.stdout.split("\n")[:-1]  # the last two lines printed
+    return int(code), set(modules.split())
+
+
+def test_help_loads_no_heavy_module() -> None:
+    code, loaded = loaded_by("--help")
+    assert code == 0
+    assert loaded == set()
+
+
+@pytest.mark.parametrize("argv", [("workloads",), ("playbook", "validate", "playbooks/smoke.yaml")])
+def test_workload_listing_and_validation_load_neither_torch_nor_ray(argv: tuple[str, ...]) -> None:
+    code, loaded = loaded_by(*argv)
+    assert code == 0
+    assert not loaded & {"torch", "ray"}
+
+
+def test_results_commands_load_the_store_but_not_torch_or_ray(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "harness", "db", "upgrade", "--db", str(db)],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    code, loaded = loaded_by("results", "campaigns", "--db", str(db))
+    assert code == 0
+    assert "sqlalchemy" in loaded and not loaded & {"torch", "ray"}
+
+
+def test_a_lazily_bound_torch_is_the_real_module_after_first_use() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import types, workloads.kernel_gemm as g; from workloads.lazy import is_loaded; "
+            "before = is_loaded('torch'); x = g.torch.ones(2); "
+            "print(before, is_loaded('torch'), type(g.torch) is types.ModuleType, float(x.sum()))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert proc.stdout.split() == ["False", "True", "True", "2.0"], proc.stderr
