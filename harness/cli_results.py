@@ -177,27 +177,53 @@ def _parse_where(items: list[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
+# The filters `results query` and `results export` share.
+CampaignOpt = Annotated[str | None, typer.Option("--campaign", help="campaign id")]
+WorkloadOpt = Annotated[str | None, typer.Option("--workload", help="workload name (glob)")]
+WhereOpt = Annotated[
+    list[str] | None, typer.Option("--where", help="PARAM=VALUE or node.FIELD=VALUE (globs)")
+]
+MetricOpt = Annotated[list[str] | None, typer.Option("--metric", help="metric name (repeatable)")]
+StatusOpt = Annotated[str, typer.Option("--status", help="ok, failed, timeout or all")]
+AllAttemptsOpt = Annotated[bool, typer.Option("--all-attempts", help="include superseded attempts")]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="ISO date/time: started at or after")]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="ISO date/time: started before")]
+
+
+def _filters(
+    campaign: str | None,
+    workload: str | None,
+    where: list[str] | None,
+    metric: list[str] | None,
+    status: str,
+    all_attempts: bool,
+    since: str | None,
+    until: str | None,
+) -> db_api.Filters:
+    """The store's filters from the shared options (bad ones raise QueryError)."""
+    return db_api.Filters(
+        campaign=campaign,
+        workload=workload,
+        metrics=metric or [],
+        status=None if status == "all" else status,
+        where=_parse_where(where or []),
+        all_attempts=all_attempts,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+    )
+
+
 @results_app.command("query")
 def results_query(
     db: DbOpt = None,
-    campaign: Annotated[str | None, typer.Option("--campaign", help="campaign id")] = None,
-    workload: Annotated[str | None, typer.Option("--workload", help="workload name (glob)")] = None,
-    where: Annotated[
-        list[str] | None, typer.Option("--where", help="PARAM=VALUE or node.FIELD=VALUE (globs)")
-    ] = None,
-    metric: Annotated[
-        list[str] | None, typer.Option("--metric", help="metric name (repeatable)")
-    ] = None,
-    status: Annotated[str, typer.Option("--status", help="ok, failed, timeout or all")] = "ok",
-    all_attempts: Annotated[
-        bool, typer.Option("--all-attempts", help="include superseded attempts")
-    ] = False,
-    since: Annotated[
-        str | None, typer.Option("--since", help="ISO date/time: started at or after")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="ISO date/time: started before")
-    ] = None,
+    campaign: CampaignOpt = None,
+    workload: WorkloadOpt = None,
+    where: WhereOpt = None,
+    metric: MetricOpt = None,
+    status: StatusOpt = "ok",
+    all_attempts: AllAttemptsOpt = False,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     group_by: Annotated[
         str | None, typer.Option("--group-by", help="hardware_class, gpu_model, cpu_model or node")
     ] = None,
@@ -205,16 +231,7 @@ def results_query(
 ) -> None:
     """Metric records filtered by campaign, workload, params and node fields."""
     with handled():
-        filters = db_api.Filters(
-            campaign=campaign,
-            workload=workload,
-            metrics=metric or [],
-            status=None if status == "all" else status,
-            where=_parse_where(where or []),
-            all_attempts=all_attempts,
-            since=_when(since, "--since"),
-            until=_when(until, "--until"),
-        )
+        filters = _filters(campaign, workload, where, metric, status, all_attempts, since, until)
     records = _read(db, lambda s: db_api.query_records(s, filters))
     if group_by:
         with handled():
@@ -331,33 +348,62 @@ class ExportWhat(str, Enum):
     telemetry = "telemetry"
 
 
+# File extensions that say the export format when --format does not.
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json"}
+
+
+def export_format(output: Path, given: ExportFormat | None) -> ExportFormat:
+    """--format when given, else the one the file's extension names (QueryError if none)."""
+    if given is not None:
+        return given
+    name = EXTENSIONS.get(output.suffix.lower())
+    if name is None:
+        known = ", ".join(EXTENSIONS)
+        suffix = output.suffix or "no extension"
+        raise QueryError(
+            f"-o {output}: no format for {suffix!r}; name it {known}, or give --format"
+        )
+    return ExportFormat(name)
+
+
 @results_app.command("export")
 def results_export(
     output: Annotated[Path, typer.Option("-o", "--output", help="file to write")],
     what: Annotated[ExportWhat, typer.Option("--what")] = ExportWhat.metrics,
-    format: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.csv,
-    campaign: Annotated[str | None, typer.Option("--campaign")] = None,
-    workload: Annotated[str | None, typer.Option("--workload")] = None,
+    format: Annotated[
+        ExportFormat | None,
+        typer.Option("--format", help="default: from the extension (.csv, .parquet, .json)"),
+    ] = None,
+    campaign: CampaignOpt = None,
+    workload: WorkloadOpt = None,
+    where: WhereOpt = None,
+    metric: MetricOpt = None,
+    status: StatusOpt = "all",
+    all_attempts: AllAttemptsOpt = False,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Write metrics, raw samples or telemetry as CSV, Parquet or JSON (records)."""
+    """Write metrics, raw samples or telemetry as CSV, Parquet or JSON (records), selected
+    with the filters of `results query`."""
     from results_db import frames
 
     with handled():
+        fmt = export_format(output, format)
+        f = _filters(campaign, workload, where, metric, status, all_attempts, since, until)
         url = db_url(db)
-        if what is ExportWhat.metrics:
-            frame = frames.metrics(url, campaign=campaign, workload=workload, status=None)
-        elif what is ExportWhat.samples:
-            frame = frames.samples(url, campaign=campaign, workload=workload)
-        else:
-            frame = frames.telemetry(url, campaign=campaign)
+        frame = {
+            ExportWhat.metrics: frames.metrics,
+            ExportWhat.samples: frames.samples,
+            ExportWhat.telemetry: frames.telemetry,
+        }[what](url, **vars(f))
         try:
-            if format is ExportFormat.csv:
+            if fmt is ExportFormat.csv:
                 frame.to_csv(output, index=False)
-            elif format is ExportFormat.parquet:
+            elif fmt is ExportFormat.parquet:
                 frame.to_parquet(output, index=False)
             else:
                 frame.to_json(output, orient="records", indent=1, date_format="iso")
         except OSError as exc:
             raise QueryError(f"cannot write {output}: {exc.strerror or exc}") from None
-    out.print(f"{len(frame)} {what.value} row(s) -> {output}", markup=False)
+    out.print(f"{len(frame)} {what.value} row(s) -> {output} ({fmt.value})", markup=False)

@@ -17,6 +17,7 @@ from harness.playbook_model import (
     short_hash,
     validation_lines,
 )
+from results_db.closest import did_you_mean
 from workloads import UnknownWorkload, all_workloads, get_workload
 
 
@@ -98,9 +99,8 @@ def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> li
         try:
             wl = get_workload(b.workload)
         except UnknownWorkload:
-            errors.append(
-                f"{at}.workload: unknown workload {b.workload!r}; expected one of: {known}"
-            )
+            hint = did_you_mean(b.workload, all_workloads()) or f"; expected one of: {known}"
+            errors.append(f"{at}.workload: unknown workload {b.workload!r}{hint}")
             continue
         if b.on != "any" and b.on not in pb.targets:
             names = ", ".join(["any", *pb.targets])

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
+from results_db.models import TelemetrySample
 from results_db.query import Filters, latest_metrics, query_records, telemetry_query
 from results_db.store import ResultStore
 from results_db.vocabulary import DISPLAY_ONLY
@@ -39,8 +40,16 @@ def metrics(url: str, **filters: Any) -> pd.DataFrame:
         return _flatten(query_records(s, Filters(**filters)))
 
 
-def samples(url: str, campaign: str | None = None, workload: str | None = None) -> pd.DataFrame:
-    """Every raw per-iteration value: trial, workload, params, node, metric, unit, idx, value."""
+def _trial_ids(session: Any, filters: Filters) -> list[int]:
+    """The trials ``results query`` selects with ``filters`` (typos refused the same way)."""
+    return sorted({r["trial"] for r in query_records(session, filters)})
+
+
+def samples(url: str, **filters: Any) -> pd.DataFrame:
+    """Every raw per-iteration value of the trials and metrics ``filters`` select (the
+    filters of `harness results query`): trial, workload, params, node, metric, unit, idx,
+    value."""
+    f = Filters(**filters)
     store = ResultStore(url, upgrade=False)
     latest = latest_metrics(samples=True, status=None)
     t = latest.query.subquery()
@@ -56,16 +65,20 @@ def samples(url: str, campaign: str | None = None, workload: str | None = None) 
         t.c.idx,
         t.c.value,
     ).order_by(t.c.trial, t.c.metric, t.c.idx)
-    if campaign:
-        q = q.where(t.c.campaign == campaign)
-    if workload:
-        q = q.where(t.c.workload == workload)
+    if f.metrics:
+        q = q.where(t.c.metric.in_(f.metrics))
     with store.session() as s:
+        q = q.where(t.c.trial.in_(_trial_ids(s, f)))
         return _flatten([dict(r._mapping) for r in s.execute(q)])
 
 
-def telemetry(url: str, campaign: str | None = None) -> pd.DataFrame:
-    """Every telemetry sample: campaign, trial, node, source, device, metric, unit, t, value."""
+def telemetry(url: str, **filters: Any) -> pd.DataFrame:
+    """Every telemetry sample of the trials ``filters`` select (those of `harness results
+    query`, metrics aside): campaign, trial, node, source, device, metric, unit, t, value."""
+    f = Filters(**filters)
+    f.metrics = []  # a metric filter names trial metrics, not telemetry series
     store = ResultStore(url, upgrade=False)
     with store.session() as s:
-        return pd.DataFrame([dict(r._mapping) for r in s.execute(telemetry_query(campaign))])
+        ids = _trial_ids(s, f)
+        q = telemetry_query(f.campaign).where(TelemetrySample.trial_id.in_(ids))
+        return pd.DataFrame([dict(r._mapping) for r in s.execute(q)])

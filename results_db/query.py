@@ -23,6 +23,7 @@ from results_db.models import (
     Trial,
 )
 from results_db.peaks import datasheet_peak
+from results_db.suggest import unknown_filter
 from results_db.vocabulary import STATISTICS, STATUSES, TrialStatus
 
 # Node columns a --where filter may name as ``node.<field>``.
@@ -319,6 +320,17 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
         rec["param_defaults"] = (trial.workload_meta or {}).get("param_defaults")
         add_peaks(rec, ceilings)
         out.append(rec)
+    if not out:  # a typo in a filter reads as "0 records": say which filter names nothing
+        reason = unknown_filter(
+            session,
+            campaign=f.campaign,
+            workload=f.workload,
+            metrics=f.metrics,
+            where=f.where,
+            node_fields=NODE_FIELDS,
+        )
+        if reason:
+            raise QueryError(reason)
     return out
 
 
