@@ -32,7 +32,7 @@ from results_db.vocabulary import TrialStatus
 class Observer(Protocol):
     """What the CLI shows while a campaign runs."""
 
-    def planned(self, campaign_id: str, total: int, skipped: int) -> None: ...
+    def planned(self, campaign_id: str, trials: list[PlacedTrial], skipped: int) -> None: ...
 
     def started(self, trial: PlacedTrial) -> None: ...
 
@@ -183,7 +183,7 @@ def run_campaign(
 
     node_ids = record_nodes(store, campaign_id, nodes)
 
-    observer.planned(campaign_id, len(todo), result.skipped)
+    observer.planned(campaign_id, todo, result.skipped)
     for line in result.left_failed:
         observer.warn(f"stays failed, {line}")
     idle: dict[str, dict[tuple[str, str], float]] = {}

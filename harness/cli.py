@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
 import results_db as db_api  # SQLAlchemy loads on first use, not for --help
@@ -36,6 +43,7 @@ from harness.cli_common import (
 )
 from harness.cli_results import print_trials, results_app
 from harness.errors import CampaignError
+from harness.eta import Eta, format_eta
 from harness.limits import Limits
 from harness.output import emit, table
 from harness.playbook import load_playbook
@@ -74,16 +82,44 @@ def _root(debug: DebugOpt = False) -> None:
 
 
 # run ---------------------------------------------------------------------------------------
+class _EtaColumn(ProgressColumn):
+    """Time left from the plan, recomputed at each refresh (not only when a trial ends)."""
+
+    def __init__(self, live: _Live) -> None:
+        super().__init__()
+        self.live = live
+
+    def render(self, task: Any) -> Text:
+        eta = self.live.eta
+        return Text(format_eta(eta.seconds_left()) if eta else "", style="progress.remaining")
+
+
+def running_line(running: list[PlacedTrial], width: int = 60) -> str:
+    """'running: bench[params] on host (id8)' for each trial running now, cut to ``width``."""
+    if not running:
+        return ""
+    parts = [
+        f"{t.spec.benchmark}[{planned_params(t.spec.workload, t.spec.params)}] "
+        f"on {t.node.hostname} ({t.node.short_id})"
+        for t in running
+    ]
+    text = "running: " + "; ".join(parts)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 class _Live:
-    """Progress bar and warnings while a campaign runs."""
+    """Progress bar (done/total, elapsed, ETA, what runs where) and warnings while a
+    campaign runs."""
 
     def __init__(self, enabled: bool) -> None:
+        self.eta: Eta | None = None
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[last]}", markup=False),
+            _EtaColumn(self),
+            TextColumn("{task.fields[running]}", markup=False),
             console=err,
             disable=not enabled,
             transient=False,
@@ -91,17 +127,28 @@ class _Live:
         self.task: Any = None
         self.campaign_id = ""
 
-    def planned(self, campaign_id: str, total: int, skipped: int) -> None:
+    def planned(self, campaign_id: str, trials: list[PlacedTrial], skipped: int) -> None:
         self.campaign_id = campaign_id
+        self.eta = Eta(trials)
         note = f" ({skipped} already done)" if skipped else ""
-        err.print(f"campaign {campaign_id}: {total} trial(s) to run{note}", markup=False)
-        self.task = self.progress.add_task("trials", total=total, last="")
+        err.print(f"campaign {campaign_id}: {len(trials)} trial(s) to run{note}", markup=False)
+        self.task = self.progress.add_task("trials", total=len(trials), running="")
         self.progress.start()
 
+    def _show_running(self) -> None:
+        assert self.eta is not None
+        width = max(30, self.progress.console.width - 70)
+        self.progress.update(self.task, running=running_line(self.eta.running(), width))
+
     def started(self, trial: PlacedTrial) -> None:
-        self.progress.update(self.task, last=f"{trial.spec.benchmark} on {trial.node.hostname}")
+        assert self.eta is not None
+        self.eta.started(trial)
+        self._show_running()
 
     def finished(self, trial: PlacedTrial, outcome: TrialOutcome) -> None:
+        assert self.eta is not None
+        self.eta.finished(trial)
+        self._show_running()
         if outcome.status != TrialStatus.OK:
             # Failure reasons and params are the trial's text, never markup.
             line = (

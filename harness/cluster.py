@@ -32,6 +32,10 @@ def _quiet_ray_messages() -> None:
     """
     import ray._private.worker as ray_worker
 
+    # "Token authentication is enabled for this Ray cluster ..." at every embedded start: the
+    # README says how auth works; the line said on each run only pushed our output down.
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+
     current = getattr(ray_worker, "print_to_stdstream", None)
     if current is None or getattr(current, "_harness_quiet", False):
         return

@@ -58,6 +58,9 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+    # Ray's own lines (the token-auth notice at every start, raylet messages) are not ours.
+    assert "Token authentication" not in proc.stdout + proc.stderr
+    assert "(raylet)" not in proc.stdout + proc.stderr
     sql = sqlite3.connect(db)
     rows = dict(
         sql.execute("select workload, count(*) from trials where status='ok' group by workload")
