@@ -35,6 +35,7 @@ from harness.cli_common import (
     ListFormat,
     MaxBytesOpt,
     MaxTrialsOpt,
+    WideOpt,
     db_url,
     err,
     handled,
@@ -191,6 +192,7 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a live progress bar")] = True,
     max_playbook_bytes: MaxBytesOpt = None,
     max_trials: MaxTrialsOpt = None,
+    wide: WideOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
@@ -239,7 +241,7 @@ def run(
                 raise typer.Exit(130) from None
             finally:
                 live.stop()
-        print_trials(store, result.campaign_id, "table")
+        print_trials(store, result.campaign_id, "table", wide)
         ok = result.counts.get(TrialStatus.OK.value, 0)
         bad = result.ran - ok
         left = len(result.left_failed)

@@ -36,6 +36,12 @@ err = Console(
 state = {"debug": False}
 
 
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="every column and parameter, wider than the terminal if need be"),
+]
+
+
 class Format(str, Enum):
     table = "table"
     csv = "csv"

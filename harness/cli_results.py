@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 import results_db as db_api  # names load on first use: listing commands stays fast
-from harness.cli_common import DbOpt, Format, db_url, err, handled, out
+from harness.cli_common import DbOpt, Format, WideOpt, db_url, err, handled, out
 from harness.errors import CampaignError
 from harness.output import Column, emit, emit_records, table
-from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries
+from harness.summary import (
+    HEADERS,
+    shown_params,
+    summary_rows,
+    trial_summaries,
+    varying_params,
+)
 from results_db.errors import QueryError
 
 if TYPE_CHECKING:
@@ -26,6 +32,22 @@ results_app = typer.Typer(help="Query stored results.", no_args_is_help=True)
 
 def _params(r: dict[str, Any]) -> str:
     return shown_params(r["params"], r.get("param_defaults"))
+
+
+def _columns(spec: list[Column], records: list[dict[str, Any]]) -> list[Column]:
+    """``spec`` with its params column showing, besides values that differ from the
+    defaults, every parameter that varies among these rows (as `results show` does), so
+    ``op=triad`` is not the one row without an op because triad is the default."""
+
+    def group(r: dict[str, Any]) -> str:
+        return r.get("benchmark") or r.get("workload") or ""
+
+    varying = varying_params([(group(r), r["params"]) for r in records])
+
+    def params(r: dict[str, Any]) -> str:
+        return shown_params(r["params"], r.get("param_defaults"), varying.get(group(r), set()))
+
+    return [(header, params if value is _params else value) for header, value in spec]
 
 
 # What each results table shows: (header, record key or how to compute the cell).
@@ -63,7 +85,7 @@ QUERY_COLUMNS: list[Column] = [
     ("trial", "trial"),
     ("workload", "workload"),
     ("params", _params),
-    ("node", "node"),
+    ("node", "node_label"),
     ("status", "status"),
     ("metric", "metric"),
     ("unit", "unit"),
@@ -87,7 +109,7 @@ COMPARE_COLUMNS: list[Column] = [
 HISTORY_COLUMNS: list[Column] = [
     ("started", "started_at"),
     ("campaign", "campaign"),
-    ("node", "node"),
+    ("node", "node_label"),
     ("params", _params),
     ("median", lambda r: f"{r['median']:.4g} {r['unit']}"),
     ("change", lambda r: "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%"),
@@ -116,24 +138,25 @@ def results_show(
     campaign: Annotated[str, typer.Argument(help="campaign id")],
     db: DbOpt = None,
     format: Annotated[Format, typer.Option("--format")] = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """A campaign's trials (latest attempts) with their key metric."""
     with handled():
         store = db_api.ResultStore(db_url(db), upgrade=False)
         if store.get_campaign(campaign) is None:
             raise CampaignError(f"no campaign {campaign!r} in {store.describe()}")
-        print_trials(store, campaign, format.value)
+        print_trials(store, campaign, format.value, wide)
 
 
-def print_trials(store: db_api.ResultStore, campaign: str, fmt: str) -> None:
+def print_trials(store: db_api.ResultStore, campaign: str, fmt: str, wide: bool = False) -> None:
     """A campaign's trials, one row each (its primary figure), or their records."""
     with store.session() as s:
         records = db_api.query_records(s, db_api.Filters(campaign=campaign, status=None))
         contexts = db_api.trial_contexts(s, campaign)
     summaries = trial_summaries(records, contexts)
-    rows = summary_rows(summaries, lambda r: r["node"])
-    tbl = table(f"campaign {campaign}", HEADERS, rows)
-    emit(out, fmt, [t["record"] for t in summaries] if fmt != "table" else records, tbl)
+    rows = summary_rows(summaries, lambda r: r["node_label"], wide=wide)
+    tbl = table(f"campaign {campaign}", HEADERS, rows, wide=wide)
+    emit(out, fmt, [t["record"] for t in summaries] if fmt != "table" else records, tbl, wide=wide)
 
 
 @results_app.command("ceilings")
@@ -228,6 +251,7 @@ def results_query(
         str | None, typer.Option("--group-by", help="hardware_class, gpu_model, cpu_model or node")
     ] = None,
     format: Annotated[Format, typer.Option("--format")] = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Metric records filtered by campaign, workload, params and node fields."""
     with handled():
@@ -237,9 +261,11 @@ def results_query(
         with handled():
             grouped = db_api.group_records(records, group_by)
         title = f"{len(grouped)} group(s) by {group_by}"
-        emit_records(out, format.value, title, grouped, [(group_by, group_by), *GROUP_COLUMNS])
+        columns = [(group_by, group_by), *GROUP_COLUMNS]
+        emit_records(out, format.value, title, grouped, _columns(columns, grouped), wide=wide)
         return
-    emit_records(out, format.value, f"{len(records)} record(s)", records, QUERY_COLUMNS)
+    title = f"{len(records)} record(s)"
+    emit_records(out, format.value, title, records, _columns(QUERY_COLUMNS, records), wide=wide)
 
 
 class CompareBy(str, Enum):
@@ -272,6 +298,7 @@ def results_compare(
     threshold: Annotated[float, typer.Option("--threshold", min=0, help="percent")] = 5.0,
     alpha: Annotated[float, typer.Option("--alpha", min=0, max=1)] = 0.05,
     format: Annotated[Format, typer.Option("--format")] = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Compare two campaigns (or hardware classes, or time windows), trial by trial.
 
@@ -298,7 +325,7 @@ def results_compare(
         if not records:
             raise QueryError(f"{baseline} and {candidate} have no trials and metrics in common")
     title = f"{baseline} -> {candidate} (change > 0 is better; Mann-Whitney U, alpha {alpha:g})"
-    emit_records(out, format.value, title, records, COMPARE_COLUMNS)
+    emit_records(out, format.value, title, records, _columns(COMPARE_COLUMNS, records), wide=wide)
     regressions = [r for r in records if r["regression"]]
     if regressions:
         err.print(
@@ -317,6 +344,7 @@ def results_history(
     hardware: Annotated[str | None, typer.Option("--hardware", help="class or model glob")] = None,
     threshold: Annotated[float, typer.Option("--threshold", min=0, help="percent")] = 5.0,
     format: Annotated[Format, typer.Option("--format")] = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """A series over time (per node, or per hardware class), step changes marked."""
     from results_db.compare import history
@@ -333,7 +361,8 @@ def results_history(
             threshold_pct=threshold,
         ),
     )
-    emit_records(out, format.value, f"{workload} {metric} over time", records, HISTORY_COLUMNS)
+    title = f"{workload} {metric} over time"
+    emit_records(out, format.value, title, records, _columns(HISTORY_COLUMNS, records), wide=wide)
 
 
 class ExportFormat(str, Enum):

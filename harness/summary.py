@@ -17,12 +17,18 @@ def shown_params(
     varying: set[str] = frozenset(),
 ) -> str:
     """The params that differ from the workload's declared defaults (stored with each trial)
-    or vary among the rows shown; every param where the defaults are not known."""
+    or vary among the rows shown, then how many were left out at their default (never hidden
+    silently; --wide shows them); every param where the defaults are not known."""
     if defaults is None:
         return fmt_params(params)
-    return fmt_params(
-        {k: v for k, v in params.items() if k in varying or k not in defaults or defaults[k] != v}
-    )
+    shown = {
+        k: v for k, v in params.items() if k in varying or k not in defaults or defaults[k] != v
+    }
+    hidden = sum(1 for k, v in params.items() if k not in shown and v is not None)
+    text = fmt_params(shown)
+    if hidden:
+        text += f"{' ' if text else ''}(+{hidden} default{'s' if hidden > 1 else ''})"
+    return text
 
 
 def planned_params(workload: str, params: dict[str, Any], varying: set[str] = frozenset()) -> str:
@@ -111,6 +117,17 @@ COLUMNS = (
 HEADERS = [{"ci": "95% CI", "peak": "of peak"}.get(c, c) for c in COLUMNS]
 
 
-def summary_rows(summaries: list[dict[str, Any]], node_label: Any) -> list[list[Any]]:
-    """Table rows in COLUMNS order; ``node_label(record)`` says how to name the node."""
-    return [[node_label(t["record"]) if c == "node" else t[c] for c in COLUMNS] for t in summaries]
+def summary_rows(
+    summaries: list[dict[str, Any]], node_label: Any, *, wide: bool = False
+) -> list[list[Any]]:
+    """Table rows in COLUMNS order; ``node_label(record)`` says how to name the node;
+    ``wide`` shows every parameter, defaults included."""
+
+    def value(t: dict[str, Any], c: str) -> Any:
+        if c == "node":
+            return node_label(t["record"])
+        if c == "params" and wide:
+            return fmt_params(t["record"]["params"])
+        return t[c]
+
+    return [[value(t, c) for c in COLUMNS] for t in summaries]

@@ -20,7 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from results_db.models import Metric, Node, RawSample
-from results_db.query import QueryError, latest_metrics, value_clause
+from results_db.query import QueryError, add_node_labels, latest_metrics, value_clause
 
 MIN_SAMPLES = 3  # fewer than this per side (e.g. energy figures, n=1) is not tested
 
@@ -203,12 +203,14 @@ def history(
     out = []
     for r in rows:
         median, mid, version, hib = r.median, r.metric_id, r.workload_version, r.higher_is_better
-        series = (r.node if node or not hardware else r.hardware_class, r.params_hash)
+        # Per Ray node, not per hostname: two nodes on one host are two series.
+        series = (r.node_id if node or not hardware else r.hardware_class, r.params_hash)
         rec = {
             "trial": r.trial,
             "campaign": r.campaign,
             "started_at": r.started_at.isoformat() if r.started_at else None,
             "node": r.node,
+            "node_id": r.node_id,
             "hardware_class": r.hardware_class,
             "params": r.params,
             "param_defaults": (r.workload_meta or {}).get("param_defaults"),
@@ -231,4 +233,5 @@ def history(
                 rec["step"] = "better" if change > 0 else "worse"
         previous[series] = (median, samples[mid], version)
         out.append(rec)
+    add_node_labels(out)
     return out

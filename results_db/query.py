@@ -320,6 +320,7 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
         rec["param_defaults"] = (trial.workload_meta or {}).get("param_defaults")
         add_peaks(rec, ceilings)
         out.append(rec)
+    add_node_labels(out)
     if not out:  # a typo in a filter reads as "0 records": say which filter names nothing
         reason = unknown_filter(
             session,
@@ -334,6 +335,28 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
     return out
 
 
+def add_node_labels(records: list[dict[str, Any]]) -> None:
+    """Give each record ``node_label``: its host, or ``host (id8)`` where several Ray nodes
+    of the records share that host; a multi-rank trial names the nodes of all its ranks."""
+    ids: dict[str, set[str]] = {}
+    for r in records:
+        for nid, host in _rank_nodes(r):
+            ids.setdefault(host, set()).add(nid)
+
+    def label(nid: str, host: str) -> str:
+        return f"{host} ({nid[:8]})" if len(ids.get(host, ())) > 1 else host
+
+    for r in records:
+        r["node_label"] = ", ".join(dict.fromkeys(label(n, h) for n, h in _rank_nodes(r)))
+
+
+def _rank_nodes(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """(ray node id, hostname) of each rank of the record's trial, or of its one node."""
+    if r.get("ranks"):
+        return [(x.get("ray_node_id", ""), x.get("hostname", "")) for x in r["ranks"]]
+    return [(r.get("node_id") or "", r.get("node") or "")]
+
+
 GROUP_FIELDS = ("hardware_class", "gpu_model", "cpu_model", "node")
 
 
@@ -346,7 +369,8 @@ def group_records(records: list[dict[str, Any]], by: str) -> list[dict[str, Any]
     for r in records:
         if r["metric"] is None or r["median"] is None:
             continue
-        key = (r[by] or "", r["workload"], repr(sorted(r["params"].items())), r["metric"])
+        value = r.get("node_label") if by == "node" else r[by]  # co-located nodes apart
+        key = (value or "", r["workload"], repr(sorted(r["params"].items())), r["metric"])
         groups.setdefault(key, []).append(r)
     out = []
     for (value, workload, _, metric), rs in sorted(groups.items(), key=lambda kv: kv[0]):

@@ -92,6 +92,7 @@ def _param_values(session: Session) -> dict[str, set[Any]]:
     one_per_set = select(func.min(Trial.id)).group_by(Trial.params_hash)
     for params in session.scalars(select(Trial.params).where(Trial.id.in_(one_per_set))):
         for k, v in (params or {}).items():
+            values = out[k]  # the name exists even where every value is null
             if isinstance(v, (str, int, float, bool)):
-                out[k].add(v)
+                values.add(v)
     return dict(out)

@@ -71,7 +71,7 @@ def test_on_is_a_string_not_a_yaml11_boolean() -> None:
     [
         (
             GOOD.replace("memory.stream", "memory.streem"),
-            "pb.yaml: benchmarks[0].workload: unknown workload 'memory.streem'; expected one of:",
+            "pb.yaml: benchmarks[0].workload: unknown workload 'memory.streem'; did you mean 'memory.stream'?",
         ),
         (
             GOOD.replace("[copy, triad]", "[copy, tirad]"),
