@@ -297,10 +297,15 @@ def results_compare(
     metric: Annotated[list[str] | None, typer.Option("--metric", help="repeatable")] = None,
     threshold: Annotated[float, typer.Option("--threshold", min=0, help="percent")] = 5.0,
     alpha: Annotated[float, typer.Option("--alpha", min=0, max=1)] = 0.05,
+    all_metrics: Annotated[
+        bool,
+        typer.Option("--all-metrics", help="every metric, not only each workload's primary one"),
+    ] = False,
     format: Annotated[Format, typer.Option("--format")] = Format.table,
     wide: WideOpt = False,
 ) -> None:
-    """Compare two campaigns (or hardware classes, or time windows), trial by trial.
+    """Compare two campaigns (or hardware classes, or time windows), trial by trial: one
+    row per benchmark and primary metric, the worst change first.
 
     Exit code 1 when a significant regression beyond --threshold is found, 0 otherwise,
     2 for bad input (unknown campaign, nothing in common).
@@ -321,6 +326,7 @@ def results_compare(
                 metrics=metric or [],
                 threshold_pct=threshold,
                 alpha=alpha,
+                all_metrics=all_metrics,
             )
         if not records:
             raise QueryError(f"{baseline} and {candidate} have no trials and metrics in common")

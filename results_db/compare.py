@@ -3,9 +3,10 @@ series' history with its step changes.
 
 Trials are matched by trial key between campaigns (same benchmark, workload, parameters and,
 for per-node trials, node), and by workload and canonical parameters across hardware or
-time. Each side's raw per-iteration samples of a metric are pooled and compared with the
-two-sided Mann-Whitney U test. Iterations of one trial are not fully independent (drift,
-clock changes), so small p-values deserve a second campaign before a verdict is trusted.
+time. Each side's raw per-iteration samples of a metric are pooled (every campaign weighing
+the same) and compared with the two-sided Mann-Whitney U test. Iterations of one trial are
+not fully independent (drift, clock changes), so small p-values deserve a second campaign
+before a verdict is trusted.
 """
 
 from __future__ import annotations
@@ -51,9 +52,16 @@ def parse_window(text: str) -> tuple[datetime | None, datetime | None]:
 
 
 def _pooled(
-    session: Session, side: Side, by_trial_key: bool, workload: str | None, metrics: list[str]
+    session: Session,
+    side: Side,
+    by_trial_key: bool,
+    workload: str | None,
+    metrics: list[str],
+    primary_only: bool = True,
 ) -> dict[tuple, dict[str, Any]]:
-    """{(match key, metric): pooled samples and facts} for one side's latest ok trials."""
+    """{(match key, metric): samples by campaign and facts} for one side's latest ok trials;
+    without ``metrics``, only each workload's primary metric (time and throughput of a GEMM
+    are one fact: one row, one verdict) unless ``primary_only`` is off."""
     latest = latest_metrics(samples=True)
     q, t = latest.query, latest.trials
     if side.campaign:
@@ -76,6 +84,14 @@ def _pooled(
         q = q.where(Metric.name.in_(metrics))
     else:
         q = q.where(Metric.name.not_like("rank_time.%"))
+        if primary_only:  # trials stored before workloads declared one keep every metric
+            q = q.where(
+                or_(
+                    Metric.name == t.c.primary_metric,
+                    t.c.primary_metric == "",
+                    t.c.primary_metric.is_(None),
+                )
+            )
     out: dict[tuple, dict[str, Any]] = {}
     for r in session.execute(q):
         match = (r.trial_key,) if by_trial_key else (r.workload, r.params_hash)
@@ -87,15 +103,38 @@ def _pooled(
                 "param_defaults": (r.workload_meta or {}).get("param_defaults"),
                 "unit": r.unit,
                 "higher_is_better": r.higher_is_better,
-                "values": [],
+                "by_campaign": {},
                 "trials": set(),
                 "versions": set(),
             },
         )
-        entry["values"].append(r.value)
+        entry["by_campaign"].setdefault(r.campaign, []).append(r.value)
         entry["trials"].add(r.trial)
         entry["versions"].add(r.workload_version or "")
     return out
+
+
+def equal_weight(by_campaign: dict[str, list[float]]) -> list[float]:
+    """One side's samples with every campaign weighing the same: from each, as many evenly
+    spaced order statistics as the smallest campaign has samples (pooling raw samples let
+    the campaign that ran the most iterations decide a time window's median)."""
+    if len(by_campaign) == 1:
+        return next(iter(by_campaign.values()))
+    k = min(len(v) for v in by_campaign.values())
+    out: list[float] = []
+    for values in by_campaign.values():
+        ordered = sorted(values)
+        n = len(ordered)
+        out += [ordered[(2 * i + 1) * n // (2 * k)] for i in range(k)]
+    return out
+
+
+def change_pct(baseline: float, candidate: float, higher_is_better: bool) -> float:
+    """The change in percent, positive when better, in the metric's rate form: a time that
+    grows 27.7x reads -96.4%, like the throughput it is the inverse of, not -2670%."""
+    if higher_is_better:
+        return (candidate / baseline - 1.0) * 100.0 if baseline else float("inf")
+    return (baseline / candidate - 1.0) * 100.0 if candidate else float("inf")
 
 
 def compare(
@@ -107,25 +146,28 @@ def compare(
     metrics: list[str] | None = None,
     threshold_pct: float = 5.0,
     alpha: float = 0.05,
+    all_metrics: bool = False,
 ) -> list[dict[str, Any]]:
-    """One record per matched (trial, metric): medians, change, p-value and verdict.
+    """One record per matched (benchmark, primary metric; every metric with
+    ``all_metrics``): medians, change, p-value and verdict, worst change first.
 
     ``change_pct`` is signed so that positive is better whatever the metric's direction.
     The verdict is better/worse only when the change is significant (p < alpha) and at
-    least ``threshold_pct``; ``regression`` marks the worse ones.
+    least ``threshold_pct``; ``regression`` marks the worse ones. A side spanning several
+    campaigns (hardware, time windows) weighs each campaign the same.
     """
     by_key = bool(base.campaign and cand.campaign)
-    left = _pooled(session, base, by_key, workload, metrics or [])
-    right = _pooled(session, cand, by_key, workload, metrics or [])
+    left = _pooled(session, base, by_key, workload, metrics or [], not all_metrics)
+    right = _pooled(session, cand, by_key, workload, metrics or [], not all_metrics)
     records = []
     for k in sorted(set(left) & set(right), key=str):
         b, c = left[k], right[k]
+        b["values"], c["values"] = equal_weight(b["by_campaign"]), equal_weight(c["by_campaign"])
         if len(b["values"]) < MIN_SAMPLES or len(c["values"]) < MIN_SAMPLES:
             continue
         mb, mc = statistics.median(b["values"]), statistics.median(c["values"])
         ratio = mc / mb if mb else float("inf")
-        sign = 1.0 if b["higher_is_better"] else -1.0
-        change = sign * (ratio - 1.0) * 100.0
+        change = change_pct(mb, mc, b["higher_is_better"])
         p = float(mannwhitneyu(b["values"], c["values"], alternative="two-sided").pvalue)
         significant = p < alpha
         verdict = "same"
@@ -158,8 +200,11 @@ def compare(
                 "candidate_n": len(c["values"]),
                 "baseline_trials": len(b["trials"]),
                 "candidate_trials": len(c["trials"]),
+                "baseline_campaigns": len(b["by_campaign"]),
+                "candidate_campaigns": len(c["by_campaign"]),
             }
         )
+    records.sort(key=lambda r: r["change_pct"])  # the worst change first
     return records
 
 
@@ -226,7 +271,7 @@ def history(
             rec["step"] = "version changed"  # a new convention: not tested against the old
         elif series in previous:
             before_median, before, _ = previous[series]
-            change = (1 if hib else -1) * (median / before_median - 1) * 100 if before_median else 0
+            change = change_pct(before_median, median, hib) if before_median else 0.0
             p = float(mannwhitneyu(before, samples[mid], alternative="two-sided").pvalue)
             rec.update(change_pct=change, p_value=p)
             if p < alpha and abs(change) >= threshold_pct:

@@ -178,7 +178,8 @@ class LatestMetrics:
 def latest_metrics(*, samples: bool, status: str | None = TrialStatus.OK.value) -> LatestMetrics:
     """Latest attempts x metrics, and with ``samples`` x raw samples: the one query behind
     compare, history and the sample frames. Columns are labelled: trial, campaign, trial_key,
-    workload, params, params_hash, workload_version, workload_meta, started_at, node_id,
+    workload, params, params_hash, workload_version, workload_meta, primary_metric,
+    started_at, node_id,
     node, hardware_class, metric_id, metric, unit, higher_is_better, median (and idx, value)."""
     t = latest_trials().subquery()
     columns = [
@@ -190,6 +191,7 @@ def latest_metrics(*, samples: bool, status: str | None = TrialStatus.OK.value) 
         t.c.params_hash,
         t.c.workload_version,
         t.c.workload_meta,
+        t.c.primary_metric,
         t.c.started_at,
         t.c.ray_node_id.label("node_id"),
         Node.hostname.label("node"),

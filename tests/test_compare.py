@@ -93,7 +93,9 @@ def test_compare_campaigns_is_direction_aware_and_gates_on_regressions(tmp_path:
     bw, gemm, norm = recs["memory.stream"], recs["kernel.gemm"], recs["kernel.norm"]
     assert bw["verdict"] == "better" and bw["change_pct"] == pytest.approx(20, abs=2)
     assert gemm["verdict"] == "worse" and gemm["regression"] is True
-    assert gemm["change_pct"] == pytest.approx(-20, abs=2)  # higher time: negative = worse
+    # 20% more time is 1/1.2 - 1 = -16.7% in rate terms: negative = worse, and on the same
+    # scale as a throughput (time x27.7 reads -96.4%, as its throughput would, not -2670%).
+    assert gemm["change_pct"] == pytest.approx(-16.7, abs=2)
     assert norm["verdict"] == "same" and norm["regression"] is False
     p = mannwhitneyu(samples[("c1", "kb")], samples[("c2", "kb")], alternative="two-sided").pvalue
     assert bw["p_value"] == pytest.approx(p)
@@ -280,3 +282,73 @@ def test_results_of_another_workload_version_are_never_judged_against_each_other
     first, second = json.loads(result.stdout)
     assert first["step"] is None
     assert second["step"] == "version changed" and second["p_value"] is None
+
+
+def _trial(cid: str, key: str, node: int, day: int, metrics: list[MetricRecord], primary: str):
+    return TrialRecord(
+        campaign_id=cid,
+        trial_key=key,
+        benchmark=key,
+        workload="kernel.gemm",
+        params={"m": int(key[-1])},
+        params_hash=key,
+        status="ok",
+        attempt=1,
+        node_id=node,
+        started_at=T0 + timedelta(days=day),
+        metrics=metrics,
+        primary_metric=primary,
+    )
+
+
+def gemm_metrics(ms: float, n: int = 20) -> list[MetricRecord]:
+    times = [ms * (1 + 0.001 * (i % 5)) for i in range(n)]
+    tput = [1.0 / t for t in times]
+    return [
+        MetricRecord("time", "ms", False, times, summarize(times)),
+        MetricRecord("throughput", "TFLOP/s", True, tput, summarize(tput)),
+    ]
+
+
+def test_compare_shows_one_row_per_benchmark_worst_first(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "r.sqlite")
+    store = ResultStore(url)
+    node = store.upsert_node(NodeRecord("fp", "hw", "h", {}))
+    for day, cid in enumerate(("old", "new")):
+        store.start_campaign(CampaignRecord(cid, "n", "", "", "", "", {}, T0, "0"))
+        for key, before, after in (("g1", 10.0, 11.0), ("g2", 10.0, 277.0), ("g3", 10.0, 9.0)):
+            ms = before if cid == "old" else after
+            store.record_trial(_trial(cid, key, node, day, gemm_metrics(ms), "throughput"))
+    result = invoke("results", "compare", "old", "new", "--db", url, "--format", "json")
+    assert result.exit_code == 1
+    recs = json.loads(result.stdout)
+    assert [r["metric"] for r in recs] == ["throughput"] * 3  # one row per benchmark
+    assert [r["params"]["m"] for r in recs] == [2, 1, 3]  # the worst change first
+    assert recs[0]["change_pct"] == pytest.approx(-96.4, abs=0.1)
+    assert "2 significant regression(s)" in result.stderr  # benchmarks, not time + throughput
+    both = invoke(
+        "results", "compare", "old", "new", "--db", url, "--all-metrics", "--format", "json"
+    )
+    by_metric = {(r["params"]["m"], r["metric"]): r["change_pct"] for r in json.loads(both.stdout)}
+    assert len(by_metric) == 6
+    # Time reads on the throughput's scale: the two rows of one benchmark agree.
+    assert by_metric[(2, "time")] == pytest.approx(by_metric[(2, "throughput")], abs=0.1)
+
+
+def test_a_time_window_weighs_each_campaign_the_same(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "r.sqlite")
+    store = ResultStore(url)
+    node = store.upsert_node(NodeRecord("fp", "hw", "h", {}))
+    # Window 1: a long campaign at 100 ms (400 iterations) and a short one at 200 ms (10).
+    for cid, day, ms, n in (("long", 0, 100.0, 400), ("short", 1, 200.0, 10), ("b", 10, 150.0, 40)):
+        store.start_campaign(CampaignRecord(cid, "n", "", "", "", "", {}, T0, "0"))
+        store.record_trial(_trial(cid, "g1", node, day, gemm_metrics(ms, n), "time"))
+    result = invoke(
+        "results", "compare", "2026-11-01..2026-11-05", "2026-11-05..", "--by", "time",
+        "--db", url, "--format", "json",
+    )  # fmt: skip
+    [rec] = json.loads(result.stdout)
+    assert rec["baseline_campaigns"] == 2 and rec["baseline_n"] == 20  # 10 from each
+    # Pooled raw samples would put the window's median at 100 ms (400 of 410 samples);
+    # weighing the two campaigns alike puts it between them.
+    assert 100.5 < rec["baseline_median"] < 200.0
