@@ -1,12 +1,13 @@
 """One self-contained HTML report of a campaign (optionally against another): inline CSS and
-SVG only, no scripts, nothing fetched; every stored string is escaped."""
+SVG charts drawn by matplotlib, no scripts, nothing fetched; every stored string is escaped."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
-from harness import svg
+from harness import charts
 from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries, varying_params
 from harness.visible import html_text as escape
 from results_db.peaks import datasheet_peak
@@ -44,11 +45,9 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     records = data["records"]
     summaries = trial_summaries(records, data["contexts"])
     varying = varying_params([(r["benchmark"], r["params"]) for r in records])
-    hosts = {n["ray_node_id"]: n["hostname"] for n in data["nodes"]}
-    short = {nid: f"{h} ({nid[:6]})" for nid, h in hosts.items()}
     parts = _campaign_header(c) + _nodes_section(data["nodes"])
     parts.append("<h2>Trials</h2>")
-    rows = summary_rows(summaries, lambda r: short.get(r["node_id"], r["node"]))
+    rows = summary_rows(summaries, lambda r: r["node_label"])
     parts.append(_table(HEADERS, rows, [t["status"] for t in summaries]))
 
     ok = [
@@ -57,9 +56,9 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
         if t["status"] == TrialStatus.OK and t["record"]["median"] is not None
     ]
     parts.append("<h2>Across nodes" + (" and campaigns" if other else "") + "</h2>")
-    parts += _cross_bars(ok, varying, short, other)
+    parts += _cross_bars(ok, varying, other)
     parts.append("<h2>Size sweeps</h2>")
-    parts += _sweeps(ok, varying, short)
+    parts += _sweeps(ok, varying)
     parts.append("<h2>Roofline</h2>")
     parts += _rooflines(ok, data)
     parts.append("<h2>Telemetry</h2>")
@@ -128,30 +127,31 @@ def _nodes_section(nodes: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _point(r: dict[str, Any]) -> charts.Point:
+    return charts.Point(r["median"], r.get("ci_low"), r.get("ci_high"))
+
+
 def _cross_bars(
-    ok: list[dict[str, Any]],
-    varying: dict[str, set[str]],
-    short: dict[str, str],
-    other: dict[str, Any] | None,
+    ok: list[dict[str, Any]], varying: dict[str, set[str]], other: dict[str, Any] | None
 ) -> list[str]:
-    """Bars per (benchmark, params): one bar per node, or per campaign with --compare."""
-    charts: dict[tuple[str, str, str], dict[str, dict[str, float]]] = defaultdict(dict)
+    """Bars per (benchmark, params): one bar per node (co-located nodes and each pair of a
+    multi-rank trial apart), or per campaign with --compare; 95% CI error bars."""
+    groups: dict[tuple[str, str, str], dict[str, dict[str, charts.Point]]] = defaultdict(dict)
     for r in ok:
-        group = _label(r, varying)
-        series = r["campaign"] if other else short.get(r["node_id"], r["node"])
-        charts[(r["workload"], r["metric"], r["unit"])].setdefault(group, {})[series] = r["median"]
+        series = r["campaign"] if other else r["node_label"]
+        key = (r["workload"], r["metric"], r["unit"])
+        groups[key].setdefault(_label(r, varying), {})[series] = _point(r)
     if other:
         for t in trial_summaries(other["records"], other["contexts"]):
             r = t["record"]
             if r["status"] == TrialStatus.OK and r["median"] is not None:
-                key = (r["workload"], r["metric"], r["unit"])
-                group = _label(r, varying)
-                if key in charts and group in charts[key]:
-                    charts[key][group][r["campaign"]] = r["median"]
+                key, group = (r["workload"], r["metric"], r["unit"]), _label(r, varying)
+                if key in groups and group in groups[key]:
+                    groups[key][group][r["campaign"]] = _point(r)
     out = [
-        svg.bars(f"{wl} {metric}", dict(list(groups.items())[:12]), unit)
-        for (wl, metric, unit), groups in charts.items()
-        if other or any(len(g) > 1 for g in groups.values())
+        charts.bars(f"{wl} {metric}", dict(list(g.items())[:16]), unit)
+        for (wl, metric, unit), g in groups.items()
+        if other or any(len(bars) > 1 for bars in g.values())
     ]
     return out or ["<p>Every benchmark ran on one node: nothing to set side by side.</p>"]
 
@@ -165,12 +165,9 @@ def _tied(records: list[dict[str, Any]], size: str) -> set[str]:
     return {k for k, by_size in values.items() if all(len(vs) == 1 for vs in by_size.values())}
 
 
-def _sweeps(
-    ok: list[dict[str, Any]], varying: dict[str, set[str]], short: dict[str, str]
-) -> list[str]:
-    charts: dict[tuple[str, str, str, str], dict[str, list]] = defaultdict(
-        lambda: defaultdict(list)
-    )
+def _sweeps(ok: list[dict[str, Any]], varying: dict[str, set[str]]) -> list[str]:
+    """A line per node (and per other varying parameter) against the swept size."""
+    lines: dict[tuple[str, str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in ok:
         size = next((k for k in r["sweep_params"] if k in varying[r["benchmark"]]), None)
         if size is None or not isinstance(r["params"].get(size), (int, float)):
@@ -178,20 +175,22 @@ def _sweeps(
         same = [x for x in ok if x["benchmark"] == r["benchmark"]]
         loose = varying[r["benchmark"]] - {size} - _tied(same, size)
         others = " ".join(f"{k}={v}" for k, v in r["params"].items() if k in loose)
-        label = f"{short.get(r['node_id'], r['node'])} {others}".strip()
-        charts[(r["benchmark"], size, r["metric"], r["unit"])][label].append(
-            (float(r["params"][size]), r["median"])
+        label = f"{r['node_label']} {others}".strip()
+        lines[(r["benchmark"], size, r["metric"], r["unit"])][label].append(
+            (float(r["params"][size]), _point(r))
         )
     out = [
-        svg.lines(f"{bench}: {metric} against {size}", dict(series), size, unit)
-        for (bench, size, metric, unit), series in charts.items()
+        charts.lines(f"{bench}: {metric} against {size}", dict(series), size, unit)
+        for (bench, size, metric, unit), series in lines.items()
     ]
     return out or ["<p>No benchmark swept a size.</p>"]
 
 
 def _rooflines(ok: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
+    """Each matmul-bound trial at its arithmetic intensity under its node's roofline."""
     groups: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     models = {}
+    varying = varying_params([(r["benchmark"], r["params"]) for r in ok])
     for r in ok:
         ctx = data["contexts"].get(r["trial"]) or {}
         key = r["peak_key"]
@@ -200,7 +199,7 @@ def _rooflines(ok: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
         intensity = ctx["flops_per_iteration"] / ctx["compulsory_bytes"]
         groups[(r["hardware_class"], key, r["gpu_model"] or r["cpu_model"] or "")][
             r["workload"]
-        ].append((intensity, r["median"]))
+        ].append((intensity, r["median"], _label(r, varying)))
         models[r["hardware_class"]] = r["gpu_model"]
     out = []
     for (hw, key, model), points in groups.items():
@@ -215,7 +214,7 @@ def _rooflines(ok: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
             )
             peak, bw, source = (p[0], b[0], p[1]) if p and b else (None, None, "")
         if peak and bw:
-            out.append(svg.roofline(f"{model} {key}", dict(points), peak, bw, source))
+            out.append(charts.roofline(f"{model} {key}", dict(points), peak, bw, source))
         else:
             out.append(
                 f"<p>{escape(model)} {escape(key)}: no measured ceiling or datasheet peak "
@@ -225,24 +224,26 @@ def _rooflines(ok: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
 
 
 def _telemetry(samples: list[dict[str, Any]]) -> list[str]:
+    """Per node and metric, every source's samples over the campaign, trial windows shaded."""
     if not samples:
         return ["<p>No telemetry was recorded.</p>"]
     t0 = min(s["t"] for s in samples)
-    charts: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    series: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    windows: dict[str, dict[int, list[float]]] = defaultdict(dict)
     for s in samples:
+        span = windows[s["node"]].setdefault(s["trial"], [math.inf, -math.inf])
+        span[0], span[1] = min(span[0], s["t"] - t0), max(span[1], s["t"] - t0)
         if s["metric"] == "cpu_util" and s["device"] != "cpu":
             continue  # per-core utilisation stays in the data, not the page
-        charts[(s["node"], s["metric"], s["unit"])][f"{s['source']}:{s['device']}"].append(
+        series[(s["node"], s["metric"], s["unit"])][f"{s['source']}:{s['device']}"].append(
             (s["t"] - t0, s["value"])
         )
     return [
-        svg.lines(
+        charts.timeline(
             f"{node} {metric}",
-            dict(series),
-            "seconds into the campaign",
+            dict(lines),
             unit,
-            log_x=False,
-            joined=False,
+            [(f"#{tid}", lo, hi) for tid, (lo, hi) in sorted(windows[node].items())],
         )
-        for (node, metric, unit), series in sorted(charts.items())
+        for (node, metric, unit), lines in sorted(series.items())
     ]

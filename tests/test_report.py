@@ -41,7 +41,8 @@ def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
     for fetch in ('src="http', 'href="http', "@import", "url(http"):
         assert fetch not in html  # nothing is fetched: works offline
     assert html.count("<svg") >= 4  # comparison bars and telemetry at least
-    assert 'class="bar"' in html
+    assert html.count('id="bar-') >= 4 and 'id="ci-' in html  # bars with 95% CI error bars
+    assert "<text" in html and ">c1<" in html.replace(" ", "")  # labels are text, legend named
 
 
 def test_report_of_unknown_campaign_exits_2(tmp_path: Path) -> None:
@@ -88,7 +89,28 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "CONSOLE" not in dom.stderr  # no console message of any level, errors included
     rendered = dom.stdout
-    assert rendered.count("<svg") >= 4 and rendered.count('class="bar"') >= 4
+    assert rendered.count("<svg") >= 4 and rendered.count('id="bar-') >= 4
     assert "<h2>Roofline</h2>" in rendered and "<h2>Telemetry</h2>" in rendered
     assert shot.exists() and shot.stat().st_size > 20_000  # a real picture, not a blank page
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chart_labels_from_stored_text_are_shown_as_written() -> None:
+    from harness import charts
+
+    svg = charts.bars(
+        "kernel.gemm $x$ <b>",
+        {"m=256 dtype=bf16": {"vm (a48ead27)": charts.Point(1.0, 0.9, 1.1)}},
+        "TFLOP/s",
+    )
+    assert svg.startswith('<svg class="chart"') and "<script" not in svg
+    assert "$x$ &lt;b&gt;" in svg  # not mathtext, not markup
+    assert "dtype=bf16" in svg and "vm (a48ead27)" in svg  # the label that tells bars apart
+    assert 'id="ci-0-0"' in svg  # the 95% CI drawn
+
+
+def test_size_ticks_read_as_written() -> None:
+    from harness.charts import _size_tick
+
+    assert [_size_tick(v) for v in (256, 1024, 65536)] == ["256", "1024", "65536"]
+    assert _size_tick(2**30) == "1.07374G"
