@@ -389,3 +389,30 @@ def test_json_is_stored_strict_and_old_infinity_rows_are_repaired(db_path: Path)
     # every trial, so asking for 1 is a value the store has never held: exit 2, one line.
     assert result.exit_code == 2, result.output
     assert "no trial has that value" in result.output and "JSON" not in result.output
+
+
+def test_the_head_read_from_the_files_is_alembics_and_reading_needs_no_alembic(
+    db_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from alembic.script import ScriptDirectory
+
+    from results_db.schema import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    ResultStore(sqlite_url(db_path))  # created (and migrated) here
+    code = (
+        "import sys; from results_db import ResultStore; "
+        f"ResultStore({sqlite_url(db_path)!r}, upgrade=False); "
+        "print('alembic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        check=True,
+    )
+    assert out.stdout.strip() == "False"
