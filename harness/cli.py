@@ -55,8 +55,11 @@ from results_db.urls import MASK, safe_url, scrub
 from results_db.vocabulary import TrialStatus
 
 if TYPE_CHECKING:
+    from harness.cluster import ClusterSession
     from harness.placement import PlacedTrial
+    from harness.playbook import LoadedPlaybook
     from harness.runner import TrialOutcome
+    from results_db.store import ResultStore
 
 # Ray, torch and scipy are imported inside the commands that use them (harness.campaign,
 # harness.cluster): `--help`, `playbook validate` and the results commands start in well
@@ -197,7 +200,7 @@ def run(
 ) -> None:
     """Run a playbook's campaign and store every trial."""
     with handled(debug):
-        from harness.campaign import check_resume, not_done, plan, run_campaign
+        from harness.campaign import check_resume, run_campaign
         from harness.cluster import ClusterSession
 
         limits = Limits.from_env(max_playbook_bytes, max_trials)
@@ -214,19 +217,7 @@ def run(
         again = resume_command(playbook, db, address, set_ or [], max_playbook_bytes, max_trials)
         with ClusterSession(cluster_address) as session:
             if dry_run:
-                planned = plan(loaded, session.inventory())
-                for line in planned.skipped:
-                    err.print(f"warning: optional benchmark skipped: {line}", markup=False)
-                trials = planned.trials
-                if resume is not None:
-                    assert store is not None
-                    trials = not_done(trials, store.attempts(resume))
-                    err.print(
-                        f"resuming {resume}: {len(planned.trials) - len(trials)} trial(s) "
-                        "already done",
-                        markup=False,
-                    )
-                _print_plan(trials)
+                _dry_run(loaded, session, store, resume)
                 return
             assert store is not None
             live = _Live(progress and sys.stderr.isatty())
@@ -255,6 +246,23 @@ def run(
         if bad or left:
             out.print(f"to retry failed trials: {again(result.campaign_id)}", markup=False)
             raise typer.Exit(1)
+
+
+def _dry_run(
+    loaded: LoadedPlaybook, session: ClusterSession, store: ResultStore | None, resume: str | None
+) -> None:
+    """Print the trials a run would start and their nodes (only those left with --resume)."""
+    from harness.campaign import not_done, plan
+
+    planned = plan(loaded, session.inventory())
+    for line in planned.skipped:
+        err.print(f"warning: optional benchmark skipped: {line}", markup=False)
+    trials = planned.trials
+    if resume is not None and store is not None:
+        trials = not_done(trials, store.attempts(resume))
+        done = len(planned.trials) - len(trials)
+        err.print(f"resuming {resume}: {done} trial(s) already done", markup=False)
+    _print_plan(trials)
 
 
 def resume_command(
