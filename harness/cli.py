@@ -42,6 +42,7 @@ from harness.cli_common import (
     out,
     state,
 )
+from harness.cli_fleet import baseline_app, check
 from harness.cli_results import print_trials, results_app
 from harness.errors import CampaignError
 from harness.eta import Eta, format_eta
@@ -78,6 +79,8 @@ app.add_typer(results_app, name="results")
 app.add_typer(playbook_app, name="playbook")
 app.add_typer(db_app, name="db")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(baseline_app, name="baseline")
+app.command("check")(check)
 
 
 @app.callback()

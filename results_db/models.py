@@ -279,3 +279,44 @@ class Ceiling(Base):
     unit: Mapped[str] = mapped_column(String(32))
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
     measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Baseline(Base):
+    """A pinned set of references, built from the store's history (`harness baseline build`):
+    what `harness check --baseline NAME` judges against instead of the live history."""
+
+    __tablename__ = "baselines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What it was built from: since, campaigns, trial counts (for the reader, not the check).
+    source: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    entries: Mapped[list[BaselineEntry]] = relationship(
+        back_populates="baseline", cascade="all, delete-orphan"
+    )
+
+
+class BaselineEntry(Base):
+    """One reference: the robust centre and spread of a benchmark's trial medians on one
+    hardware class (and workload version), with the count of trials behind them."""
+
+    __tablename__ = "baseline_entries"
+    __table_args__ = (
+        UniqueConstraint(
+            "baseline_id", "hardware_class", "workload", "params_hash", "metric", "workload_version"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    baseline_id: Mapped[int] = mapped_column(ForeignKey("baselines.id"), index=True)
+    hardware_class: Mapped[str] = mapped_column(String(64))
+    workload: Mapped[str] = mapped_column(String(120))
+    params_hash: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(80))
+    workload_version: Mapped[str] = mapped_column(String(40), default="")
+    unit: Mapped[str] = mapped_column(String(32))
+    centre: Mapped[float] = mapped_column(Float)  # median of trial medians
+    spread: Mapped[float] = mapped_column(Float)  # scaled MAD (1.4826 x MAD: sigma if normal)
+    trials: Mapped[int] = mapped_column(Integer)
+    baseline: Mapped[Baseline] = relationship(back_populates="entries")

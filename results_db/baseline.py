@@ -1,0 +1,355 @@
+"""Is this number normal? References from the store's own history, and verdicts against them.
+
+A reference is the robust centre (median of trial medians) and spread (scaled MAD) of one
+benchmark's primary metric on one hardware class and workload version, with the count of
+trials behind it. `check` judges each trial of a campaign against
+- its class: the pinned baseline when one is named, else every other trial of the same
+  class and key (earlier campaigns, and this campaign's other nodes, so a fleet with no
+  history still finds its one slow node), and
+- its node's own history (the same machine, by fingerprint, in other campaigns).
+A trial is out when it is further from the centre than ``k`` spreads and at least
+``tolerance_pct`` of the centre (the floor keeps a tight, small history from calling noise
+a fault).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from results_db.errors import QueryError
+from results_db.models import Baseline, BaselineEntry, Campaign, Metric, Node
+from results_db.query import add_node_labels, latest_trials
+from results_db.vocabulary import TrialStatus
+
+MAD_SCALE = 1.4826  # MAD x this estimates sigma for normal data
+K_SPREADS = 3.0  # out beyond 3 scaled MADs (a Shewhart control limit)
+TOLERANCE_PCT = 5.0  # ... and beyond 5% of the centre
+MIN_REFERENCE_TRIALS = 2
+
+# Verdicts
+PASS, LOW, HIGH, NO_BASELINE = "pass", "low", "high", "no baseline"
+FAILING = (LOW, HIGH)
+
+# (hardware class, workload, params hash, metric, workload version)
+Key = tuple[str, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A robust centre and spread of trial medians, and how many trials they come from."""
+
+    centre: float
+    spread: float
+    trials: int
+
+    @classmethod
+    def of(cls, medians: Iterable[float]) -> Reference | None:
+        values = list(medians)
+        if len(values) < MIN_REFERENCE_TRIALS:
+            return None
+        centre = statistics.median(values)
+        mad = statistics.median(abs(v - centre) for v in values)
+        return cls(centre, MAD_SCALE * mad, len(values))
+
+
+@dataclass
+class Judged:
+    """One trial's figure against one reference."""
+
+    verdict: str
+    reference: Reference | None = None
+    off_pct: float | None = None  # (value - centre) / centre, in percent
+    off_spreads: float | None = None  # (value - centre) / spread; None when spread is 0
+
+
+@dataclass
+class TrialFigure:
+    """A latest ok trial's primary figure, with where and how it was measured."""
+
+    trial: int
+    campaign: str
+    benchmark: str
+    workload: str
+    params: dict[str, Any]
+    params_hash: str
+    workload_version: str
+    metric: str
+    unit: str
+    higher_is_better: bool
+    value: float
+    hardware_class: str
+    node_row: int | None  # the machine (nodes.id: one per fingerprint), across campaigns
+    ray_node_id: str
+    hostname: str
+    ranks: list[dict[str, Any]] | None = None
+    started_at: datetime | None = None
+
+    @property
+    def key(self) -> Key:
+        return (
+            self.hardware_class,
+            self.workload,
+            self.params_hash,
+            self.metric,
+            self.workload_version,
+        )
+
+
+def judge(value: float, ref: Reference | None, k: float, tolerance_pct: float) -> Judged:
+    """pass, low or high against ``ref`` (no baseline without one)."""
+    if ref is None:
+        return Judged(NO_BASELINE)
+    off = value - ref.centre
+    pct = 100.0 * off / ref.centre if ref.centre else None
+    spreads = off / ref.spread if ref.spread > 0 else None
+    limit = max(k * ref.spread, tolerance_pct / 100.0 * abs(ref.centre))
+    verdict = PASS if abs(off) <= limit else (HIGH if off > 0 else LOW)
+    return Judged(verdict, ref, pct, spreads)
+
+
+def figures(
+    session: Session,
+    *,
+    campaigns: Iterable[str] | None = None,
+    since: datetime | None = None,
+    keys: set[tuple[str, str]] | None = None,
+) -> list[TrialFigure]:
+    """Latest ok trials' primary-metric medians (every metric of trials stored before
+    workloads declared a primary one), optionally of some campaigns, since a time, or of
+    some (workload, params hash) keys."""
+    t = latest_trials().subquery()
+    q = (
+        select(
+            t.c.id,
+            t.c.campaign_id,
+            t.c.benchmark,
+            t.c.workload,
+            t.c.params,
+            t.c.params_hash,
+            t.c.workload_version,
+            t.c.ray_node_id,
+            t.c.ranks,
+            t.c.started_at,
+            t.c.node_id,
+            Node.hostname,
+            Node.hardware_class,
+            Metric.name,
+            Metric.unit,
+            Metric.higher_is_better,
+            Metric.median,
+        )
+        .join(Metric, Metric.trial_id == t.c.id)
+        .outerjoin(Node, Node.id == t.c.node_id)
+        .where(
+            t.c.status == TrialStatus.OK.value,
+            Metric.median.is_not(None),
+            Metric.name.not_like("rank_time.%"),
+            or_(
+                Metric.name == t.c.primary_metric,
+                t.c.primary_metric == "",
+                t.c.primary_metric.is_(None),
+            ),
+        )
+    )
+    if campaigns is not None:
+        q = q.where(t.c.campaign_id.in_(list(campaigns)))
+    if since is not None:
+        q = q.where(t.c.started_at >= since)
+    out = []
+    for r in session.execute(q):
+        if keys is not None and (r.workload, r.params_hash) not in keys:
+            continue
+        out.append(
+            TrialFigure(
+                trial=r.id,
+                campaign=r.campaign_id,
+                benchmark=r.benchmark,
+                workload=r.workload,
+                params=r.params,
+                params_hash=r.params_hash,
+                workload_version=r.workload_version or "",
+                metric=r.name,
+                unit=r.unit,
+                higher_is_better=r.higher_is_better,
+                value=r.median,
+                hardware_class=r.hardware_class or "",
+                node_row=r.node_id,
+                ray_node_id=r.ray_node_id,
+                hostname=r.hostname or "",
+                ranks=r.ranks,
+                started_at=r.started_at,
+            )
+        )
+    return out
+
+
+def build_references(figs: Iterable[TrialFigure]) -> dict[Key, tuple[Reference, str]]:
+    """Per key, the reference of its trials' medians and the unit."""
+    groups: dict[Key, list[TrialFigure]] = defaultdict(list)
+    for f in figs:
+        groups[f.key].append(f)
+    out = {}
+    for key, fs in groups.items():
+        ref = Reference.of(f.value for f in fs)
+        if ref is not None:
+            out[key] = (ref, fs[0].unit)
+    return out
+
+
+def pin_baseline(
+    session: Session,
+    name: str,
+    *,
+    since: datetime | None = None,
+    campaigns: list[str] | None = None,
+) -> tuple[int, int]:
+    """Store the references the history gives now under ``name`` (replacing an older one
+    of that name): (entries, trials behind them)."""
+    for cid in campaigns or []:
+        if session.get(Campaign, cid) is None:
+            raise QueryError(f"no campaign {cid!r} in the store")
+    figs = figures(session, campaigns=campaigns, since=since)
+    refs = build_references(figs)
+    if not refs:
+        raise QueryError("no benchmark has 2 or more ok trials to build a baseline from")
+    old = session.scalars(select(Baseline).where(Baseline.name == name)).one_or_none()
+    if old is not None:
+        session.delete(old)
+        session.flush()
+    baseline = Baseline(
+        name=name,
+        created_at=datetime.now(timezone.utc),
+        source={
+            "since": since.isoformat() if since else None,
+            "campaigns": campaigns or None,
+            "trials": len(figs),
+        },
+    )
+    for (hw, workload, params_hash, metric, version), (ref, unit) in refs.items():
+        baseline.entries.append(
+            BaselineEntry(
+                hardware_class=hw,
+                workload=workload,
+                params_hash=params_hash,
+                metric=metric,
+                workload_version=version,
+                unit=unit,
+                centre=ref.centre,
+                spread=ref.spread,
+                trials=ref.trials,
+            )
+        )
+    session.add(baseline)
+    session.commit()
+    return len(refs), sum(ref.trials for ref, _ in refs.values())
+
+
+def list_baselines(session: Session) -> list[dict[str, Any]]:
+    """Every pinned baseline, newest first, with its entry count."""
+    counts = dict(
+        session.execute(
+            select(BaselineEntry.baseline_id, func.count()).group_by(BaselineEntry.baseline_id)
+        ).all()
+    )
+    return [
+        {
+            "name": b.name,
+            "created_at": b.created_at.isoformat() if b.created_at else None,
+            "entries": counts.get(b.id, 0),
+            "trials": (b.source or {}).get("trials"),
+            "since": (b.source or {}).get("since"),
+            "campaigns": (b.source or {}).get("campaigns"),
+        }
+        for b in session.scalars(select(Baseline).order_by(Baseline.created_at.desc()))
+    ]
+
+
+def _pinned(session: Session, name: str) -> dict[Key, Reference]:
+    baseline = session.scalars(select(Baseline).where(Baseline.name == name)).one_or_none()
+    if baseline is None:
+        known = ", ".join(session.scalars(select(Baseline.name))) or "none"
+        raise QueryError(f"no baseline {name!r} (pinned: {known})")
+    return {
+        (e.hardware_class, e.workload, e.params_hash, e.metric, e.workload_version): Reference(
+            e.centre, e.spread, e.trials
+        )
+        for e in baseline.entries
+    }
+
+
+def check(
+    session: Session,
+    campaign: str,
+    *,
+    baseline: str | None = None,
+    k: float = K_SPREADS,
+    tolerance_pct: float = TOLERANCE_PCT,
+) -> list[dict[str, Any]]:
+    """Each latest ok trial of ``campaign`` judged against its class and its node's history:
+    one record per trial, worst first (failing verdicts, then the furthest off)."""
+    if session.get(Campaign, campaign) is None:
+        raise QueryError(f"no campaign {campaign!r} in the store")
+    mine = figures(session, campaigns=[campaign])
+    keys = {(f.workload, f.params_hash) for f in mine}
+    history = [f for f in figures(session, keys=keys) if f.campaign != campaign]
+    pinned = _pinned(session, baseline) if baseline else None
+    by_key: dict[Key, list[TrialFigure]] = defaultdict(list)
+    for f in history + mine:
+        by_key[f.key].append(f)
+    node_history: dict[tuple[Key, int | None], list[float]] = defaultdict(list)
+    for f in history:
+        node_history[(f.key, f.node_row)].append(f.value)
+    records = []
+    for f in mine:
+        if pinned is not None:
+            class_ref = pinned.get(f.key)
+        else:  # every other trial of the class: history, and this campaign's other nodes
+            class_ref = Reference.of(o.value for o in by_key[f.key] if o.trial != f.trial)
+        on_class = judge(f.value, class_ref, k, tolerance_pct)
+        on_node = judge(f.value, Reference.of(node_history[(f.key, f.node_row)]), k, tolerance_pct)
+        records.append(_record(f, on_class, on_node))
+    add_node_labels(records)
+    records.sort(key=_severity)
+    return records
+
+
+def _record(f: TrialFigure, on_class: Judged, on_node: Judged) -> dict[str, Any]:
+    failing = on_class.verdict in FAILING or on_node.verdict in FAILING
+    return {
+        "trial": f.trial,
+        "campaign": f.campaign,
+        "benchmark": f.benchmark,
+        "workload": f.workload,
+        "params": f.params,
+        "node": f.hostname,
+        "node_id": f.ray_node_id,
+        "ranks": f.ranks,
+        "hardware_class": f.hardware_class,
+        "metric": f.metric,
+        "unit": f.unit,
+        "higher_is_better": f.higher_is_better,
+        "value": f.value,
+        "verdict": on_class.verdict,
+        "class_centre": on_class.reference.centre if on_class.reference else None,
+        "class_spread": on_class.reference.spread if on_class.reference else None,
+        "class_trials": on_class.reference.trials if on_class.reference else 0,
+        "off_pct": on_class.off_pct,
+        "off_spreads": on_class.off_spreads,
+        "node_verdict": on_node.verdict,
+        "node_centre": on_node.reference.centre if on_node.reference else None,
+        "node_trials": on_node.reference.trials if on_node.reference else 0,
+        "node_off_pct": on_node.off_pct,
+        "failed": failing,
+    }
+
+
+def _severity(r: dict[str, Any]) -> tuple[int, float]:
+    return (0 if r["failed"] else 1, -abs(r["off_pct"] or 0.0))

@@ -1,0 +1,146 @@
+"""`harness check`: on a real three-node Ray cluster one node is made slower and the check
+names it (exit 1), and names none when the nodes are alike; and on generated history, every
+planted outlier is found with no false alarm."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.stats import summarize
+from results_db import (
+    CampaignRecord,
+    MetricRecord,
+    NodeRecord,
+    ResultStore,
+    TrialRecord,
+    sqlite_url,
+)
+
+runner = CliRunner()
+
+PLAYBOOK = """
+campaign: {{name: fleet, description: one benchmark on every node}}
+defaults:
+  warmup_iterations: 1
+  min_repetitions: 8
+  max_repetitions: 8
+  min_duration_s: 0
+  timeout_s: 120
+  telemetry: {{sources: [host]}}
+benchmarks:
+  - name: sleepy
+    workload: test.flaky
+    each: true
+    params: {{sleep_s: 0.02, size: 10, slow_node: "{slow}", slow_factor: 2.0}}
+"""
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output + result.stderr, result.output + result.stderr
+    return result
+
+
+def run_fleet(ray_cluster, tmp_path: Path, db: Path, slow: str) -> str:
+    path = tmp_path / f"fleet-{slow[:6] or 'none'}.yaml"
+    path.write_text(PLAYBOOK.format(slow=slow))
+    result = invoke("run", str(path), "--db", str(db), "--address", ray_cluster.address)
+    assert result.exit_code == 0, result.output + result.stderr
+    [line] = [
+        x for x in result.output.splitlines() if x.startswith("campaign fleet-") and " ok, " in x
+    ]
+    return line.split()[1].rstrip(":")
+
+
+@pytest.mark.ray
+def test_check_names_the_slow_node_and_none_when_alike(ray_cluster, tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    slow = ray_cluster.worker_ids[0]
+    alike = run_fleet(ray_cluster, tmp_path, db, slow="")
+    # A 15% floor: sleeps on a loaded 2-core CI machine wake late by up to a millisecond.
+    result = invoke("check", alike, "--db", str(db), "--format", "json", "--tolerance", "15")
+    assert result.exit_code == 0, result.output + result.stderr
+    records = json.loads(result.stdout)
+    assert len(records) == 3 and {r["verdict"] for r in records} == {"pass"}
+
+    uneven = run_fleet(ray_cluster, tmp_path, db, slow=slow)
+    result = invoke("check", uneven, "--db", str(db), "--format", "json", "--tolerance", "15")
+    assert result.exit_code == 1, result.output + result.stderr
+    by_node = {r["node_id"]: r for r in json.loads(result.stdout)}
+    assert by_node[slow]["verdict"] == "high"  # time: twice the class's centre
+    assert by_node[slow]["off_pct"] == pytest.approx(100, abs=25)
+    # One earlier trial of its own is not a reference (2 are needed): no node verdict yet.
+    assert by_node[slow]["node_verdict"] == "no baseline"
+    assert all(r["verdict"] == "pass" for nid, r in by_node.items() if nid != slow)
+    assert slow[:8] in result.stderr and "1 of 3 trial(s) out of bounds" in result.stderr
+
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def test_planted_outliers_are_found_with_no_false_alarm(tmp_path: Path) -> None:
+    """History: 20 nodes of one class x 6 daily campaigns, bandwidth ~100 GB/s with 2% noise
+    between trials. The newest campaign has three planted outliers (-30%, -15%, +25%)."""
+    url = sqlite_url(tmp_path / "r.sqlite")
+    store = ResultStore(url)
+    rng = random.Random(7)
+    nodes = [store.upsert_node(NodeRecord(f"fp{i}", "hw", f"n{i:02d}", {})) for i in range(20)]
+    planted = {3: 0.70, 11: 0.85, 17: 1.25}
+    for day in range(6):
+        cid = f"c{day}"
+        store.start_campaign(CampaignRecord(cid, "fleet", "", "", "", "", {}, T0, "0"))
+        for i, node in enumerate(nodes):
+            centre = 100.0 * (planted.get(i, 1.0) if day == 5 else 1.0)
+            centre *= rng.gauss(1.0, 0.02)
+            values = [centre * rng.gauss(1.0, 0.01) for _ in range(10)]
+            store.record_trial(
+                TrialRecord(
+                    campaign_id=cid,
+                    trial_key=f"k{i}",
+                    benchmark="stream",
+                    workload="memory.stream",
+                    params={"op": "triad"},
+                    params_hash="ph",
+                    status="ok",
+                    attempt=1,
+                    node_id=node,
+                    ray_node_id=f"{i:02d}" * 28,
+                    started_at=T0 + timedelta(days=day),
+                    metrics=[MetricRecord("bandwidth", "GB/s", True, values, summarize(values))],
+                    primary_metric="bandwidth",
+                )
+            )
+    result = invoke("check", "c5", "--db", url, "--format", "json")
+    assert result.exit_code == 1
+    records = json.loads(result.stdout)
+    flagged = {r["node"] for r in records if r["failed"]}
+    assert flagged == {"n03", "n11", "n17"}
+    verdicts = {r["node"]: r["verdict"] for r in records}
+    assert verdicts["n03"] == verdicts["n11"] == "low" and verdicts["n17"] == "high"
+    assert records[0]["node"] == "n03"  # the furthest off first
+    # Pinned: the first five campaigns only; the same three found.
+    built = invoke(
+        "baseline",
+        "build",
+        "before",
+        "--db",
+        url,
+        *[arg for d in range(5) for arg in ("--campaign", f"c{d}")],
+    )
+    assert built.exit_code == 0 and "1 reference(s) from 100 trial(s)" in built.output
+    pinned = invoke("check", "c5", "--db", url, "--baseline", "before", "--format", "json")
+    assert {r["node"] for r in json.loads(pinned.stdout) if r["verdict"] != "pass"} == {
+        "n03",
+        "n11",
+        "n17",
+    }
+    assert invoke("check", "c4", "--db", url).exit_code == 0  # a clean campaign: no alarm
+    missing = invoke("check", "c5", "--db", url, "--baseline", "nope")
+    assert missing.exit_code == 2 and "no baseline 'nope'" in missing.output
