@@ -54,6 +54,7 @@ def check_columns(records: list[dict[str, Any]]) -> list[Column]:
         ("class reference", _reference),
         ("off", _off),
         ("node history", _node_history),
+        ("flags", lambda r: " ".join(r["flags"])),
     ]
 
 
@@ -74,8 +75,9 @@ def check(
 ) -> None:
     """Judge every trial of a campaign against its hardware class and its node's history.
 
-    A verdict per trial: pass, low, high, or no baseline. Exit 1 when any trial is out
-    (a CI job or an acceptance script can gate on it), 2 for bad input.
+    A verdict per trial: pass, low, high, no baseline, or unreliable (out of bounds but
+    flagged noisy or contended). Exit 1 when any trial is out (a CI job or an acceptance
+    script can gate on it), 2 for bad input.
     """
     from results_db.baseline import check as judge_campaign
 

@@ -62,6 +62,20 @@ class Settings(_Strict):
     min_duration_s: float = Field(1.0, ge=0)
     max_duration_s: float = Field(60.0, gt=0)
     timeout_s: float = Field(600.0, gt=0, description="whole trial, setup to teardown")
+    target_ci: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="adaptive repetitions: past the minimums, go on until the median's 95% CI "
+        "half-width is within this fraction of the median (0.02: 2%), bounded by the "
+        "maximums; a trial that does not get there is flagged noisy",
+    )
+    contended_cores: float = Field(
+        0.25,
+        ge=0,
+        description="CPU other processes may use during a trial's window (cores, on "
+        "average) before it is flagged contended; raise it where nodes share a host",
+    )
     flush_l2: bool = Field(False, description="zero a 256 MB buffer before each CUDA iteration")
     cuda_graph: bool = Field(False, description="time CUDA-graph replays of one iteration")
     telemetry: Telemetry = Field(default_factory=Telemetry)

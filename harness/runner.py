@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import psutil
+
 from collectors import Sample, SourceStatus, TelemetrySampler
 from harness.playbook_model import Settings
-from harness.stats import summarize
+from harness.stats import ci_fraction, summarize
 from results_db.vocabulary import Summary, TrialStatus
 from workloads import UnsupportedParams, VerificationError, Workload, get_workload
 from workloads.base import RankContext
@@ -69,8 +71,10 @@ def measure(
 ) -> None:
     """Time iterations until the stopping rule says so.
 
-    Stops when both min_repetitions and min_duration_s are met; max_repetitions and
-    max_duration_s always win. The reason is stored in ``outcome.stop_reason``.
+    Stops when both min_repetitions and min_duration_s are met (and, with ``target_ci``,
+    the median's 95% CI is that tight: Phoronix's dynamic run count); max_repetitions and
+    max_duration_s always win. The reason is stored in ``outcome.stop_reason``; a trial
+    that stopped at a maximum before its CI target is flagged ``noisy``.
     """
     step, flush, facts = workload.timing_hooks(settings.flush_l2, settings.cuda_graph)
     outcome.context.update(facts)
@@ -95,13 +99,19 @@ def measure(
         elif elapsed >= max_s:
             reason = "max_duration"
         elif n >= min_reps and elapsed >= min_s:
-            reason = "min_reached"
+            if settings.target_ci is None:
+                reason = "min_reached"
+            elif ci_fraction(seconds) <= settings.target_ci:
+                reason = "ci_reached"
         per_iteration = elapsed / n
         batch = max(1, min(MAX_BATCH, int(BATCH_SHARE * min_s / max(per_iteration, 1e-9))))
         # Multi-rank trials take rank 0's decision, so every rank runs the same iterations.
         stop, batch = workload.agree(reason is not None, batch)
         if stop:
             outcome.stop_reason = reason or "rank0"
+            if settings.target_ci is not None and outcome.stop_reason.startswith("max_"):
+                outcome.context["noisy"] = True
+                outcome.context["ci_fraction"] = ci_fraction(seconds)
             break
     outcome.measure_seconds = time.perf_counter() - t0
     outcome.seconds = seconds
@@ -164,10 +174,13 @@ def _run_trial(
         sampler = TelemetrySampler(telemetry.sources, telemetry.interval_s, workload.gpu_uuids())
         phase = "measure"
         sampler.start()
+        before = cpu_snapshot()
         try:
             measure(workload, settings, timer, outcome)
         finally:
             sampler.stop()
+        if ranks is None:  # a rank's peers on the same node are not "other" load
+            outcome.context.update(contention(before, cpu_snapshot(), settings.contended_cores))
         outcome.window = sampler.window
         phase = "verify"
         workload.verify()
@@ -189,6 +202,31 @@ def _run_trial(
                     _fail(outcome, "teardown", exc)
     outcome.finished_at = time.time()
     return outcome
+
+
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall clock, this process's CPU seconds, every process's busy CPU seconds)."""
+    own = psutil.Process().cpu_times()
+    system = psutil.cpu_times()
+    busy = sum(system) - system.idle - getattr(system, "iowait", 0.0)
+    busy -= getattr(system, "guest", 0.0) + getattr(system, "guest_nice", 0.0)
+    return time.monotonic(), own.user + own.system, busy
+
+
+def contention(
+    before: tuple[float, float, float], after: tuple[float, float, float], limit_cores: float
+) -> dict[str, Any]:
+    """How much CPU other processes used during the window, in cores on average;
+    ``contended`` past ``limit_cores`` (the figure is then unreliable, not a regression).
+    The default, 0.25, is well over Ray's idle daemons and well under a busy neighbour."""
+    wall = after[0] - before[0]
+    if wall <= 0:
+        return {}
+    others = max(0.0, (after[2] - before[2]) - (after[1] - before[1])) / wall
+    out: dict[str, Any] = {"other_cpu_cores": round(others, 3)}
+    if others > limit_cores:
+        out["contended"] = True
+    return out
 
 
 def measure_idle(sources: list[str], interval_s: float, seconds: float) -> list[Sample]:

@@ -68,6 +68,14 @@ def median_ci(sorted_values: Sequence[float], level: float = 0.95) -> tuple[floa
     return float(sorted_values[j]), float(sorted_values[n - 1 - j]), coverage
 
 
+def ci_fraction(values: Sequence[float]) -> float:
+    """Half the width of the median's 95% CI over the median: 0.02 is +-2%."""
+    s = np.sort(np.asarray(values, dtype=np.float64))
+    low, high, _ = median_ci(s)
+    median = float(np.median(s))
+    return (high - low) / 2 / abs(median) if median else float("inf")
+
+
 def summarize(values: Sequence[float]) -> Summary:
     """n, median, mean, std, min, max, p5, p90, p95, p99, cv (std/mean) and the median's 95% CI."""
     n = len(values)

@@ -9,7 +9,9 @@ trials behind it. `check` judges each trial of a campaign against
 - its node's own history (the same machine, by fingerprint, in other campaigns).
 A trial is out when it is further from the centre than ``k`` spreads and at least
 ``tolerance_pct`` of the centre (the floor keeps a tight, small history from calling noise
-a fault).
+a fault). Trials flagged noisy (their CI target not reached) or contended (other processes
+used the CPU during their window) are never references and never failures: out of bounds,
+they are ``unreliable``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ MIN_REFERENCE_TRIALS = 2
 
 # Verdicts
 PASS, LOW, HIGH, NO_BASELINE = "pass", "low", "high", "no baseline"
+UNRELIABLE = "unreliable"  # out of bounds, but measured noisy or beside other load
 FAILING = (LOW, HIGH)
+# Trial context flags that make a figure unreliable: never a reference, never a failure.
+UNRELIABLE_FLAGS = ("noisy", "contended")
 
 # (hardware class, workload, params hash, metric, workload version)
 Key = tuple[str, str, str, str, str]
@@ -91,6 +96,7 @@ class TrialFigure:
     hostname: str
     ranks: list[dict[str, Any]] | None = None
     started_at: datetime | None = None
+    flags: tuple[str, ...] = ()  # of UNRELIABLE_FLAGS, from the trial's context
 
     @property
     def key(self) -> Key:
@@ -138,6 +144,7 @@ def figures(
             t.c.ray_node_id,
             t.c.ranks,
             t.c.started_at,
+            t.c.context,
             t.c.node_id,
             Node.hostname,
             Node.hardware_class,
@@ -186,6 +193,7 @@ def figures(
                 hostname=r.hostname or "",
                 ranks=r.ranks,
                 started_at=r.started_at,
+                flags=tuple(f for f in UNRELIABLE_FLAGS if (r.context or {}).get(f)),
             )
         )
     return out
@@ -195,7 +203,8 @@ def build_references(figs: Iterable[TrialFigure]) -> dict[Key, tuple[Reference, 
     """Per key, the reference of its trials' medians and the unit."""
     groups: dict[Key, list[TrialFigure]] = defaultdict(list)
     for f in figs:
-        groups[f.key].append(f)
+        if not f.flags:
+            groups[f.key].append(f)
     out = {}
     for key, fs in groups.items():
         ref = Reference.of(f.value for f in fs)
@@ -299,10 +308,10 @@ def check(
         raise QueryError(f"no campaign {campaign!r} in the store")
     mine = figures(session, campaigns=[campaign])
     keys = {(f.workload, f.params_hash) for f in mine}
-    history = [f for f in figures(session, keys=keys) if f.campaign != campaign]
+    history = [f for f in figures(session, keys=keys) if f.campaign != campaign and not f.flags]
     pinned = _pinned(session, baseline) if baseline else None
     by_key: dict[Key, list[TrialFigure]] = defaultdict(list)
-    for f in history + mine:
+    for f in history + [m for m in mine if not m.flags]:
         by_key[f.key].append(f)
     node_history: dict[tuple[Key, int | None], list[float]] = defaultdict(list)
     for f in history:
@@ -323,6 +332,10 @@ def check(
 
 def _record(f: TrialFigure, on_class: Judged, on_node: Judged) -> dict[str, Any]:
     failing = on_class.verdict in FAILING or on_node.verdict in FAILING
+    if failing and f.flags:  # noisy or contended: say so, do not fail the campaign
+        on_class.verdict = UNRELIABLE if on_class.verdict in FAILING else on_class.verdict
+        on_node.verdict = UNRELIABLE if on_node.verdict in FAILING else on_node.verdict
+        failing = False
     return {
         "trial": f.trial,
         "campaign": f.campaign,
@@ -347,6 +360,7 @@ def _record(f: TrialFigure, on_class: Judged, on_node: Judged) -> dict[str, Any]
         "node_centre": on_node.reference.centre if on_node.reference else None,
         "node_trials": on_node.reference.trials if on_node.reference else 0,
         "node_off_pct": on_node.off_pct,
+        "flags": list(f.flags),
         "failed": failing,
     }
 

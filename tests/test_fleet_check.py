@@ -33,6 +33,7 @@ defaults:
   max_repetitions: 8
   min_duration_s: 0
   timeout_s: 120
+  contended_cores: 4  # three Ray nodes share this host's cores: their trials overlap
   telemetry: {{sources: [host]}}
 benchmarks:
   - name: sleepy
@@ -144,3 +145,21 @@ def test_planted_outliers_are_found_with_no_false_alarm(tmp_path: Path) -> None:
     assert invoke("check", "c4", "--db", url).exit_code == 0  # a clean campaign: no alarm
     missing = invoke("check", "c5", "--db", url, "--baseline", "nope")
     assert missing.exit_code == 2 and "no baseline 'nope'" in missing.output
+
+
+def test_noisy_or_contended_trials_are_unreliable_not_failures(tmp_path: Path) -> None:
+    import sqlite3
+
+    test_planted_outliers_are_found_with_no_false_alarm(tmp_path)
+    db = sqlite3.connect(tmp_path / "r.sqlite")
+    db.execute(
+        "update trials set context = '{\"contended\": true}' where campaign_id = 'c5' and "
+        "node_id = (select id from nodes where hostname = 'n17')"
+    )
+    db.commit()
+    result = invoke("check", "c5", "--db", sqlite_url(tmp_path / "r.sqlite"), "--format", "json")
+    assert result.exit_code == 1  # n03 and n11 still fail
+    records = {r["node"]: r for r in json.loads(result.stdout)}
+    assert records["n17"]["verdict"] == "unreliable" and records["n17"]["failed"] is False
+    assert records["n17"]["flags"] == ["contended"]
+    assert {n for n, r in records.items() if r["failed"]} == {"n03", "n11"}

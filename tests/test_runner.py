@@ -105,3 +105,38 @@ def test_telemetry_covers_the_measurement_window() -> None:
     assert "nvml" in statuses  # asked for: recorded either way
     if not statuses["nvml"].available:
         assert statuses["nvml"].reason
+
+
+def test_adaptive_repetitions_stop_at_the_ci_target_or_flag_the_trial_noisy() -> None:
+    tight = run_trial(
+        "test.flaky",
+        {"sleep_s": 0.002},
+        settings(min_repetitions=5, max_repetitions=400, min_duration_s=0, target_ci=0.5),
+    )
+    assert tight.stop_reason == "ci_reached" and "noisy" not in tight.context
+    assert len(tight.seconds) < 400
+    noisy = run_trial(
+        "test.flaky",
+        {"sleep_s": 0.001},
+        settings(min_repetitions=5, max_repetitions=30, min_duration_s=0, target_ci=1e-9),
+    )
+    assert noisy.stop_reason == "max_repetitions" and noisy.context["noisy"] is True
+    assert noisy.context["ci_fraction"] > 1e-9
+    plain = run_trial("test.flaky", {}, settings(min_repetitions=5, min_duration_s=0))
+    assert plain.stop_reason == "min_reached" and "noisy" not in plain.context
+
+
+def test_a_trial_beside_a_busy_process_is_flagged_contended() -> None:
+    import subprocess
+    import sys
+    import time
+
+    quiet = run_trial("test.flaky", {"sleep_s": 0.01}, settings(min_duration_s=0.5))
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        busy = run_trial("test.flaky", {"sleep_s": 0.01}, settings(min_duration_s=0.5))
+    finally:
+        spinner.kill()
+    assert busy.context["contended"] is True and busy.context["other_cpu_cores"] > 0.5
+    assert quiet.context["other_cpu_cores"] < busy.context["other_cpu_cores"]
