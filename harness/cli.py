@@ -42,7 +42,7 @@ from harness.cli_common import (
     out,
     state,
 )
-from harness.cli_fleet import baseline_app, check
+from harness.cli_fleet import baseline_app, check, judged_expectations, print_expectations
 from harness.cli_results import print_trials, results_app
 from harness.errors import CampaignError
 from harness.eta import Eta, format_eta
@@ -236,6 +236,9 @@ def run(
             finally:
                 live.stop()
         print_trials(store, result.campaign_id, "table", wide)
+        with store.session() as s:
+            expected = judged_expectations(s, result.campaign_id)
+        missed = print_expectations(expected, wide) if expected else 0
         ok = result.counts.get(TrialStatus.OK.value, 0)
         bad = result.ran - ok
         left = len(result.left_failed)
@@ -243,11 +246,13 @@ def run(
             f"campaign {result.campaign_id}: {ok} ok, {bad} failed, {result.skipped} skipped "
             f"(already done)"
             + (f", {left} left failed (not in this plan)" if left else "")
+            + (f", {missed} expectation(s) missed" if missed else "")
             + f"; stored in {store.describe()}",
             markup=False,
         )
         if bad or left:
             out.print(f"to retry failed trials: {again(result.campaign_id)}", markup=False)
+        if bad or left or missed:
             raise typer.Exit(1)
 
 

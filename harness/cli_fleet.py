@@ -58,6 +58,55 @@ def check_columns(records: list[dict[str, Any]]) -> list[Column]:
     ]
 
 
+def expectations_of(effective: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The `expect:` of each benchmark of a stored campaign's playbook, by benchmark name."""
+    from harness.expand import benchmark_name
+    from harness.playbook_model import Benchmark
+
+    out = {}
+    for i, raw in enumerate((effective or {}).get("benchmarks") or []):
+        b = Benchmark.model_validate(raw)
+        if b.expect:
+            out[benchmark_name(b, i)] = {m: e.model_dump() for m, e in b.expect.items()}
+    return out
+
+
+def judged_expectations(session: Any, campaign: str) -> list[dict[str, Any]]:
+    """The campaign's `expect:` references judged on its latest ok trials."""
+    from results_db.expect import judge_expectations
+    from results_db.models import Campaign
+
+    row = session.get(Campaign, campaign)
+    expectations = expectations_of(row.effective if row is not None else {})
+    if not expectations:
+        return []
+    records = db_api.query_records(session, db_api.Filters(campaign=campaign))
+    return judge_expectations(records, expectations)
+
+
+def print_expectations(results: list[dict[str, Any]], wide: bool = False) -> int:
+    """The table of `expect:` results; the number that failed."""
+    from results_db.expect import FAIL
+
+    varying = varying_params([(r["benchmark"], r["params"]) for r in results])
+    columns: list[Column] = [
+        ("verdict", "verdict"),
+        ("benchmark", "benchmark"),
+        (
+            "params",
+            lambda r: shown_params(
+                r["params"], r["param_defaults"], varying.get(r["benchmark"], set())
+            ),
+        ),
+        ("node", "node_label"),
+        ("metric", "metric"),
+        ("median", lambda r: f"{r['median']:.4g} {r['unit']}"),
+        ("expected", "expected"),
+    ]
+    emit_records(out, "table", "expectations (playbook expect:)", results, columns, wide=wide)
+    return sum(r["verdict"] == FAIL for r in results)
+
+
 def check(
     campaign: Annotated[str, typer.Argument(help="campaign id")],
     baseline: Annotated[
@@ -76,8 +125,9 @@ def check(
     """Judge every trial of a campaign against its hardware class and its node's history.
 
     A verdict per trial: pass, low, high, no baseline, or unreliable (out of bounds but
-    flagged noisy or contended). Exit 1 when any trial is out (a CI job or an acceptance
-    script can gate on it), 2 for bad input.
+    flagged noisy or contended); and the playbook's `expect:` references. Exit 1 when any
+    trial is out or misses an expectation (a CI job or an acceptance script can gate on
+    it), 2 for bad input.
     """
     from results_db.baseline import check as judge_campaign
 
@@ -85,11 +135,23 @@ def check(
         store = db_api.ResultStore(db_url(db), upgrade=False)
         with store.session() as s:
             records = judge_campaign(s, campaign, baseline=baseline, k=k, tolerance_pct=tolerance)
+            expected = judged_expectations(s, campaign)
         if not records:
             raise QueryError(f"campaign {campaign!r} has no ok trial to judge")
+    by_trial: dict[int, list[dict[str, Any]]] = {}
+    for e in expected:
+        by_trial.setdefault(e["trial"], []).append(e)
+    for r in records:
+        r["expect"] = [
+            {k: e[k] for k in ("metric", "median", "expected", "verdict")}
+            for e in by_trial.get(r["trial"], [])
+        ]
+        r["failed"] = r["failed"] or any(e["verdict"] == "fail" for e in r["expect"])
     against = f"baseline {baseline}" if baseline else "the stored history and its peers"
     title = f"{campaign} against {against} (out: beyond {k:g} MADs and {tolerance:g}%)"
     emit_records(out, format.value, title, records, check_columns(records), wide=wide)
+    if expected and format is Format.table:
+        print_expectations(expected, wide)
     failed = [r for r in records if r["failed"]]
     if failed:
         nodes = sorted({r["node_label"] for r in failed})

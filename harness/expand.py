@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from harness.energy import EFFICIENCY
 from harness.playbook_model import (
     Benchmark,
     Playbook,
@@ -102,6 +103,11 @@ def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> li
             hint = did_you_mean(b.workload, all_workloads()) or f"; expected one of: {known}"
             errors.append(f"{at}.workload: unknown workload {b.workload!r}{hint}")
             continue
+        metrics = [m.name for m in wl.metrics] + [name for name, _, _ in EFFICIENCY.values()]
+        for metric in b.expect:
+            if metric not in metrics:
+                hint = did_you_mean(metric, metrics) or f"; expected one of: {', '.join(metrics)}"
+                errors.append(f"{at}.expect: {b.workload} has no metric {metric!r}{hint}")
         if b.on != "any" and b.on not in pb.targets:
             names = ", ".join(["any", *pb.targets])
             errors.append(f"{at}.on: unknown target {b.on!r}; expected one of: {names}")

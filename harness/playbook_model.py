@@ -132,6 +132,29 @@ class RankLayout(_Strict):
         return self.nodes * self.per_node
 
 
+class Expectation(_Strict):
+    """What a metric's median must be (ReFrame-style references, for what the history cannot
+    yet say): an absolute range, or at least a fraction of the node's measured ceiling or of
+    its datasheet peak."""
+
+    min: float | None = None
+    max: float | None = None
+    of_ceiling: float | None = Field(
+        None, gt=0, le=2, description="at least this fraction of the measured ceiling"
+    )
+    of_peak: float | None = Field(
+        None, gt=0, le=2, description="at least this fraction of the datasheet peak"
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> Expectation:
+        if all(v is None for v in (self.min, self.max, self.of_ceiling, self.of_peak)):
+            raise ValueError("give min, max, of_ceiling or of_peak")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) exceeds max ({self.max})")
+        return self
+
+
 class Benchmark(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
     workload: str
@@ -155,6 +178,10 @@ class Benchmark(_Strict):
     zip: list[list[str]] = Field(default_factory=list)
     exclude: list[dict[str, ParamValue]] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
+    expect: dict[str, Expectation] = Field(
+        default_factory=dict,
+        description="per metric: what its median must be (checked after `run` and by `check`)",
+    )
 
 
 class Playbook(_Strict):

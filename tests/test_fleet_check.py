@@ -163,3 +163,51 @@ def test_noisy_or_contended_trials_are_unreliable_not_failures(tmp_path: Path) -
     assert records["n17"]["verdict"] == "unreliable" and records["n17"]["failed"] is False
     assert records["n17"]["flags"] == ["contended"]
     assert {n for n, r in records.items() if r["failed"]} == {"n03", "n11"}
+
+
+def test_expectations_are_judged_by_check(tmp_path: Path) -> None:
+    test_planted_outliers_are_found_with_no_false_alarm(tmp_path)
+    url = sqlite_url(tmp_path / "r.sqlite")
+    import sqlite3
+
+    effective = {
+        "benchmarks": [
+            {
+                "name": "stream",
+                "workload": "memory.stream",
+                "expect": {"bandwidth": {"min": 90, "of_peak": 0.5}},
+            }
+        ]
+    }
+    db = sqlite3.connect(tmp_path / "r.sqlite")
+    db.execute("update campaigns set effective = ? where id = 'c4'", (json.dumps(effective),))
+    db.commit()
+    result = invoke("check", "c4", "--db", url)
+    assert result.exit_code == 0, result.output  # every node over 90 GB/s; no peak known
+    assert "expectations (playbook expect:)" in result.output
+    assert "no datasheet peak" in result.output
+    effective["benchmarks"][0]["expect"] = {"bandwidth": {"min": 101}}
+    db.execute("update campaigns set effective = ? where id = 'c4'", (json.dumps(effective),))
+    db.commit()
+    result = invoke("check", "c4", "--db", url, "--format", "json")
+    assert result.exit_code == 1
+    records = json.loads(result.stdout)
+    missed = [r for r in records if any(e["verdict"] == "fail" for e in r["expect"])]
+    assert missed and all(r["failed"] for r in missed)
+    assert all(r["value"] < 101 for r in missed)
+    assert all(r["value"] >= 101 for r in records if r not in missed)
+
+
+@pytest.mark.ray
+def test_run_checks_the_playbooks_expectations(ray_cluster, tmp_path: Path) -> None:
+    path = tmp_path / "expect.yaml"
+    path.write_text(
+        PLAYBOOK.format(slow="").replace(
+            "slow_factor: 2.0}\n", "slow_factor: 2.0}\n    expect: {time: {max: 0.001}}\n"
+        )
+    )
+    db = tmp_path / "r.sqlite"
+    result = invoke("run", str(path), "--db", str(db), "--address", ray_cluster.address)
+    assert result.exit_code == 1, result.output + result.stderr  # 20 ms is not <= 0.001 ms
+    assert "3 expectation(s) missed" in result.output
+    assert "<= 0.001 ms" in result.output

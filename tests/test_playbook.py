@@ -198,3 +198,25 @@ def test_combinations_without_lists_is_one_trial() -> None:
 def test_shipped_playbooks_are_valid() -> None:
     for path in (Path(__file__).parent.parent / "playbooks").glob("*.yaml"):
         assert expand(load_playbook(path).model)
+
+
+@pytest.mark.parametrize(
+    ("expect", "message"),
+    [
+        ("{bandwith: {min: 1}}", "has no metric 'bandwith'; did you mean 'bandwidth'?"),
+        ("{bandwidth: {}}", "give min, max, of_ceiling or of_peak"),
+        ("{bandwidth: {min: 5, max: 1}}", "min (5.0) exceeds max (1.0)"),
+        ("{bandwidth: {of_peak: 3}}", "of_peak"),
+    ],
+)
+def test_bad_expectations_are_refused(tmp_path, expect: str, message: str) -> None:
+    from harness.playbook import PlaybookError, load_playbook
+
+    path = tmp_path / "pb.yaml"
+    path.write_text(
+        "campaign: {name: x}\nbenchmarks:\n  - workload: memory.stream\n"
+        f"    params: {{op: triad}}\n    expect: {expect}\n"
+    )
+    with pytest.raises(PlaybookError) as err:
+        load_playbook(path)
+    assert message in str(err.value)
