@@ -148,7 +148,8 @@ def check(
         ]
         r["failed"] = r["failed"] or any(e["verdict"] == "fail" for e in r["expect"])
     against = f"baseline {baseline}" if baseline else "the stored history and its peers"
-    title = f"{campaign} against {against} (out: beyond {k:g} MADs and {tolerance:g}%)"
+    k_used = records[0]["k"]  # widened with the number of trials judged
+    title = f"{campaign} against {against} (out: beyond {k_used:.2g} MADs and {tolerance:g}%)"
     emit_records(out, format.value, title, records, check_columns(records), wide=wide)
     if expected and format is Format.table:
         print_expectations(expected, wide)

@@ -9,9 +9,11 @@ trials behind it. `check` judges each trial of a campaign against
 - its node's own history (the same machine, by fingerprint, in other campaigns).
 A trial is out when it is further from the centre than ``k`` spreads and at least
 ``tolerance_pct`` of the centre (the floor keeps a tight, small history from calling noise
-a fault). Trials flagged noisy (their CI target not reached) or contended (other processes
-used the CPU during their window) are never references and never failures: out of bounds,
-they are ``unreliable``.
+a fault); ``k`` widens with the number of trials judged, so a whole campaign's check has
+at most a 5% chance of one false alarm (3 spreads for a few trials, 4.6 for 10,000).
+Trials flagged noisy (their CI target not reached) or contended (other processes used the
+CPU during their window) are never references and never failures: out of bounds, they are
+``unreliable``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ MAD_SCALE = 1.4826  # MAD x this estimates sigma for normal data
 K_SPREADS = 3.0  # out beyond 3 scaled MADs (a Shewhart control limit)
 TOLERANCE_PCT = 5.0  # ... and beyond 5% of the centre
 MIN_REFERENCE_TRIALS = 2
+FAMILY_ALPHA = 0.05  # chance of one false alarm in a whole campaign's check, all trials
+# Past this many trials in a reference, leaving the judged trial out moves its median by
+# less than one order statistic: the whole key's reference is computed once.
+LEAVE_ONE_OUT_BELOW = 64
 
 # Verdicts
 PASS, LOW, HIGH, NO_BASELINE = "pass", "low", "high", "no baseline"
@@ -107,6 +113,17 @@ class TrialFigure:
             self.metric,
             self.workload_version,
         )
+
+
+def family_k(k: float, judged: int, alpha: float = FAMILY_ALPHA) -> float:
+    """``k``, widened so that judging ``judged`` trials raises a false alarm with chance
+    ``alpha`` at most (Bonferroni, normal tails): 3 for a few trials, 4.6 for 10,000.
+    Without it a large fleet's check would flag a handful of healthy nodes by chance."""
+    from scipy.special import ndtri
+
+    if judged <= 1:
+        return k
+    return max(k, float(ndtri(1.0 - alpha / (2.0 * judged))))
 
 
 def judge(value: float, ref: Reference | None, k: float, tolerance_pct: float) -> Judged:
@@ -316,21 +333,29 @@ def check(
     node_history: dict[tuple[Key, int | None], list[float]] = defaultdict(list)
     for f in history:
         node_history[(f.key, f.node_row)].append(f.value)
+    whole = {
+        key: Reference.of(o.value for o in fs)
+        for key, fs in by_key.items()
+        if len(fs) >= LEAVE_ONE_OUT_BELOW
+    }
+    k = family_k(k, len(mine))
     records = []
     for f in mine:
         if pinned is not None:
             class_ref = pinned.get(f.key)
+        elif f.key in whole:
+            class_ref = whole[f.key]
         else:  # every other trial of the class: history, and this campaign's other nodes
             class_ref = Reference.of(o.value for o in by_key[f.key] if o.trial != f.trial)
         on_class = judge(f.value, class_ref, k, tolerance_pct)
         on_node = judge(f.value, Reference.of(node_history[(f.key, f.node_row)]), k, tolerance_pct)
-        records.append(_record(f, on_class, on_node))
+        records.append(_record(f, on_class, on_node, k))
     add_node_labels(records)
     records.sort(key=_severity)
     return records
 
 
-def _record(f: TrialFigure, on_class: Judged, on_node: Judged) -> dict[str, Any]:
+def _record(f: TrialFigure, on_class: Judged, on_node: Judged, k: float) -> dict[str, Any]:
     failing = on_class.verdict in FAILING or on_node.verdict in FAILING
     if failing and f.flags:  # noisy or contended: say so, do not fail the campaign
         on_class.verdict = UNRELIABLE if on_class.verdict in FAILING else on_class.verdict
@@ -361,6 +386,7 @@ def _record(f: TrialFigure, on_class: Judged, on_node: Judged) -> dict[str, Any]
         "node_trials": on_node.reference.trials if on_node.reference else 0,
         "node_off_pct": on_node.off_pct,
         "flags": list(f.flags),
+        "k": k,
         "failed": failing,
     }
 
