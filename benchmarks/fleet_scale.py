@@ -173,6 +173,9 @@ def generate(url: str, args: argparse.Namespace) -> tuple[str, set[str]]:
                 conn.execute(insert(Trial), trials)
                 conn.execute(insert(Metric), metrics)
                 conn.execute(insert(RawSample), samples)
+    if engine.dialect.name == "postgresql":  # fresh statistics, as after any bulk load
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
     engine.dispose()
     return last, {hosts[n] for n in planted}
 
