@@ -157,7 +157,8 @@ def check(
     if failed:
         nodes = sorted({r["node_label"] for r in failed})
         err.print(
-            f"{len(failed)} of {len(records)} trial(s) out of bounds, on: {', '.join(nodes)}",
+            f"{len(failed)} of {len(records)} trial(s) out of bounds or short of an expectation, "
+            f"on: {', '.join(nodes)}",
             markup=False,
         )
         raise typer.Exit(1)
@@ -176,11 +177,11 @@ def baseline_build(
 ) -> None:
     """Pin the references the stored history gives now (per hardware class, benchmark and
     workload version: median of trial medians and scaled MAD)."""
-    from harness.cli_results import _when
+    from harness.cli_results import parse_when
     from results_db.baseline import pin_baseline
 
     with handled():
-        when = _when(since, "--since")
+        when = parse_when(since, "--since")
         store = db_api.ResultStore(db_url(db))
         with store.session() as s:
             entries, trials = pin_baseline(s, name, since=when, campaigns=campaign)

@@ -168,7 +168,7 @@ def results_ceilings(
     emit_records(out, format.value, "measured ceilings", records, CEILING_COLUMNS)
 
 
-def _when(value: str | None, option: str) -> datetime | None:
+def parse_when(value: str | None, option: str) -> datetime | None:
     """An ISO date or date-time option; naive values are taken as UTC."""
     if not value:
         return None
@@ -231,8 +231,8 @@ def _filters(
         status=None if status == "all" else status,
         where=_parse_where(where or []),
         all_attempts=all_attempts,
-        since=_when(since, "--since"),
-        until=_when(until, "--until"),
+        since=parse_when(since, "--since"),
+        until=parse_when(until, "--until"),
     )
 
 
