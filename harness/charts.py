@@ -1,6 +1,6 @@
 """The report's charts, drawn by matplotlib as inline SVG: grouped bars with 95% CI error
 bars, sweeps (log x) with error bars, labelled roofline points, telemetry with trial
-boundaries.
+boundaries, heatmaps (fleet health, pairwise matrices) and control charts.
 
 Text stays text (``svg.fonttype: none``), so the page is searchable and small; nothing is
 fetched, no script is embedded. Labels come from stored data: they are shown as written
@@ -213,6 +213,90 @@ def roofline(
         ax.set_ylabel("achieved")
         ax.set_title(text(title), loc="left")
         _legend(ax, len(points))
+        return _svg(fig)
+
+
+def heatmap(
+    title: str,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    values: Sequence[Sequence[float | None]],
+    notes: Sequence[Sequence[str]],
+    *,
+    diverging: bool,
+    colour_label: str,
+) -> str:
+    """A grid of cells, each written with its note. ``diverging``: red below zero, blue
+    above, white at zero, clipped at +-6 (distance from a baseline, oriented so that worse
+    is negative); else one sequential scale (a matrix of figures). Empty cells stay blank."""
+    import numpy as np
+
+    grid = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, ax = plt.subplots(
+            figsize=(max(4.0, 1.0 * len(columns) + 2.5), max(2.0, 0.32 * len(rows) + 1.2))
+        )
+        if diverging:
+            image = ax.imshow(grid, cmap="RdBu", vmin=-6, vmax=6, aspect="auto")
+        else:
+            image = ax.imshow(grid, cmap="viridis", aspect="auto")
+        for i, row in enumerate(notes):
+            for j, note in enumerate(row):
+                if note:
+                    shade = image.norm(grid[i, j]) if not np.isnan(grid[i, j]) else 0.5
+                    dark = shade > 0.85 or shade < 0.15 if diverging else shade < 0.5
+                    ax.text(
+                        j,
+                        i,
+                        text(note),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if dark else "black",
+                        gid=f"cell-{i}-{j}",
+                    )
+        ax.set_xticks(range(len(columns)), [_wrap(text(c), 14) for c in columns], fontsize=7)
+        ax.set_yticks(range(len(rows)), [text(r) for r in rows], fontsize=7)
+        ax.xaxis.tick_top()
+        ax.set_title(text(title), loc="left", pad=24)
+        fig.colorbar(image, ax=ax, label=text(colour_label), shrink=0.8)
+        return _svg(fig)
+
+
+def control(
+    title: str,
+    points: Sequence[tuple[float, float, bool]],
+    centre: float,
+    limit: float,
+    unit: str,
+) -> str:
+    """A control chart: each trial's median against when it ran (seconds since the first),
+    the reference's centre line and its control limits (centre +- limit) drawn; this
+    campaign's trials in a second colour, so a drift or one bad node stands out."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, HEIGHT_IN))
+        t0 = min(t for t, _, _ in points)
+        span = max(t for t, _, _ in points) - t0
+        scale, unit_name = next(
+            (s, n)
+            for s, n in ((86400, "days"), (3600, "hours"), (60, "minutes"), (1, "seconds"))
+            if span >= 2 * s or s == 1
+        )
+        for mine, colour, name in ((False, "#777", "history"), (True, "#d62728", "this campaign")):
+            pts = [((t - t0) / scale, v) for t, v, m in points if m == mine]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), "o", color=colour, markersize=3, label=name)
+        ax.axhline(centre, color="#333", lw=1, label=f"centre {centre:.4g}")
+        if limit > 0:
+            ax.axhspan(centre - limit, centre + limit, color="#2ca02c", alpha=0.12, lw=0)
+            for y in (centre - limit, centre + limit):
+                ax.axhline(y, color="#2ca02c", lw=0.8, ls="--")
+            ax.plot([], [], color="#2ca02c", ls="--", label=f"control limits ±{limit:.3g}")
+        ax.set_xlabel(f"{unit_name} since the first trial shown")
+        ax.set_ylabel(text(unit))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.set_title(text(title), loc="left")
+        _legend(ax, 4)
         return _svg(fig)
 
 

@@ -108,6 +108,7 @@ def running_line(running: list[PlacedTrial], width: int = 60) -> str:
     parts = [
         f"{t.spec.benchmark}[{planned_params(t.spec.workload, t.spec.params)}] "
         f"on {t.node.hostname} ({t.node.short_id})"
+        + (" GPU " + "→".join(map(str, t.gpus)) if t.gpus else "")
         for t in running
     ]
     text = "running: " + "; ".join(parts)
@@ -301,11 +302,13 @@ def resume_command(
 
 
 def _where(p: PlacedTrial) -> str:
-    """The node of a trial, or each node of a multi-rank one with its rank count."""
+    """The node of a trial, or each node of a multi-rank one with its rank count, and the
+    GPU (pair) of a per-GPU trial."""
     nodes = {n.ray_node_id: n for n in p.ranks}
     per_node = len(p.ranks) // len(nodes)
     suffix = f" x{per_node}" if per_node > 1 else ""
-    return ", ".join(f"{n.hostname} ({n.short_id}){suffix}" for n in nodes.values())
+    gpus = " GPU " + "→".join(str(g) for g in p.gpus) if p.gpus else ""
+    return ", ".join(f"{n.hostname} ({n.short_id}){suffix}" for n in nodes.values()) + gpus
 
 
 def _print_plan(placed: list[PlacedTrial]) -> None:
@@ -427,10 +430,13 @@ def playbook_validate(
     with handled():
         limits = Limits.from_env(max_playbook_bytes, max_trials)
         loaded = load_playbook(playbook, set_ or [], limits)
-        n = len(expand(loaded.model))
+        specs = expand(loaded.model)
+    n = len(specs)
+    per_gpu = sum(s.each in ("gpu", "gpu_pair") for s in specs)
     out.print(
         f"{playbook}: valid, {len(loaded.model.benchmarks)} benchmark(s), "
-        f"{n} trial(s) per matching node",
+        f"{n} trial(s) per matching node"
+        + (f" ({per_gpu} of them per GPU or GPU pair)" if per_gpu else ""),
         markup=False,
     )
 

@@ -1,4 +1,5 @@
-"""`harness results ...`: campaigns, show, ceilings, query, compare, history, export."""
+"""`harness results ...`: campaigns, show, ceilings, query, matrix, compare, history,
+export."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import typer
 import results_db as db_api  # names load on first use: listing commands stays fast
 from harness.cli_common import DbOpt, Format, WideOpt, db_url, err, handled, out
 from harness.errors import CampaignError
-from harness.output import Column, emit, emit_records, table
+from harness.output import Column, emit, emit_records, fmt_number, table
 from harness.summary import (
     HEADERS,
     shown_params,
@@ -266,6 +267,36 @@ def results_query(
         return
     title = f"{len(records)} record(s)"
     emit_records(out, format.value, title, records, _columns(QUERY_COLUMNS, records), wide=wide)
+
+
+@results_app.command("matrix")
+def results_matrix(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    db: DbOpt = None,
+    benchmark: Annotated[
+        str | None, typer.Option("--benchmark", help="only this benchmark's trials")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="default: each trial's primary metric")
+    ] = None,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Pairwise and per-GPU results as matrices: GPU to GPU on each node (`each: gpu_pair`),
+    node to node (two-rank trials with `each: true`), and node x GPU (`each: gpu`)."""
+    from results_db.matrix import campaign_matrices
+
+    found = _read(db, lambda s: campaign_matrices(s, campaign, benchmark, metric))
+    if format != Format.table:
+        emit(out, format.value, found, None)
+        return
+    for m in found:
+        rows = [
+            [r, *("" if v is None else fmt_number(v) for v in values)]
+            for r, values in zip(m["rows"], m["values"], strict=True)
+        ]
+        corner = "from \\ to" if m["kind"] != "per GPU" else "node"
+        title = f"{m['title']} [{m['unit']}]"
+        out.print(table(title, [corner, *m["columns"]], rows, wide=True))
 
 
 class CompareBy(str, Enum):

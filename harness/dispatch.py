@@ -5,8 +5,13 @@ A trial claims all of each of its nodes' CPUs and GPUs (split among its ranks th
 nothing runs beside a measurement, a GPU never serves two trials, and Ray sets
 OMP_NUM_THREADS to the CPUs granted (it would be 1 otherwise). Trials on disjoint nodes run
 concurrently; a trial waiting for nodes reserves them, so later smaller trials cannot starve
-it. A trial past its timeout is cancelled (its processes killed) and recorded as a timeout;
-one whose node leaves the cluster fails with "node lost".
+it. A per-GPU trial (`each: gpu`) whose workload is isolated on its GPU claims that GPU and
+its share of the node's CPUs, so the node's GPUs are measured at once; any other per-GPU
+trial claims the whole node. Ray cannot be asked for one particular GPU, so the dispatcher
+keeps the GPUs apart itself and shows the trial its GPU through CUDA_VISIBLE_DEVICES, in a
+fresh worker process (CUDA reads the variable once per process). A trial past its timeout is
+cancelled (its processes killed) and recorded as a timeout; one whose node leaves the cluster
+fails with "node lost".
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from harness.cluster import NodeInfo
-from harness.placement import PlacedTrial
+from harness.placement import PlacedTrial, gpu_ids
 from harness.playbook_model import Settings
 from harness.runner import TrialOutcome, measure_idle, run_trial
 from results_db.vocabulary import TrialStatus
@@ -47,6 +52,10 @@ def forwarded_env(workload: str, params: dict) -> dict[str, str]:
 @ray.remote(max_retries=0)
 def _trial_task(workload: str, params: dict, settings: Settings, env: dict) -> TrialOutcome:
     return run_trial(workload, params, settings, env=env)
+
+
+# A worker process that ran CUDA has fixed its visible GPUs: a per-GPU trial gets a new one.
+_gpu_trial_task = ray.remote(max_retries=0, max_calls=1)(_trial_task._function)
 
 
 @ray.remote(max_restarts=0)
@@ -77,6 +86,41 @@ def _share(node: NodeInfo, ways: int = 1) -> dict[str, float]:
         "num_cpus": node.resources.get("CPU", 0.0) / ways,
         "num_gpus": node.resources.get("GPU", 0.0) / ways,
     }
+
+
+def isolated(trial: PlacedTrial) -> bool:
+    """A single-GPU trial whose workload leaves the node's other GPUs undisturbed."""
+    spec = trial.spec
+    return len(trial.gpus) == 1 and get_workload(spec.workload).isolated_on_gpu(spec.params)
+
+
+def claims(trial: PlacedTrial) -> frozenset[tuple[str, str | None]]:
+    """What the trial holds while it runs: (node, GPU id) for an isolated per-GPU trial,
+    else (node, None) for each of its nodes, whole."""
+    if isolated(trial):
+        return frozenset({(trial.node.ray_node_id, trial.gpu_ids[0])})
+    return frozenset((nid, None) for nid in trial.node_ids)
+
+
+def overlaps(
+    a: frozenset[tuple[str, str | None]] | set[tuple[str, str | None]],
+    b: frozenset[tuple[str, str | None]] | set[tuple[str, str | None]],
+) -> bool:
+    """Whether two sets of claims share a GPU, or a node one of them holds whole."""
+    whole_a = {n for n, g in a if g is None}
+    whole_b = {n for n, g in b if g is None}
+    nodes_a = {n for n, _ in a}
+    nodes_b = {n for n, _ in b}
+    return bool(whole_a & nodes_b or whole_b & nodes_a or a & b)
+
+
+def _gpu_request(trial: PlacedTrial) -> dict[str, float]:
+    """Ray resources of a per-GPU trial: one GPU and its share of the CPUs when isolated."""
+    node = trial.node
+    if not isolated(trial):
+        return _share(node)
+    count = max(1, len(gpu_ids(node)))
+    return {"num_cpus": node.resources.get("CPU", 0.0) / count, "num_gpus": 1}
 
 
 def _pin(node: NodeInfo) -> NodeAffinitySchedulingStrategy:
@@ -198,6 +242,14 @@ class Dispatcher:
         env = forwarded_env(spec.workload, spec.params)
         now = time.monotonic()
         flight = _InFlight(trial, [], now + spec.settings.timeout_s, time.time())
+        if trial.gpus:
+            env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(trial.gpu_ids)}
+            flight.refs = [
+                _gpu_trial_task.options(
+                    **_gpu_request(trial), scheduling_strategy=_pin(trial.node)
+                ).remote(spec.workload, spec.params, settings, env)
+            ]
+            return flight
         if spec.layout is None:
             node = trial.node
             flight.refs = [
@@ -254,8 +306,8 @@ class Dispatcher:
             self._in_flight.clear()
 
     def _start_what_fits(self, pending: list[PlacedTrial]) -> None:
-        busy = {nid for f in self._in_flight for nid in f.trial.node_ids}
-        reserved: set[str] = set()
+        busy = {c for f in self._in_flight for c in claims(f.trial)}
+        reserved: set[tuple[str, str | None]] = set()
         alive = alive_nodes() if pending else set()
         for trial in list(pending):
             if not trial.node_ids <= alive:
@@ -274,11 +326,12 @@ class Dispatcher:
                     ),
                 )
                 continue
-            if trial.node_ids & (busy | reserved):
-                reserved |= trial.node_ids  # first come, first served: hold its nodes
+            wants = claims(trial)
+            if overlaps(wants, busy | reserved):
+                reserved |= wants  # first come, first served: hold what it waits for
                 continue
             pending.remove(trial)
-            busy |= trial.node_ids
+            busy |= wants
             flight = self._submit(trial)
             self._in_flight.append(flight)
             self.on_start(trial)

@@ -20,6 +20,7 @@ from harness.playbook_model import (
 )
 from results_db.closest import did_you_mean
 from workloads import UnknownWorkload, all_workloads, get_workload
+from workloads.base import Workload
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class TrialSpec:
     params_hash: str
     settings: Settings
     target: str
-    each: bool
+    each: bool | str  # True, "gpu" or "gpu_pair" (see playbook_model.Benchmark.each)
     optional: bool = False
     layout: RankLayout | None = None  # multi-rank trials only
 
@@ -123,6 +124,7 @@ def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> li
             if n < wl.min_ranks or (hi is not None and n > hi):
                 wanted = f"exactly {hi}" if hi == wl.min_ranks else f"at least {wl.min_ranks}"
                 errors.append(f"{at}.ranks: {b.workload} needs {wanted} ranks, got {n}")
+        errors += _check_per_gpu(b, wl, at)
         try:
             effective_settings(pb.defaults, {**wl.default_settings, **b.settings})
         except ValidationError as exc:
@@ -153,6 +155,35 @@ def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> li
             except ValidationError as exc:
                 errors += validation_lines(source, exc, ("benchmarks", i, "params"))
     return list(dict.fromkeys(errors))
+
+
+def _check_per_gpu(b: Benchmark, wl: type[Workload], at: str) -> list[str]:
+    """``each: gpu`` / ``gpu_pair`` need a single-process workload that runs on the GPU(s) it
+    is shown: each trial sees its own GPU as ``cuda`` (a pair as cuda:0 and cuda:1)."""
+    if b.each not in ("gpu", "gpu_pair"):
+        return []
+    if wl.multi_rank or b.ranks is not None:
+        return [f"{at}.each: each: {b.each} places single-process trials; remove ranks"]
+    if b.each == "gpu_pair":
+        if wl.gpu_pair is None:
+            return [f"{at}.each: {b.workload} does not measure between two GPUs; use each: gpu"]
+        wanted = wl.gpu_pair
+    else:
+        wanted = {"device": "cuda:0"}
+    errors = []
+    for name, value in wanted.items():
+        if name not in wl.Params.model_fields:
+            errors.append(f"{at}.each: {b.workload} has no {name} parameter; use each: true")
+            continue
+        given = _as_list(b.params.get(name, wl.Params.model_fields[name].default))
+        same = {value, "cuda"} if value == "cuda:0" else {value}
+        if not all(v in same for v in given):
+            sees = "its one GPU as cuda" if b.each == "gpu" else "its two GPUs as cuda:0, cuda:1"
+            shown = "cuda" if b.each == "gpu" else value
+            errors.append(
+                f"{at}.params.{name}: each: {b.each} shows each trial {sees}; set {name}: {shown}"
+            )
+    return errors
 
 
 def _check_zip_exclude(b: Benchmark, at: str) -> list[str]:

@@ -19,11 +19,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One Ray node: CPUs, labels and custom resources."""
+    """One Ray node: CPUs, labels, custom resources, and GPUs (Ray counts what it is told:
+    the tests give nodes GPUs this machine does not have)."""
 
     num_cpus: int = 1
     labels: dict[str, str] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)
+    num_gpus: int = 0
 
 
 @dataclass
@@ -63,6 +65,7 @@ def local_cluster(
         head, *workers = nodes
         head_args: dict[str, Any] = {
             "num_cpus": head.num_cpus,
+            "num_gpus": head.num_gpus,
             "labels": dict(head.labels),
             "resources": dict(head.resources),
             "include_dashboard": False,
@@ -72,7 +75,10 @@ def local_cluster(
         cluster = Cluster(initialize_head=True, head_node_args=head_args)
         started = [
             cluster.add_node(
-                num_cpus=spec.num_cpus, labels=dict(spec.labels), resources=dict(spec.resources)
+                num_cpus=spec.num_cpus,
+                num_gpus=spec.num_gpus,
+                labels=dict(spec.labels),
+                resources=dict(spec.resources),
             )
             for spec in workers
         ]

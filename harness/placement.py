@@ -22,6 +22,15 @@ class PlacedTrial:
     spec: TrialSpec
     ranks: tuple[NodeInfo, ...]
     key: str
+    # Per-GPU trials (`each: gpu` / `gpu_pair`): the GPU's position on its node (a pair:
+    # source, then destination), among :func:`gpu_ids`.
+    gpus: tuple[int, ...] = ()
+
+    @property
+    def gpu_ids(self) -> tuple[str, ...]:
+        """The trial's GPUs as Ray and CUDA_VISIBLE_DEVICES name them."""
+        ids = gpu_ids(self.node)
+        return tuple(ids[i] for i in self.gpus)
 
     @property
     def node(self) -> NodeInfo:
@@ -31,6 +40,30 @@ class PlacedTrial:
     @property
     def node_ids(self) -> frozenset[str]:
         return frozenset(n.ray_node_id for n in self.ranks)
+
+
+def gpu_ids(node: NodeInfo) -> list[str]:
+    """The node's GPUs as Ray names them: the ids CUDA_VISIBLE_DEVICES takes, in order.
+
+    Ray numbers a node's GPUs by the CUDA_VISIBLE_DEVICES its raylet started with (0..N-1
+    when unset); the inventory task, granted no GPU, sees that list as it is.
+    """
+    count = int(node.resources.get("GPU", 0))
+    visible = [v.strip() for v in str(node.facts.get("cuda_visible_devices") or "").split(",")]
+    visible = [v for v in visible if v]
+    if len(visible) >= count > 0:
+        return visible[:count]
+    return [str(i) for i in range(count)]
+
+
+def gpu_groups(each: bool | str, node: NodeInfo) -> list[tuple[int, ...]]:
+    """The GPU positions of each trial `each` makes on ``node``: every GPU, or every ordered
+    pair of GPUs; one empty group (the node as a whole) otherwise."""
+    if each == "gpu":
+        return [(i,) for i in range(len(gpu_ids(node)))]
+    if each == "gpu_pair":
+        return list(itertools.permutations(range(len(gpu_ids(node))), 2))
+    return [()]
 
 
 def _matches(value: Any, wanted: Any) -> bool:
@@ -61,9 +94,11 @@ def matching_nodes(
     return [n for n in nodes if node_matches(targets[target_name], n)]
 
 
-def trial_key(spec: TrialSpec, nodes: tuple[NodeInfo, ...] | None) -> str:
-    """Stable across runs: benchmark, workload, canonical params, the node(s) for `each`, and
-    the rank layout of a multi-rank trial.
+def trial_key(
+    spec: TrialSpec, nodes: tuple[NodeInfo, ...] | None, gpus: tuple[int, ...] = ()
+) -> str:
+    """Stable across runs: benchmark, workload, canonical params, the node(s) for `each`, the
+    GPU(s) of a per-GPU trial, and the rank layout of a multi-rank trial.
 
     A trial that may run on any matching node(s) does not include them in its key, so
     resuming on a cluster whose node choice differs still recognises it as done.
@@ -77,6 +112,8 @@ def trial_key(spec: TrialSpec, nodes: tuple[NodeInfo, ...] | None) -> str:
     parts: list[object] = [spec.benchmark, spec.workload, spec.params_hash, where]
     if spec.layout:
         parts.append([spec.layout.nodes, spec.layout.per_node])
+    if gpus:
+        parts.append(["gpu", *gpus])
     return short_hash(parts)
 
 
@@ -101,8 +138,34 @@ def placed_count(specs: list[TrialSpec], targets: dict[str, Target], nodes: list
         if spec.target not in matching:
             matching[spec.target] = len(matching_nodes(spec.target, targets, nodes))
         wanted = spec.layout.nodes if spec.layout else 1
-        total += math.comb(matching[spec.target], wanted) if spec.each else 1
+        if spec.each in ("gpu", "gpu_pair"):
+            total += sum(
+                len(gpu_groups(spec.each, n))
+                for n in matching_nodes(spec.target, targets, nodes)
+                if any(gpu_groups(spec.each, n))
+            )
+        else:
+            total += math.comb(matching[spec.target], wanted) if spec.each else 1
     return total
+
+
+def _shortfall(spec: TrialSpec, candidates: list[NodeInfo], wanted: int) -> str | None:
+    """Why the matching nodes cannot hold the spec's trials, or None when they can."""
+    if len(candidates) < wanted:
+        line = (
+            f"target {spec.target!r} (benchmark {spec.benchmark}) matches "
+            f"{len(candidates) or 'no'} node(s)" + (f", needs {wanted}" if wanted > 1 else "")
+        )
+        return line.replace("matches no node(s)", "matches no node")
+    if spec.each in ("gpu", "gpu_pair") and not any(
+        any(gpu_groups(spec.each, n)) for n in candidates
+    ):
+        need = "a GPU" if spec.each == "gpu" else "two GPUs"
+        return (
+            f"target {spec.target!r} (benchmark {spec.benchmark}, each: {spec.each}) matches "
+            f"{len(candidates)} node(s), none with {need} in Ray's resources"
+        )
+    return None
 
 
 def place(
@@ -113,7 +176,8 @@ def place(
 ) -> Plan:
     """Bind every spec to node(s).
 
-    Single-rank: every matching node with ``each``, else the least loaded one. Multi-rank
+    Single-rank: every matching node with ``each``, every GPU (or ordered GPU pair) of every
+    matching node with ``each: gpu`` (``gpu_pair``), else the least loaded node. Multi-rank
     (``layout``): every combination of ``layout.nodes`` matching nodes with ``each`` (all
     pairs, for a pairwise network test), else the least loaded ones. More than
     ``max_trials`` is refused before any is built.
@@ -130,15 +194,18 @@ def place(
     for spec in specs:
         candidates = sorted(matching_nodes(spec.target, targets, nodes), key=lambda n: n.identity)
         wanted = spec.layout.nodes if spec.layout else 1
-        if len(candidates) < wanted:
-            line = (
-                f"target {spec.target!r} (benchmark {spec.benchmark}) matches "
-                f"{len(candidates) or 'no'} node(s)" + (f", needs {wanted}" if wanted > 1 else "")
-            )
-            line = line.replace("matches no node(s)", "matches no node")
+        line = _shortfall(spec, candidates, wanted)
+        if line:
             bucket = skipped if spec.optional else errors
             if line not in bucket:
                 bucket.append(line)
+            continue
+        if spec.each in ("gpu", "gpu_pair"):
+            for node in candidates:
+                for gpus in gpu_groups(spec.each, node):
+                    if gpus:
+                        key = trial_key(spec, (node,), gpus)
+                        placed.append(PlacedTrial(spec, (node,), key, gpus))
             continue
         per_node = spec.layout.per_node if spec.layout else 1
         if spec.each:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import reprlib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -159,7 +159,11 @@ class Benchmark(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
     workload: str
     on: str = "any"
-    each: bool = False
+    each: bool | Literal["gpu", "gpu_pair"] = Field(
+        False,
+        description="true: every matching node (every group of `ranks` nodes); gpu: every GPU "
+        "of every matching node; gpu_pair: every ordered pair of GPUs on each matching node",
+    )
     optional: bool = Field(False, description="skip with a warning when `on` matches no node")
     ranks: int | RankLayout | None = Field(
         None, description="multi-rank trial: N ranks on N nodes, or {nodes: N, per_node: R}"

@@ -95,6 +95,8 @@ def trial_record(
         ]
         if trial.spec.layout
         else None,
+        gpu_index=trial.gpus[0] if trial.gpus else None,
+        gpu_peer=trial.gpus[1] if len(trial.gpus) > 1 else None,
         **{name: getattr(outcome, name) for name in _COPIED_FROM_OUTCOME},
         iterations=len(outcome.seconds),
         settings=trial.spec.settings.model_dump(),

@@ -61,6 +61,11 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     parts += _sweeps(ok, varying)
     parts.append("<h2>Roofline</h2>")
     parts += _rooflines(ok, data)
+    parts.append("<h2>Fleet health</h2>")
+    parts += _health(data.get("health") or [], varying)
+    parts += _control(data.get("control") or [], varying)
+    parts.append("<h2>Matrices</h2>")
+    parts += _matrices(ok)
     parts.append("<h2>Telemetry</h2>")
     parts += _telemetry(data["telemetry"])
     title = escape(f"harness report: {c['name']} {c['id']}")
@@ -221,6 +226,80 @@ def _rooflines(ok: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
                 "(run playbooks/calibrate.yaml).</p>"
             )
     return out or ["<p>No matmul-bound trial to place.</p>"]
+
+
+def _health(verdicts: list[dict[str, Any]], varying: dict[str, set[str]]) -> list[str]:
+    """A heatmap of nodes (or GPUs) x benchmarks, each cell the trial's distance from its
+    class centre in MADs, signed so that worse is negative (red), with its % and verdict."""
+    judged = [v for v in verdicts if v["class_centre"] is not None]
+    if not judged:
+        return [
+            "<p>No class reference yet: a key needs two other trials of the same hardware "
+            "class (earlier campaigns or this campaign's other nodes).</p>"
+        ]
+    rows = sorted({v["node_label"] for v in judged})
+    columns = list(dict.fromkeys(_health_column(v, varying) for v in judged))
+    values: list[list[float | None]] = [[None] * len(columns) for _ in rows]
+    notes = [[""] * len(columns) for _ in rows]
+    for v in judged:
+        i, j = rows.index(v["node_label"]), columns.index(_health_column(v, varying))
+        sign = 1.0 if v["higher_is_better"] else -1.0
+        if v["off_spreads"] is not None:
+            values[i][j] = sign * v["off_spreads"]
+        elif v["off_pct"]:  # no spread among the references: place it by its sign alone
+            values[i][j] = 6.0 * sign * math.copysign(1.0, v["off_pct"])
+        notes[i][j] = f"{v['off_pct'] or 0.0:+.1f}%" + (" !" if v["failed"] else "")
+    failing = sum(v["failed"] for v in verdicts)
+    chart = charts.heatmap(
+        f"distance from the class reference ({failing} out of bounds, marked !)",
+        rows,
+        columns,
+        values,
+        notes,
+        diverging=True,
+        colour_label="MADs from the class centre (negative: worse)",
+    )
+    return [f"<p>As <code>harness check</code> judges it: k={judged[0]['k']:.2f}.</p>", chart]
+
+
+def _health_column(v: dict[str, Any], varying: dict[str, set[str]]) -> str:
+    """A benchmark's column: its name, the params its trials differ in, and the metric."""
+    params = " ".join(f"{k}={v['params'].get(k)}" for k in sorted(varying.get(v["benchmark"], ())))
+    return " ".join(x for x in (v["benchmark"], params, v["metric"]) if x)
+
+
+def _control(history: list[dict[str, Any]], varying: dict[str, set[str]]) -> list[str]:
+    """Control charts of the keys furthest off: every stored trial of the key on its class,
+    the centre line and the control limits the check used."""
+    out = []
+    for h in history:
+        if len(h["points"]) < 2:
+            continue
+        title = f"{_health_column(h, varying)} on class {h['hardware_class'][:8]}"
+        out.append(
+            charts.control(" ".join(title.split()), h["points"], h["centre"], h["limit"], h["unit"])
+        )
+    return out
+
+
+def _matrices(ok: list[dict[str, Any]]) -> list[str]:
+    """GPU-to-GPU, node-to-node and node x GPU results as heatmaps."""
+    from results_db.matrix import matrices
+
+    found = matrices(ok)
+    if not found:
+        return ["<p>No pairwise or per-GPU trials (each: gpu, each: gpu_pair, two-rank each).</p>"]
+    out = []
+    for m in found:
+        values = [[m.cells.get((r, c)) for c in m.columns] for r in m.rows]
+        notes = [["" if v is None else f"{v:.4g}" for v in row] for row in values]
+        title = f"{m.title} [{m.unit}]"
+        out.append(
+            charts.heatmap(
+                title, m.rows, m.columns, values, notes, diverging=False, colour_label=m.unit
+            )
+        )
+    return out
 
 
 def _telemetry(samples: list[dict[str, Any]]) -> list[str]:

@@ -50,6 +50,7 @@ class TrialOutcome:
     metric_specs: list[tuple[str, str, bool]] = field(default_factory=list)
     measure_seconds: float | None = None
     timer: str | None = None
+    gpu_uuid: str | None = None  # the GPU the trial ran on (a copy's source), by NVML's name
     context: dict[str, Any] = field(default_factory=dict)
     window: tuple[float, float] | None = None
     telemetry: list[Sample] = field(default_factory=list)
@@ -171,7 +172,9 @@ def _run_trial(
         telemetry = settings.telemetry
         outcome.telemetry_interval_s = telemetry.interval_s
         outcome.device = workload.device()
-        sampler = TelemetrySampler(telemetry.sources, telemetry.interval_s, workload.gpu_uuids())
+        uuids = workload.gpu_uuids()
+        outcome.gpu_uuid = uuids[0] if uuids else None
+        sampler = TelemetrySampler(telemetry.sources, telemetry.interval_s, uuids)
         phase = "measure"
         sampler.start()
         before = cpu_snapshot()

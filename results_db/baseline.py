@@ -6,7 +6,8 @@ trials behind it. `check` judges each trial of a campaign against
 - its class: the pinned baseline when one is named, else every other trial of the same
   class and key (earlier campaigns, and this campaign's other nodes, so a fleet with no
   history still finds its one slow node), and
-- its node's own history (the same machine, by fingerprint, in other campaigns).
+- its node's own history (the same machine, by fingerprint, in other campaigns); for a
+  per-GPU trial, that GPU's own history (by UUID).
 A trial is out when it is further from the centre than ``k`` spreads and at least
 ``tolerance_pct`` of the centre (the floor keeps a tight, small history from calling noise
 a fault); ``k`` widens with the number of trials judged, so a whole campaign's check has
@@ -103,6 +104,15 @@ class TrialFigure:
     ranks: list[dict[str, Any]] | None = None
     started_at: datetime | None = None
     flags: tuple[str, ...] = ()  # of UNRELIABLE_FLAGS, from the trial's context
+    gpu: int | None = None  # per-GPU trials: position on the node, a pair's destination
+    gpu_peer: int | None = None
+    gpu_uuid: str | None = None
+
+    @property
+    def machine(self) -> tuple[int | None, str | int | None, int | None]:
+        """Whose own history the figure is judged against: the node, and on it the GPU (by
+        UUID where known, so the history follows the GPU) and a pair's destination."""
+        return (self.node_row, self.gpu_uuid or self.gpu, self.gpu_peer)
 
     @property
     def key(self) -> Key:
@@ -163,6 +173,9 @@ def figures(
             t.c.started_at,
             t.c.context,
             t.c.node_id,
+            t.c.gpu_index,
+            t.c.gpu_peer,
+            t.c.gpu_uuid,
             Node.hostname,
             Node.hardware_class,
             Metric.name,
@@ -211,6 +224,9 @@ def figures(
                 ranks=r.ranks,
                 started_at=r.started_at,
                 flags=tuple(f for f in UNRELIABLE_FLAGS if (r.context or {}).get(f)),
+                gpu=r.gpu_index,
+                gpu_peer=r.gpu_peer,
+                gpu_uuid=r.gpu_uuid,
             )
         )
     return out
@@ -330,9 +346,9 @@ def check(
     by_key: dict[Key, list[TrialFigure]] = defaultdict(list)
     for f in history + [m for m in mine if not m.flags]:
         by_key[f.key].append(f)
-    node_history: dict[tuple[Key, int | None], list[float]] = defaultdict(list)
+    node_history: dict[tuple[Key, tuple], list[float]] = defaultdict(list)
     for f in history:
-        node_history[(f.key, f.node_row)].append(f.value)
+        node_history[(f.key, f.machine)].append(f.value)
     whole = {
         key: Reference.of(o.value for o in fs)
         for key, fs in by_key.items()
@@ -348,7 +364,7 @@ def check(
         else:  # every other trial of the class: history, and this campaign's other nodes
             class_ref = Reference.of(o.value for o in by_key[f.key] if o.trial != f.trial)
         on_class = judge(f.value, class_ref, k, tolerance_pct)
-        on_node = judge(f.value, Reference.of(node_history[(f.key, f.node_row)]), k, tolerance_pct)
+        on_node = judge(f.value, Reference.of(node_history[(f.key, f.machine)]), k, tolerance_pct)
         records.append(_record(f, on_class, on_node, k))
     add_node_labels(records)
     records.sort(key=_severity)
@@ -367,9 +383,14 @@ def _record(f: TrialFigure, on_class: Judged, on_node: Judged, k: float) -> dict
         "benchmark": f.benchmark,
         "workload": f.workload,
         "params": f.params,
+        "params_hash": f.params_hash,
+        "workload_version": f.workload_version,
         "node": f.hostname,
         "node_id": f.ray_node_id,
         "ranks": f.ranks,
+        "gpu": f.gpu,
+        "gpu_peer": f.gpu_peer,
+        "gpu_uuid": f.gpu_uuid,
         "hardware_class": f.hardware_class,
         "metric": f.metric,
         "unit": f.unit,
@@ -393,3 +414,53 @@ def _record(f: TrialFigure, on_class: Judged, on_node: Judged, k: float) -> dict
 
 def _severity(r: dict[str, Any]) -> tuple[int, float]:
     return (0 if r["failed"] else 1, -abs(r["off_pct"] or 0.0))
+
+
+def _record_key(r: dict[str, Any]) -> Key:
+    """The reference key of one of ``check``'s records."""
+    return (
+        r["hardware_class"],
+        r["workload"],
+        r["params_hash"],
+        r["metric"],
+        r["workload_version"],
+    )
+
+
+def control_history(
+    session: Session, records: list[dict[str, Any]], limit: int = 6
+) -> list[dict[str, Any]]:
+    """For the first ``limit`` keys of ``check``'s records (worst first), every stored trial
+    of that key on that class, with the reference the check used: control-chart data."""
+    first: dict[Key, dict[str, Any]] = {}  # the worst record of each key
+    for r in records:
+        if r["class_centre"] is not None:
+            first.setdefault(_record_key(r), r)
+    keys = list(first)[:limit]
+    if not keys:
+        return []
+    wanted = set(keys)
+    by_key: dict[Key, list[TrialFigure]] = defaultdict(list)
+    for f in figures(session, keys={(k[1], k[2]) for k in keys}):
+        if f.key in wanted:
+            by_key[f.key].append(f)
+    out = []
+    for key in keys:
+        r = first[key]
+        out.append(
+            {
+                "benchmark": r["benchmark"],
+                "params": r["params"],
+                "metric": r["metric"],
+                "unit": r["unit"],
+                "hardware_class": r["hardware_class"],
+                "centre": r["class_centre"],
+                "limit": r["k"] * (r["class_spread"] or 0.0),
+                "points": [
+                    (f.started_at.timestamp(), f.value, f.campaign == r["campaign"])
+                    for f in by_key[key]
+                    if f.started_at is not None
+                ],
+            }
+        )
+    return out

@@ -119,6 +119,11 @@ class Trial(Base):
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), index=True)
     ray_node_id: Mapped[str] = mapped_column(String(64), default="")  # rank 0's node
     ranks: Mapped[list[Any] | None] = mapped_column(JSON)  # multi-rank: node of every rank
+    # Per-GPU trials (0009): the GPU's position on its node, a pair's destination, and the
+    # UUID of the GPU measured (so its history follows the GPU, not the slot).
+    gpu_index: Mapped[int | None] = mapped_column(Integer)
+    gpu_peer: Mapped[int | None] = mapped_column(Integer)
+    gpu_uuid: Mapped[str | None] = mapped_column(String(96), index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), index=True)  # ok | failed | timeout
     failure_phase: Mapped[str | None] = mapped_column(String(32))

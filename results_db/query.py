@@ -243,6 +243,9 @@ RECORD_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("node", "node", "hostname"),
     ("node_id", "trial", "ray_node_id"),
     ("ranks", "trial", "ranks"),
+    ("gpu", "trial", "gpu_index"),
+    ("gpu_peer", "trial", "gpu_peer"),
+    ("gpu_uuid", "trial", "gpu_uuid"),
     ("node_labels", "", ""),
     ("hardware_class", "node", "hardware_class"),
     ("cpu_model", "node", "cpu_model"),
@@ -339,7 +342,9 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
 
 def add_node_labels(records: list[dict[str, Any]]) -> None:
     """Give each record ``node_label``: its host, or ``host (id8)`` where several Ray nodes
-    of the records share that host; a multi-rank trial names the nodes of all its ranks."""
+    of the records share that host; a multi-rank trial names the nodes of all its ranks; a
+    per-GPU trial adds its GPU (``GPU 3``, a pair ``GPU 0→1``). ``host_label`` is the same
+    without the GPU."""
     ids: dict[str, set[str]] = {}
     for r in records:
         for nid, host in _rank_nodes(r):
@@ -349,7 +354,15 @@ def add_node_labels(records: list[dict[str, Any]]) -> None:
         return f"{host} ({nid[:8]})" if len(ids.get(host, ())) > 1 else host
 
     for r in records:
-        r["node_label"] = ", ".join(dict.fromkeys(label(n, h) for n, h in _rank_nodes(r)))
+        r["host_label"] = ", ".join(dict.fromkeys(label(n, h) for n, h in _rank_nodes(r)))
+        r["node_label"] = r["host_label"] + gpu_suffix(r.get("gpu"), r.get("gpu_peer"))
+
+
+def gpu_suffix(gpu: int | None, peer: int | None = None) -> str:
+    """`` GPU 3`` for a per-GPU trial, `` GPU 0→1`` for a pair, empty otherwise."""
+    if gpu is None:
+        return ""
+    return f" GPU {gpu}" + (f"→{peer}" if peer is not None else "")
 
 
 def _rank_nodes(r: dict[str, Any]) -> list[tuple[str, str]]:
@@ -371,7 +384,7 @@ def group_records(records: list[dict[str, Any]], by: str) -> list[dict[str, Any]
     for r in records:
         if r["metric"] is None or r["median"] is None:
             continue
-        value = r.get("node_label") if by == "node" else r[by]  # co-located nodes apart
+        value = r.get("host_label") if by == "node" else r[by]  # co-located nodes apart
         key = (value or "", r["workload"], repr(sorted(r["params"].items())), r["metric"])
         groups.setdefault(key, []).append(r)
     out = []

@@ -117,6 +117,9 @@ class TrialRecord:
     node_id: int | None = None
     ray_node_id: str = ""
     ranks: list[dict[str, Any]] | None = None
+    gpu_index: int | None = None  # per-GPU trials: the GPU's position on its node
+    gpu_peer: int | None = None  # ... and a GPU pair's destination
+    gpu_uuid: str | None = None
     failure_phase: str | None = None
     failure_reason: str | None = None
     failure_detail: str | None = None

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from results_db.baseline import check, control_history
 from results_db.models import Campaign, CampaignNode, Node, Trial
 from results_db.query import Filters, measured_ceilings, query_records, telemetry_query
 
@@ -66,4 +67,12 @@ def campaign_data(session: Session, campaign_id: str) -> dict[str, Any] | None:
         "contexts": contexts,
         "telemetry": telemetry,
         "ceilings": {f"{hw}|{key}": c.value for (hw, key), c in measured_ceilings(session).items()},
+        **fleet_health(session, campaign_id),
     }
+
+
+def fleet_health(session: Session, campaign_id: str) -> dict[str, Any]:
+    """``harness check``'s verdicts on the campaign (against the history and its peers) and
+    control-chart data of the keys furthest off."""
+    verdicts = check(session, campaign_id)
+    return {"health": verdicts, "control": control_history(session, verdicts)}

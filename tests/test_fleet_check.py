@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -86,9 +87,10 @@ def test_check_names_the_slow_node_and_none_when_alike(ray_cluster, tmp_path: Pa
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
-def test_planted_outliers_are_found_with_no_false_alarm(tmp_path: Path) -> None:
+def plant_history(tmp_path: Path) -> str:
     """History: 20 nodes of one class x 6 daily campaigns, bandwidth ~100 GB/s with 2% noise
-    between trials. The newest campaign has three planted outliers (-30%, -15%, +25%)."""
+    between trials. The newest campaign (c5) has three planted outliers (-30%, -15%, +25%) on
+    n03, n11 and n17."""
     url = sqlite_url(tmp_path / "r.sqlite")
     store = ResultStore(url)
     rng = random.Random(7)
@@ -118,6 +120,11 @@ def test_planted_outliers_are_found_with_no_false_alarm(tmp_path: Path) -> None:
                     primary_metric="bandwidth",
                 )
             )
+    return url
+
+
+def test_planted_outliers_are_found_with_no_false_alarm(tmp_path: Path) -> None:
+    url = plant_history(tmp_path)
     result = invoke("check", "c5", "--db", url, "--format", "json")
     assert result.exit_code == 1
     records = json.loads(result.stdout)
@@ -211,3 +218,22 @@ def test_run_checks_the_playbooks_expectations(ray_cluster, tmp_path: Path) -> N
     assert result.exit_code == 1, result.output + result.stderr  # 20 ms is not <= 0.001 ms
     assert "3 expectation(s) missed" in result.output
     assert "<= 0.001 ms" in result.output
+
+
+def test_report_draws_the_fleet_heatmap_and_control_charts(tmp_path: Path) -> None:
+    """The report's fleet heatmap has a cell per node, the three planted outliers marked,
+    coloured by their signed distance; the control chart draws the centre and the limits."""
+    url = plant_history(tmp_path)
+    out = tmp_path / "c5.html"
+    result = invoke("report", "c5", "--db", url, "-o", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    page = out.read_text()
+    health = page[page.index("<h2>Fleet health</h2>") : page.index("<h2>Matrices</h2>")]
+    assert "3 out of bounds" in health
+    cells = re.findall(r'<g id="cell-(\d+)-0">\s*<text[^>]*>([^<]*)</text>', health)
+    assert len(cells) == 20  # one row per node, one benchmark column
+    marked = sorted(int(i) for i, note in cells if note.endswith("!"))
+    assert marked == [3, 11, 17]  # rows sorted by node name: n00 .. n19
+    assert dict(cells)["3"].startswith("-3") and dict(cells)["17"].startswith("+2")
+    assert "control limits" in health and "centre" in health
+    assert "this campaign" in health and "history" in health

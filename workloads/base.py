@@ -115,6 +115,13 @@ class Workload(ABC):
     multi_rank: ClassVar[bool] = False  # runs as one process per rank (collectives)
     min_ranks: ClassVar[int] = 1
     max_ranks: ClassVar[int | None] = None
+    # Per-GPU placement (`each: gpu`): whether trials on different GPUs of one node may run
+    # at once without disturbing each other (device-bound kernels: GEMM, device STREAM).
+    # Otherwise they run one at a time, each with the whole node.
+    gpu_isolated: ClassVar[bool] = False
+    # Measures between two GPUs of one node (`each: gpu_pair`), which it sees as cuda:0 and
+    # cuda:1: the params a benchmark must give for that (e.g. direction: p2p).
+    gpu_pair: ClassVar[dict[str, Any] | None] = None
     # Measurement settings this workload needs unless a benchmark's own settings say
     # otherwise (they take precedence over the playbook's defaults).
     default_settings: ClassVar[dict[str, Any]] = {}
@@ -153,6 +160,11 @@ class Workload(ABC):
         """Environment variables the workload reads (credentials, endpoints): the driver
         hands its values to the trial's process, so they need not be set on every node."""
         return ()
+
+    @classmethod
+    def isolated_on_gpu(cls, params: dict[str, Any]) -> bool:
+        """Whether trials with these params on different GPUs of one node may run at once."""
+        return cls.gpu_isolated
 
     @classmethod
     def ceiling_keys(cls, params: dict[str, Any]) -> dict[str, str]:

@@ -44,6 +44,7 @@ class AttentionWorkload(Workload):
     name = "kernel.attention"
     description = "scaled-dot-product attention forward (torch SDPA), GQA and causal"
     Params = AttentionParams
+    gpu_isolated = True  # one GPU's own memory and SMs: neighbours run at once
     metrics = (THROUGHPUT, TIME)
     primary_metric = "throughput"
     sweep_params = ("seq_len", "kv_len")

@@ -42,6 +42,7 @@ class Conv2dWorkload(Workload):
     name = "kernel.conv2d"
     description = "2-D convolution forward (torch conv2d), 2*N*Co*Ho*Wo*Ci*K^2 FLOPs"
     Params = Conv2dParams
+    gpu_isolated = True  # one GPU's own memory and SMs: neighbours run at once
     metrics = (THROUGHPUT, TIME)
     primary_metric = "throughput"
     ceilings = {"throughput": MATMUL_CEILING}

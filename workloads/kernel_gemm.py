@@ -41,6 +41,7 @@ class GemmWorkload(Workload):
     name = "kernel.gemm"
     description = "dense matrix multiply C = A @ B (torch.matmul), 2*m*n*k FLOPs"
     Params = GemmParams
+    gpu_isolated = True  # one GPU's own memory and SMs: neighbours run at once
     metrics = (THROUGHPUT, TIME)
     primary_metric = "throughput"
     sweep_params = ("m",)

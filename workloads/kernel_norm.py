@@ -32,6 +32,7 @@ class NormWorkload(Workload):
     name = "kernel.norm"
     description = "layernorm / rmsnorm / softmax over the last dim, reported as GB/s"
     Params = NormParams
+    gpu_isolated = True  # one GPU's own memory and SMs: neighbours run at once
     metrics = (BANDWIDTH, TIME)
     primary_metric = "bandwidth"
     sweep_params = ("rows",)

@@ -65,8 +65,15 @@ class CopyWorkload(Workload):
     metrics = (BANDWIDTH, TIME)
     primary_metric = "bandwidth"
     sweep_params = ("size_mib",)
+    gpu_pair = {"direction": "p2p", "device": "cuda:0", "peer": "cuda:1"}
 
     params: CopyParams
+
+    @classmethod
+    def isolated_on_gpu(cls, params: dict[str, Any]) -> bool:
+        """A copy within one GPU's memory disturbs no other GPU; host<->device copies share
+        the host's memory and PCIe root with their neighbours."""
+        return params.get("direction") == "d2d"
 
     @classmethod
     def ceiling_keys(cls, params: dict[str, Any]) -> dict[str, str]:

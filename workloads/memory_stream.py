@@ -44,6 +44,7 @@ class StreamWorkload(Workload):
     name = "memory.stream"
     description = "STREAM copy/scale/add/triad memory bandwidth (host or CUDA device)"
     Params = StreamParams
+    gpu_isolated = True  # one GPU's own memory and SMs: neighbours run at once
     metrics = (BANDWIDTH, TIME)
     primary_metric = "bandwidth"
     sweep_params = ("size_mib",)

@@ -65,3 +65,65 @@ class FlakyWorkload(Workload):
 
     def context(self) -> dict:
         return {"calls": self.calls}
+
+
+class ProbeParams(Params):
+    device: str = Field("cuda", pattern=r"^(cpu|cuda(:\d+)?)$")
+    peer: str = Field("cuda:1", description="the pair's second GPU (each: gpu_pair)")
+    sleep_s: float = Field(0.05, ge=0, description="sleep per iteration")
+    isolated: bool = Field(True, description="whether neighbouring GPUs may run at once")
+    slow_gpu: str = Field("", description="'<ray node id>/<gpu id>' on which sleeps are 3x")
+
+
+class GpuProbeWorkload(Workload):
+    """Stands in for a GPU kernel where Ray's GPUs are fake (this machine has none): it never
+    touches CUDA, and records the GPUs it was shown and when it ran, so the tests can check
+    per-GPU placement and which trials overlapped."""
+
+    name = "test.gpu_probe"
+    description = "test workload: records CUDA_VISIBLE_DEVICES and its time window"
+    Params = ProbeParams
+    metrics = (TIME,)
+    gpu_pair = {"device": "cuda:0", "peer": "cuda:1"}
+
+    params: ProbeParams
+
+    @classmethod
+    def isolated_on_gpu(cls, params: dict) -> bool:
+        return bool(params.get("isolated", True))
+
+    def setup(self) -> None:
+        import ray
+
+        self.visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        self.node = ray.get_runtime_context().get_node_id()
+        self.ray_gpus = [str(g) for g in ray.get_gpu_ids()]
+        self.sleep_s = self.params.sleep_s
+        if self.params.slow_gpu == f"{self.node}/{self.visible}":
+            self.sleep_s *= 3
+        self.began = time.time()
+
+    def make_timer(self):  # the device is fake: time on the host clock
+        from workloads.timers import HostTimer
+
+        return HostTimer()
+
+    def gpu_uuids(self) -> list[str]:
+        return [f"GPU-fake-{self.node[:8]}-{g}" for g in self.visible.split(",") if g]
+
+    def run_iteration(self) -> None:
+        time.sleep(self.sleep_s)
+
+    def verify(self) -> None:
+        pass
+
+    def work(self) -> Work:
+        return Work()
+
+    def context(self) -> dict:
+        return {
+            "visible": self.visible,
+            "ray_gpus": self.ray_gpus,
+            "began": self.began,
+            "ended": time.time(),
+        }
