@@ -216,6 +216,37 @@ def roofline(
         return _svg(fig)
 
 
+def xy(
+    title: str,
+    series: dict[str, list[tuple[float, float]]],
+    x_label: str,
+    y_label: str,
+    *,
+    frontier: Sequence[tuple[float, float]] | None = None,
+    log_x: bool = False,
+) -> str:
+    """Points of each series joined in x order (a load sweep traces its curve); a frontier,
+    when given, drawn over them as a dashed line."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, HEIGHT_IN))
+        for name, pts in series.items():
+            pts = sorted(pts)
+            ax.plot(
+                [x for x, _ in pts], [y for _, y in pts], marker="o", markersize=3, label=text(name)
+            )
+        if frontier:
+            xs, ys = zip(*sorted(frontier), strict=True)
+            ax.plot(xs, ys, color="#333", lw=1.4, ls="--", label="Pareto frontier", gid="frontier")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(text(x_label))
+        ax.set_ylabel(text(y_label))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.set_title(text(title), loc="left")
+        _legend(ax, len(series) + bool(frontier))
+        return _svg(fig)
+
+
 def heatmap(
     title: str,
     rows: Sequence[str],

@@ -96,10 +96,13 @@ def isolated(trial: PlacedTrial) -> bool:
 
 def claims(trial: PlacedTrial) -> frozenset[tuple[str, str | None]]:
     """What the trial holds while it runs: (node, GPU id) for an isolated per-GPU trial,
-    else (node, None) for each of its nodes, whole."""
+    else (node, None) for each of its nodes, whole; and, whole, anything it shares outside
+    its nodes (a serving endpoint), so two load runs never hit one server at once."""
+    spec = trial.spec
+    shared = {(s, None) for s in get_workload(spec.workload).shared_resources(spec.params)}
     if isolated(trial):
-        return frozenset({(trial.node.ray_node_id, trial.gpu_ids[0])})
-    return frozenset((nid, None) for nid in trial.node_ids)
+        return frozenset({(trial.node.ray_node_id, trial.gpu_ids[0]), *shared})
+    return frozenset({*((nid, None) for nid in trial.node_ids), *shared})
 
 
 def overlaps(

@@ -30,8 +30,16 @@ def fmt_number(value: Any, digits: int = 4) -> str:
 
 
 def fmt_params(params: dict[str, Any]) -> str:
-    """``k=v`` pairs of the params that are set (None left out)."""
-    return " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+    """``k=v`` pairs of the params that are set (None left out); a mapping as
+    ``{a:1,b:x}`` (its unset entries left out), not Python's repr."""
+    return " ".join(f"{k}={_compact(v)}" for k, v in params.items() if v is not None)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        inner = ",".join(f"{k}:{_compact(v)}" for k, v in value.items() if v is not None)
+        return "{" + inner + "}"
+    return str(value)
 
 
 def to_json(records: Sequence[dict[str, Any]]) -> str:

@@ -117,6 +117,7 @@ def trial_record(
         primary_metric=meta.primary_metric,
         workload_meta={
             "sweep_params": list(meta.sweep_params),
+            "detail_metrics": list(meta.detail_metrics),
             "param_defaults": meta.param_defaults,
         },
     )

@@ -7,7 +7,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from harness import charts
+from harness import charts, serving_report
 from harness.summary import HEADERS, shown_params, summary_rows, trial_summaries, varying_params
 from harness.visible import html_text as escape
 from results_db.peaks import datasheet_peak
@@ -61,6 +61,9 @@ def render(data: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     parts += _sweeps(ok, varying)
     parts.append("<h2>Roofline</h2>")
     parts += _rooflines(ok, data)
+    parts.append("<h2>Serving</h2>")
+    ok_records = [r for r in records if r["status"] == TrialStatus.OK]
+    parts += serving_report.section(ok_records, data["contexts"], _table)
     parts.append("<h2>Fleet health</h2>")
     parts += _health(data.get("health") or [], varying)
     parts += _control(data.get("control") or [], varying)

@@ -55,6 +55,28 @@ def primary_metric(record: dict[str, Any], available: list[str]) -> str | None:
     return available[0] if available else None
 
 
+def detail_parts(
+    r: dict[str, Any], recs: list[dict[str, Any]], context: dict[str, Any]
+) -> list[str]:
+    """Beside a trial's primary figure: the percentiles of the metrics its workload names
+    (``ttft p50 12.1 p90 14 p99 30 ms``), and failed requests by kind."""
+    parts = []
+    by_name = {x["metric"]: x for x in recs if x["metric"] and x["median"] is not None}
+    for name in r.get("detail_metrics") or ():
+        x = by_name.get(name)
+        if x is not None:
+            tails = " ".join(
+                f"{label} {x[k]:.3g}"
+                for k, label in (("median", "p50"), ("p90", "p90"), ("p99", "p99"))
+                if x.get(k) is not None
+            )
+            parts.append(f"{name} {tails} {x['unit']}")
+    errors = context.get("errors_by_kind") or {}
+    if errors:
+        parts.append("errors " + " ".join(f"{kind}x{n}" for kind, n in errors.items()))
+    return parts
+
+
 def trial_summaries(
     records: list[dict[str, Any]], contexts: dict[int, dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -72,9 +94,11 @@ def trial_summaries(
         eff = next((x for x in recs if x["metric"] in EFFICIENCY_METRICS), None)
         ok = r["status"] == TrialStatus.OK and r["median"] is not None
         if ok:
-            detail = f"n={r['n']} cv={100 * (r['cv'] or 0):.1f}% {r['stop_reason']}"
+            spread = f" cv={100 * (r['cv'] or 0):.1f}%" if r["n"] > 1 else ""
+            detail = f"n={r['n']}{spread} {r['stop_reason']}"
             if (contexts.get(tid) or {}).get("throttled"):
                 detail += " THROTTLED"
+            detail = "; ".join([detail, *detail_parts(r, recs, contexts.get(tid) or {})])
         else:
             detail = f"{r['failure_phase']}: {r['failure_reason']}"
         out.append(
@@ -88,7 +112,8 @@ def trial_summaries(
                 "status": r["status"],
                 "metric": r["metric"] or "",
                 "median": f"{r['median']:.4g} {r['unit']}" if ok else "",
-                "ci": f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if ok else "",
+                # One sample (a load run) has no interval: [x, x] would claim one.
+                "ci": f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if ok and r["n"] > 1 else "",
                 "peak": " ".join(
                     f"{r[k]:.0f}% {label}"
                     for k, label in (("pct_of_ceiling", "ceil"), ("pct_of_datasheet", "spec"))

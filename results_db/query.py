@@ -261,6 +261,7 @@ RECORD_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("workload_version", "trial", "workload_version"),
     ("primary_metric", "trial", "primary_metric"),
     ("sweep_params", "", ""),
+    ("detail_metrics", "", ""),
     ("param_defaults", "", ""),
     ("metric", "metric", "name"),
     ("unit", "metric", "unit"),
@@ -322,6 +323,7 @@ def query_records(session: Session, f: Filters) -> list[dict[str, Any]]:
         rec["node_labels"] = labels or {}
         rec["started_at"] = trial.started_at.isoformat() if trial.started_at else None
         rec["sweep_params"] = (trial.workload_meta or {}).get("sweep_params", [])
+        rec["detail_metrics"] = (trial.workload_meta or {}).get("detail_metrics", [])
         rec["param_defaults"] = (trial.workload_meta or {}).get("param_defaults")
         add_peaks(rec, ceilings)
         out.append(rec)

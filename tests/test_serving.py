@@ -240,6 +240,7 @@ def test_length_distributions_stay_in_range() -> None:
         ({}, "give concurrency, rate or both"),
         ({"concurrency": 1, "api_key": "sk-x"}, "Extra inputs are not permitted"),
         ({"concurrency": 1, "prompt_len": {"mean": 8, "dist": "zipf"}}, "dist"),
+        ({"concurrency": 1, "slo": {}}, "an SLO needs at least one limit"),
     ],
 )
 def test_bad_parameters_are_refused(params: dict, message: str) -> None:

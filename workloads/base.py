@@ -68,6 +68,7 @@ class WorkloadMeta:
     sweep_params: tuple[str, ...]  # the size-like params a report draws lines against
     ceilings: dict[str, str]  # metric -> peak key, e.g. throughput:cuda:bf16
     param_defaults: dict[str, Any]  # so displays can leave out what was not changed
+    detail_metrics: tuple[str, ...] = ()  # shown with their p50/p90/p99 beside the primary
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ class Workload(ABC):
     version: ClassVar[str] = "1"
     # Size-like params, in order of preference, that a sweep plots against.
     sweep_params: ClassVar[tuple[str, ...]] = ()
+    # Metrics whose percentiles (p50, p90, p99) a trial's row shows beside its primary figure:
+    # the latencies of a load run, which one throughput figure does not describe.
+    detail_metrics: ClassVar[tuple[str, ...]] = ()
     # Metric -> MEMORY_CEILING or MATMUL_CEILING: the peak the figure is a share of.
     ceilings: ClassVar[dict[str, str]] = {}
     multi_rank: ClassVar[bool] = False  # runs as one process per rank (collectives)
@@ -162,6 +166,12 @@ class Workload(ABC):
         return ()
 
     @classmethod
+    def shared_resources(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """What trials with these params share outside their own node (a serving endpoint):
+        two trials sharing one never run at once, wherever they are placed."""
+        return ()
+
+    @classmethod
     def isolated_on_gpu(cls, params: dict[str, Any]) -> bool:
         """Whether trials with these params on different GPUs of one node may run at once."""
         return cls.gpu_isolated
@@ -191,6 +201,7 @@ class Workload(ABC):
             sweep_params=tuple(p for p in cls.sweep_params if p in params),
             ceilings=cls.ceiling_keys(params),
             param_defaults=defaults,
+            detail_metrics=cls.detail_metrics,
         )
 
     def device(self) -> str:

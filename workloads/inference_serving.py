@@ -63,6 +63,12 @@ class Slo(BaseModel):
     tpot_ms: float | None = Field(None, gt=0)
     e2e_ms: float | None = Field(None, gt=0)
 
+    @model_validator(mode="after")
+    def _some_limit(self) -> Slo:
+        if self.ttft_ms is None and self.tpot_ms is None and self.e2e_ms is None:
+            raise ValueError("an SLO needs at least one limit: ttft_ms, tpot_ms or e2e_ms")
+        return self
+
 
 class ServingParams(Params):
     url: str | None = Field(
@@ -142,6 +148,8 @@ class ServingWorkload(Workload):
     Params = ServingParams
     metrics = (OUT_TPUT, TTFT, TPOT, ITL, E2E, REQ_TPUT, TOTAL_TPUT, GOODPUT, ERRORS, CLIENT_LAG)
     primary_metric = "output_throughput"
+    detail_metrics = ("ttft", "tpot", "itl", "e2e_latency")
+    sweep_params = ("concurrency", "rate")  # a load sweep: throughput and latency against load
     # One iteration is a whole load run with its own warm-up requests.
     default_settings = {
         "warmup_iterations": 0,
@@ -151,6 +159,12 @@ class ServingWorkload(Workload):
     }
 
     params: ServingParams
+
+    @classmethod
+    def shared_resources(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """The endpoint: two load runs against one server at once would measure each other."""
+        url = params.get("url") or os.environ.get("OPENAI_BASE_URL") or "$OPENAI_BASE_URL"
+        return (f"endpoint {str(url).rstrip('/').removesuffix('/v1')}",)
 
     @classmethod
     def forwarded_env(cls, params: dict[str, Any]) -> tuple[str, ...]:
