@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import secrets
 import socket
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from harness.cluster import ClusterSession, NodeInfo
 from harness.dispatch import Dispatcher, idle_telemetry
 from harness.errors import CampaignError as CampaignError
 from harness.expand import expand
+from harness.ladder import Ladders, in_climbing_order
 from harness.placement import PlacedTrial, Plan, place
 from harness.playbook import LoadedPlaybook, short_hash
 from harness.recording import node_record, trial_record
@@ -65,7 +67,9 @@ def unplaceable_failures(
     keys = {p.key for p in placed}
     alive = {n.ray_node_id for n in nodes}
     missing = {
-        k for k, (_, status) in attempts.items() if status != TrialStatus.OK and k not in keys
+        k
+        for k, (_, status) in attempts.items()
+        if status not in (TrialStatus.OK, TrialStatus.SKIPPED) and k not in keys
     }
     return [
         ("its node is not in the cluster" if t.ray_node_id not in alive else "not in the plan")
@@ -80,8 +84,10 @@ def new_campaign_id(name: str, now: datetime) -> str:
 
 
 def not_done(placed: list[PlacedTrial], attempts: dict[str, tuple[int, str]]) -> list[PlacedTrial]:
-    """The trials whose key has no attempt yet, or whose latest attempt did not succeed."""
-    return [p for p in placed if attempts.get(p.key, (0, ""))[1] != TrialStatus.OK]
+    """The trials whose key has no attempt yet, or whose latest attempt did not succeed (a
+    step a ladder stopped below counts as done: the climb already ended)."""
+    done = (TrialStatus.OK, TrialStatus.SKIPPED)
+    return [p for p in placed if attempts.get(p.key, (0, ""))[1] not in done]
 
 
 def check_resume(
@@ -176,7 +182,7 @@ def run_campaign(
     placed = planned.trials
 
     campaign_id, attempts = open_campaign(loaded, store, session, resume)
-    todo = not_done(placed, attempts)
+    todo = in_climbing_order(not_done(placed, attempts))
     result = CampaignResult(campaign_id, skipped=len(placed) - len(todo))
     if resume is not None:
         result.left_failed = unplaceable_failures(store, campaign_id, placed, attempts, nodes)
@@ -189,7 +195,35 @@ def run_campaign(
     idle: dict[str, dict[tuple[str, str], float]] = {}
     warned: set[tuple[str, str]] = set()
 
+    dispatcher = Dispatcher(on_start=observer.started)
+    ladders = Ladders(todo)
+
     def done(trial: PlacedTrial, outcome: TrialOutcome) -> None:
+        record(trial, outcome)
+        above, reason = ladders.after(trial, outcome)
+        taken = dispatcher.drop(above)
+        if taken:
+            where = f"{trial.node.hostname} ({trial.node.short_id})"
+            observer.info(
+                f"ladder {trial.spec.benchmark} on {where} stopped: {reason}; "
+                f"{len(taken)} higher step(s) not run"
+            )
+        now = time.time()
+        for t in taken:
+            record(
+                t,
+                TrialOutcome(
+                    status=TrialStatus.SKIPPED,
+                    failure_phase="ladder",
+                    failure_reason=f"not run: {reason}",
+                    started_at=now,
+                    finished_at=now,
+                ),
+            )
+
+    dispatcher.on_done = done
+
+    def record(trial: PlacedTrial, outcome: TrialOutcome) -> None:
         attempt = attempts.get(trial.key, (0, ""))[0] + 1
         store.record_trial(
             trial_record(
@@ -217,7 +251,7 @@ def run_campaign(
             idle.update(
                 measure_idle_baselines(loaded, store, campaign_id, todo, node_ids, observer)
             )
-            Dispatcher(on_start=observer.started, on_done=done).run(todo)
+            dispatcher.run(todo)
     except KeyboardInterrupt:
         store.set_campaign_status(campaign_id, "interrupted")
         raise

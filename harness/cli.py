@@ -157,7 +157,7 @@ class _Live:
         assert self.eta is not None
         self.eta.finished(trial)
         self._show_running()
-        if outcome.status != TrialStatus.OK:
+        if outcome.status not in (TrialStatus.OK, TrialStatus.SKIPPED):
             # Failure reasons and params are the trial's text, never markup.
             line = (
                 f"{trial.spec.benchmark} "
@@ -241,11 +241,13 @@ def run(
             expected = judged_expectations(s, result.campaign_id)
         missed = print_expectations(expected, wide) if expected else 0
         ok = result.counts.get(TrialStatus.OK.value, 0)
-        bad = result.ran - ok
+        climbed = result.counts.get(TrialStatus.SKIPPED.value, 0)  # not run: a ladder stopped
+        bad = result.ran - ok - climbed
         left = len(result.left_failed)
         out.print(
             f"campaign {result.campaign_id}: {ok} ok, {bad} failed, {result.skipped} skipped "
             f"(already done)"
+            + (f", {climbed} not run (ladder stopped)" if climbed else "")
             + (f", {left} left failed (not in this plan)" if left else "")
             + (f", {missed} expectation(s) missed" if missed else "")
             + f"; stored in {store.describe()}",
@@ -542,6 +544,9 @@ def serve_model(
     ] = 0.0,
     token_ms: Annotated[float, typer.Option(min=0, help="then one token every this long")] = 0.0,
     fail_every: Annotated[int, typer.Option(min=0, help="fail every N-th request (0: never)")] = 0,
+    max_running: Annotated[
+        int, typer.Option(min=0, help="generate at most N requests at once, queue the rest")
+    ] = 0,
     failure: Annotated[
         list[str] | None,
         typer.Option(help="status | disconnect | stream_error (repeat to cycle through)"),
@@ -574,6 +579,7 @@ def serve_model(
             first_token_ms=first_token_ms,
             token_ms=token_ms,
             fail_every=fail_every,
+            max_running=max_running,
             failures=failures,
             api_key=key,
         )

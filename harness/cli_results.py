@@ -208,7 +208,7 @@ WhereOpt = Annotated[
     list[str] | None, typer.Option("--where", help="PARAM=VALUE or node.FIELD=VALUE (globs)")
 ]
 MetricOpt = Annotated[list[str] | None, typer.Option("--metric", help="metric name (repeatable)")]
-StatusOpt = Annotated[str, typer.Option("--status", help="ok, failed, timeout or all")]
+StatusOpt = Annotated[str, typer.Option("--status", help="ok, failed, timeout, skipped or all")]
 AllAttemptsOpt = Annotated[bool, typer.Option("--all-attempts", help="include superseded attempts")]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="ISO date/time: started at or after")]
 UntilOpt = Annotated[str | None, typer.Option("--until", help="ISO date/time: started before")]

@@ -27,6 +27,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from harness.cluster import NodeInfo
+from harness.ladder import group_of
 from harness.placement import PlacedTrial, gpu_ids
 from harness.playbook_model import Settings
 from harness.runner import TrialOutcome, measure_idle, run_trial
@@ -100,6 +101,9 @@ def claims(trial: PlacedTrial) -> frozenset[tuple[str, str | None]]:
     its nodes (a serving endpoint), so two load runs never hit one server at once."""
     spec = trial.spec
     shared = {(s, None) for s in get_workload(spec.workload).shared_resources(spec.params)}
+    ladder = group_of(trial)
+    if ladder is not None:  # a ladder's steps climb one at a time
+        shared.add((ladder, None))
     if isolated(trial):
         return frozenset({(trial.node.ray_node_id, trial.gpu_ids[0]), *shared})
     return frozenset({*((nid, None) for nid in trial.node_ids), *shared})
@@ -238,6 +242,7 @@ class Dispatcher:
         self.on_start = on_start
         self.on_done = on_done
         self._in_flight: list[_InFlight] = []
+        self._pending: list[PlacedTrial] = []
 
     def _submit(self, trial: PlacedTrial) -> _InFlight:
         spec = trial.spec
@@ -293,8 +298,9 @@ class Dispatcher:
         self.on_done(flight.trial, outcome)
 
     def run(self, trials: list[PlacedTrial]) -> None:
-        """Run every trial; returns when all have an outcome. Ctrl-C cancels what is running."""
-        pending = list(trials)
+        """Run every trial (but those :meth:`drop` takes back); returns when all have an
+        outcome. Ctrl-C cancels what is running."""
+        self._pending = pending = list(trials)
         try:
             while pending or self._in_flight:
                 self._start_what_fits(pending)
@@ -308,11 +314,20 @@ class Dispatcher:
                     ray.kill(actor)
             self._in_flight.clear()
 
+    def drop(self, trials: list[PlacedTrial]) -> list[PlacedTrial]:
+        """Take back trials not started yet (a ladder stopped below them): the ones taken."""
+        keys = {t.key for t in trials}
+        taken = [t for t in self._pending if t.key in keys]
+        self._pending[:] = [t for t in self._pending if t.key not in keys]
+        return taken
+
     def _start_what_fits(self, pending: list[PlacedTrial]) -> None:
         busy = {c for f in self._in_flight for c in claims(f.trial)}
         reserved: set[tuple[str, str | None]] = set()
         alive = alive_nodes() if pending else set()
         for trial in list(pending):
+            if trial not in pending:  # taken back by a callback meanwhile
+                continue
             if not trial.node_ids <= alive:
                 pending.remove(trial)
                 gone = next(n for n in trial.ranks if n.ray_node_id not in alive)

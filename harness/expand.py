@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from harness.energy import EFFICIENCY
 from harness.playbook_model import (
     Benchmark,
+    Ladder,
     Playbook,
     RankLayout,
     Settings,
@@ -36,6 +37,7 @@ class TrialSpec:
     each: bool | str  # True, "gpu" or "gpu_pair" (see playbook_model.Benchmark.each)
     optional: bool = False
     layout: RankLayout | None = None  # multi-rank trials only
+    ladder: Ladder | None = None  # climbed one step at a time (harness.ladder)
 
 
 def benchmark_name(b: Benchmark, index: int) -> str:
@@ -125,6 +127,7 @@ def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> li
                 wanted = f"exactly {hi}" if hi == wl.min_ranks else f"at least {wl.min_ranks}"
                 errors.append(f"{at}.ranks: {b.workload} needs {wanted} ranks, got {n}")
         errors += _check_per_gpu(b, wl, at)
+        errors += _check_ladder(b, wl, at)
         try:
             effective_settings(pb.defaults, {**wl.default_settings, **b.settings})
         except ValidationError as exc:
@@ -186,6 +189,27 @@ def _check_per_gpu(b: Benchmark, wl: type[Workload], at: str) -> list[str]:
     return errors
 
 
+def _check_ladder(b: Benchmark, wl: type[Workload], at: str) -> list[str]:
+    """A ladder climbs a swept numeric param, and stops on metrics the workload has."""
+    if b.ladder is None:
+        return []
+    over = b.ladder.over
+    steps = b.params.get(over)
+    errors = []
+    if not isinstance(steps, list) or len(steps) < 2:
+        errors.append(f"{at}.ladder.over: params.{over} must be a list of at least two steps")
+    elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in steps):
+        errors.append(f"{at}.ladder.over: params.{over} must hold numbers to climb")
+    if any(over in group for group in b.zip):
+        errors.append(f"{at}.ladder.over: {over!r} cannot be zipped with other params")
+    names = [m.name for m in wl.metrics]
+    for metric in b.ladder.max_p99:
+        if metric not in names:
+            hint = did_you_mean(metric, names) or f"; expected one of: {', '.join(names)}"
+            errors.append(f"{at}.ladder.max_p99: {b.workload} has no metric {metric!r}{hint}")
+    return errors
+
+
 def _check_zip_exclude(b: Benchmark, at: str) -> list[str]:
     errors = []
     seen: set[str] = set()
@@ -229,6 +253,7 @@ def expand(pb: Playbook) -> list[TrialSpec]:
                     each=b.each,
                     optional=b.optional,
                     layout=b.ranks if isinstance(b.ranks, RankLayout) else None,
+                    ladder=b.ladder,
                 )
             )
     return specs

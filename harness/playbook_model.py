@@ -155,6 +155,24 @@ class Expectation(_Strict):
         return self
 
 
+class Ladder(_Strict):
+    """A load ladder: the benchmark's ``over`` sweep climbed one step at a time, lowest
+    first, stopping by itself once the primary metric stops growing, errors pass a share of
+    requests, or a latency passes its limit; the steps above are stored as not run."""
+
+    over: str = Field(description="the swept param to climb (concurrency, rate, batch, ...)")
+    min_gain: float = Field(
+        0.05, ge=0, le=10, description="stop when a step beats the best so far by less"
+    )
+    max_error_rate: float = Field(
+        0.05, ge=0, le=1, description="stop when more than this share of requests failed"
+    )
+    max_p99: dict[str, float] = Field(
+        default_factory=dict,
+        description="stop when a metric's p99 passes its limit (in its unit), e.g. ttft: 2000",
+    )
+
+
 class Benchmark(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
     workload: str
@@ -182,6 +200,9 @@ class Benchmark(_Strict):
     zip: list[list[str]] = Field(default_factory=list)
     exclude: list[dict[str, ParamValue]] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
+    ladder: Ladder | None = Field(
+        None, description="climb the `over` sweep one step at a time until it saturates"
+    )
     expect: dict[str, Expectation] = Field(
         default_factory=dict,
         description="per metric: what its median must be (checked after `run` and by `check`)",

@@ -49,6 +49,7 @@ class ServeOptions:
     first_token_ms: float = 0.0
     token_ms: float = 0.0
     fail_every: int = 0
+    max_running: int = 0  # requests generating at once; more wait for a slot (0: no limit)
     failures: tuple[str, ...] = ("status",)
     api_key: str | None = None  # required as a bearer token when set; never logged
     stamp: bool = True  # add harness_sent_ns (CLOCK_MONOTONIC) to each chunk
@@ -129,6 +130,8 @@ class Server:
         self.vocab = PRESETS[options.model].vocab
         self.max_seq = PRESETS[options.model].max_seq
         self.name = f"harness-llama-{options.model}"
+        # A known saturation point: past max_running, requests queue and throughput is flat.
+        self.slots = asyncio.Semaphore(options.max_running) if options.max_running else None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -186,14 +189,20 @@ class Server:
             return _error(500, "injected failure")
         stream = bool(body.get("stream"))
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        tokens, job = self._tokens(prompt_ids, max_tokens)
+        if self.slots is not None:
+            await self.slots.acquire()
+            arrived = time.perf_counter()  # generation starts with a slot; the wait is TTFT's
+        job = None
         try:
+            tokens, job = self._tokens(prompt_ids, max_tokens)
             return await self._respond(
                 request, chat, stream, usage, prompt_ids, max_tokens, tokens, failure, arrived
             )
         finally:
             if job is not None:
                 job.cancelled.set()  # a client that went away frees the engine's slot
+            if self.slots is not None:
+                self.slots.release()
 
     async def _respond(
         self,

@@ -125,7 +125,7 @@ class Trial(Base):
     gpu_peer: Mapped[int | None] = mapped_column(Integer)
     gpu_uuid: Mapped[str | None] = mapped_column(String(96), index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # ok | failed | timeout
+    status: Mapped[str] = mapped_column(String(16), index=True)  # ok | failed | timeout | skipped
     failure_phase: Mapped[str | None] = mapped_column(String(32))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failure_detail: Mapped[str | None] = mapped_column(Text)

@@ -36,6 +36,7 @@ class TrialStatus(str, Enum):
     OK = "ok"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    SKIPPED = "skipped"  # not run: a ladder stopped below it (harness.ladder)
 
     def __str__(self) -> str:  # f-strings and str() give the stored word, as StrEnum does
         return self.value

@@ -94,3 +94,117 @@ def test_a_concurrency_sweep_shows_percentiles_and_draws_the_curves(
     )
     by_load = {int(c): float(t) for c, t in rows}
     assert by_load[4] > 2.5 * by_load[1]  # four streams at once, paced alike
+
+
+def _outcome(median: float, p99: float = 1.0, requests: int = 10, completed: int = 10):
+    from harness.runner import TrialOutcome
+    from results_db.vocabulary import Summary, TrialStatus
+
+    def summary(m: float, p: float) -> Summary:
+        fields = dict.fromkeys(Summary.__annotations__)
+        return Summary(**{**fields, "n": 1, "median": m, "p99": p})
+
+    return TrialOutcome(
+        status=TrialStatus.OK,
+        summaries={"output_throughput": summary(median, median), "ttft": summary(p99, p99)},
+        metric_specs=[("output_throughput", "tokens/s", True), ("ttft", "ms", False)],
+        context={"requests": requests, "completed": completed},
+    )
+
+
+def _ladder_trials(ladder: dict) -> list[PlacedTrial]:
+    from harness.playbook_model import Ladder
+
+    node = NodeInfo("a" * 8, "", {}, {"CPU": 1.0}, {}, identity="a")
+    out = []
+    for c in (8, 1, 4, 2):  # given out of order: climbed from the lowest
+        params = {"url": "http://s", "concurrency": c}
+        spec = TrialSpec(
+            "l", "inference.serving", params, "h", Settings(), "any", False, ladder=Ladder(**ladder)
+        )
+        out.append(PlacedTrial(spec, (node,), f"k{c}"))
+    return out
+
+
+def test_ladders_climb_in_order_and_stop_on_saturation_errors_and_latency() -> None:
+    from harness.ladder import Ladders, in_climbing_order
+
+    trials = in_climbing_order(_ladder_trials({"over": "concurrency"}))
+    assert [t.spec.params["concurrency"] for t in trials] == [1, 2, 4, 8]
+    ladders = Ladders(trials)
+    assert ladders.after(trials[0], _outcome(100)) == ([], "")
+    assert ladders.after(trials[1], _outcome(190)) == ([], "")
+    above, reason = ladders.after(trials[2], _outcome(195))  # +2.6%: the knee
+    assert [t.key for t in above] == ["k8"] and "saturated at concurrency=4" in reason
+
+    trials = in_climbing_order(_ladder_trials({"over": "concurrency", "max_error_rate": 0.1}))
+    ladders = Ladders(trials)
+    above, reason = ladders.after(trials[0], _outcome(100, requests=10, completed=8))
+    assert len(above) == 3 and "20% of requests failed at concurrency=1" in reason
+
+    trials = in_climbing_order(_ladder_trials({"over": "concurrency", "max_p99": {"ttft": 500}}))
+    ladders = Ladders(trials)
+    assert ladders.after(trials[0], _outcome(100, p99=200)) == ([], "")
+    above, reason = ladders.after(trials[1], _outcome(200, p99=800))
+    assert len(above) == 2 and "ttft p99 800 passed 500 at concurrency=2" in reason
+
+
+@pytest.mark.parametrize(
+    ("ladder", "message"),
+    [
+        ("{over: rate}", "params.rate must be a list of at least two steps"),
+        ("{over: concurrency, max_p99: {ttf: 100}}", "has no metric 'ttf'; did you mean 'ttft'?"),
+        ("{over: concurrency, min_gain: -1}", "min_gain"),
+    ],
+)
+def test_bad_ladders_are_refused(ladder: str, message: str) -> None:
+    from harness.playbook import PlaybookError, load_playbook_text
+
+    text = (
+        "campaign: {name: l}\nbenchmarks:\n  - workload: inference.serving\n"
+        f"    params: {{url: 'http://s', concurrency: [1, 2]}}\n    ladder: {ladder}\n"
+    )
+    with pytest.raises(PlaybookError) as exc:
+        load_playbook_text(text, "pb.yaml")
+    assert any(message in line for line in exc.value.lines), exc.value.lines
+
+
+@pytest.mark.ray
+def test_a_ladder_stops_at_the_servers_saturation_point(ray_cluster, tmp_path: Path) -> None:
+    """The server generates 4 requests at once and queues the rest: throughput doubles from
+    1 to 2 to 4 streams and is flat at 8, so the ladder stops there; 16 and 32 never run."""
+    with spawned(
+        "--engine", "synthetic", "--first-token-ms", "40", "--token-ms", "10", "--max-running", "4"
+    ) as url:
+        playbook = tmp_path / "ladder.yaml"
+        playbook.write_text(
+            "campaign: {name: ladder}\n"
+            "defaults: {telemetry: {sources: [host]}}\n"
+            "benchmarks:\n"
+            "  - name: climb\n"
+            "    workload: inference.serving\n"
+            f"    params: {{url: '{url}', concurrency: [32, 1, 2, 4, 8, 16], min_requests: 16,\n"
+            "             prompt_len: 16, output_len: 12}\n"
+            "    ladder: {over: concurrency, min_gain: 0.1}\n"
+        )
+        db = tmp_path / "r.db"
+        args = ["run", str(playbook), "--db", str(db), "--address", ray_cluster.address]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + result.stderr
+        assert "4 ok, 0 failed" in result.output and "2 not run (ladder stopped)" in result.output
+        assert "saturated at concurrency=8" in result.stderr
+        rows = (
+            sqlite3.connect(db)
+            .execute(
+                "select json_extract(params, '$.concurrency'), status, failure_reason, started_at "
+                "from trials order by started_at"
+            )
+            .fetchall()
+        )
+        ran = [c for c, status, _, _ in rows if status == "ok"]
+        assert ran == [1, 2, 4, 8]  # climbed in order, one step at a time
+        skipped = {c: why for c, status, why, _ in rows if status == "skipped"}
+        assert set(skipped) == {16, 32} and all("not run: saturated" in w for w in skipped.values())
+        campaign = re.search(r"campaign (ladder-\S+): 4 ok", result.output).group(1)
+        again = runner.invoke(app, [*args, "--resume", campaign])
+        assert again.exit_code == 0 and "6 skipped (already done)" in again.output
