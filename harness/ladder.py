@@ -100,7 +100,7 @@ class Ladders:
             p99 = (outcome.summaries.get(metric) or {}).get("p99")
             if p99 is not None and p99 > limit:
                 return f"{metric} p99 {p99:.4g} passed {limit:g} at {at}"
-        primary = get_workload(trial.spec.workload).primary_metric
+        primary = get_workload(trial.spec.workload).primary_for(trial.spec.params)
         median = (outcome.summaries.get(primary) or {}).get("median")
         if median is None:
             return None

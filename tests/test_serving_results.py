@@ -208,3 +208,59 @@ def test_a_ladder_stops_at_the_servers_saturation_point(ray_cluster, tmp_path: P
         campaign = re.search(r"campaign (ladder-\S+): 4 ok", result.output).group(1)
         again = runner.invoke(app, [*args, "--resume", campaign])
         assert again.exit_code == 0 and "6 skipped (already done)" in again.output
+
+
+def test_slo_search_converges_on_the_servers_capacity() -> None:
+    """4 requests generate at once, each for 40 + 11 x 10 = 150 ms: the server completes
+    26.7 requests/s. Below that, arrivals nearly evenly spaced never wait; above it a queue
+    grows and TTFT passes 100 ms. The search must land near 26.7 req/s."""
+    from harness.runner import run_trial
+
+    settings = Settings(
+        warmup_iterations=0,
+        min_repetitions=1,
+        max_repetitions=1,
+        min_duration_s=0,
+        telemetry={"sources": []},
+    ).model_dump()
+    with spawned(
+        "--engine", "synthetic", "--first-token-ms", "40", "--token-ms", "10", "--max-running", "4"
+    ) as url:
+        params = {
+            "url": url,
+            "prompt_len": 8,
+            "output_len": 12,
+            "min_requests": 40,
+            "warmup_requests": 0,
+            "burstiness": 100,  # gamma gaps of shape 100: nearly even arrivals
+            "slo": {"ttft_ms": 100},
+            "slo_search": {"attainment": 0.9, "low": 15, "high": 60, "tolerance": 0.06},
+        }
+        out = run_trial("inference.serving", params, settings)
+    assert out.status == "ok", out.failure_reason
+    rate = out.summaries["slo_rate"]["median"]
+    assert 22 <= rate <= 30, out.context["slo_search"]
+    probes = out.context["slo_search"]["probes"]
+    assert probes[0]["rate"] == 15 and probes[0]["attainment"] >= 0.9
+    assert probes[1]["rate"] == 60 and probes[1]["attainment"] < 0.9
+    assert 3 <= len(probes) <= 10
+    # The latencies stored are those of the run at the rate found.
+    assert out.summaries["ttft"]["p90"] <= 100
+
+
+def test_slo_search_needs_an_slo_and_no_rate() -> None:
+    from pydantic import ValidationError
+
+    from workloads.inference_serving import ServingParams
+
+    search = {"low": 1, "high": 10}
+    with pytest.raises(ValidationError, match="slo_search needs slo"):
+        ServingParams(slo_search=search)
+    with pytest.raises(ValidationError, match="sets the rate itself"):
+        ServingParams(slo={"ttft_ms": 100}, slo_search=search, rate=3)
+    with pytest.raises(ValidationError, match="must be below high"):
+        ServingParams(slo={"ttft_ms": 100}, slo_search={"low": 10, "high": 10})
+    ok = ServingParams(slo={"ttft_ms": 100}, slo_search=search)
+    from workloads.inference_serving import ServingWorkload
+
+    assert ServingWorkload.primary_for(ok.model_dump(mode="json")) == "slo_rate"

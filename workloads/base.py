@@ -166,6 +166,12 @@ class Workload(ABC):
         return ()
 
     @classmethod
+    def primary_for(cls, params: dict[str, Any]) -> str:
+        """The primary metric of a trial with these params (a load shape may answer another
+        question than the default: an SLO search's answer is a rate)."""
+        return cls.primary_metric
+
+    @classmethod
     def shared_resources(cls, params: dict[str, Any]) -> tuple[str, ...]:
         """What trials with these params share outside their own node (a serving endpoint):
         two trials sharing one never run at once, wherever they are placed."""
@@ -197,7 +203,7 @@ class Workload(ABC):
         }
         return WorkloadMeta(
             version=cls.version,
-            primary_metric=cls.primary_metric,
+            primary_metric=cls.primary_for(params),
             sweep_params=tuple(p for p in cls.sweep_params if p in params),
             ceilings=cls.ceiling_keys(params),
             param_defaults=defaults,

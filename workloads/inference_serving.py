@@ -70,6 +70,27 @@ class Slo(BaseModel):
         return self
 
 
+class SloSearch(BaseModel):
+    """Find the highest request rate whose SLO attainment (the share of sent requests that
+    completed within every limit of ``slo``) is at least ``attainment``: probe ``low`` and
+    ``high``, then bisect (geometric midpoints) until high/low is within ``tolerance`` or
+    ``max_probes`` load runs were made."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    attainment: float = Field(0.99, gt=0, le=1)
+    low: float = Field(gt=0, description="req/s: a rate expected to meet the SLO")
+    high: float = Field(gt=0, description="req/s: a rate expected to miss it")
+    tolerance: float = Field(0.05, gt=0, le=1, description="stop when high/low - 1 is below")
+    max_probes: int = Field(10, ge=2, le=50)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SloSearch:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
+
+
 class ServingParams(Params):
     url: str | None = Field(
         None,
@@ -96,6 +117,9 @@ class ServingParams(Params):
     warmup_requests: int = Field(2, ge=0, description="sent first, not counted")
     request_timeout_s: float = Field(300.0, gt=0)
     slo: Slo | None = Field(None, description="goodput objectives: ttft_ms, tpot_ms, e2e_ms")
+    slo_search: SloSearch | None = Field(
+        None, description="find the highest rate meeting the SLO: {attainment, low, high}"
+    )
     ignore_eos: bool = Field(True, description="ask for exactly output_len tokens (vLLM)")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="merged into requests")
     seed: int = 0
@@ -115,8 +139,18 @@ class ServingParams(Params):
             raise ValueError("scenario offline sends everything at once: no rate")
         if s == "server" and self.rate is None:
             raise ValueError("scenario server needs a rate (requests/s)")
-        if s == "custom" and self.concurrency is None and self.rate is None:
+        if (
+            s == "custom"
+            and self.concurrency is None
+            and self.rate is None
+            and not (self.slo_search)
+        ):
             raise ValueError("give concurrency, rate or both (or a scenario)")
+        if self.slo_search is not None:
+            if self.slo is None:
+                raise ValueError("slo_search needs slo: the limits a request must meet")
+            if s in ("single_stream", "offline") or self.rate is not None:
+                raise ValueError("slo_search sets the rate itself: no rate, scenario custom")
         if "duration_s" in given and self.duration_s > self.max_duration_s:
             raise ValueError("duration_s exceeds max_duration_s")
         return self
@@ -139,6 +173,9 @@ OUT_TPUT = MetricSpec("output_throughput", "tokens/s", True, "output tokens per 
 TOTAL_TPUT = MetricSpec("total_throughput", "tokens/s", True, "input + output tokens per second")
 GOODPUT = MetricSpec("goodput", "req/s", True, "completed requests meeting every SLO per second")
 ERRORS = MetricSpec("errors", "requests", False, "failed requests (kinds in the context)")
+SLO_RATE = MetricSpec(
+    "slo_rate", "req/s", True, "highest request rate meeting the SLO at the stated attainment"
+)
 CLIENT_LAG = MetricSpec("client_lag", "ms", False, "client event-loop lag (its own delay)")
 
 
@@ -146,7 +183,19 @@ class ServingWorkload(Workload):
     name = "inference.serving"
     description = "load against an OpenAI-compatible streaming endpoint: TTFT, TPOT, ITL, goodput"
     Params = ServingParams
-    metrics = (OUT_TPUT, TTFT, TPOT, ITL, E2E, REQ_TPUT, TOTAL_TPUT, GOODPUT, ERRORS, CLIENT_LAG)
+    metrics = (
+        OUT_TPUT,
+        TTFT,
+        TPOT,
+        ITL,
+        E2E,
+        REQ_TPUT,
+        TOTAL_TPUT,
+        GOODPUT,
+        ERRORS,
+        CLIENT_LAG,
+        SLO_RATE,
+    )
     primary_metric = "output_throughput"
     detail_metrics = ("ttft", "tpot", "itl", "e2e_latency")
     sweep_params = ("concurrency", "rate")  # a load sweep: throughput and latency against load
@@ -159,6 +208,10 @@ class ServingWorkload(Workload):
     }
 
     params: ServingParams
+
+    @classmethod
+    def primary_for(cls, params: dict[str, Any]) -> str:
+        return "slo_rate" if params.get("slo_search") else cls.primary_metric
 
     @classmethod
     def shared_resources(cls, params: dict[str, Any]) -> tuple[str, ...]:
@@ -196,21 +249,31 @@ class ServingWorkload(Workload):
         self.runs: list[LoadRun] = []
 
     def metric_specs(self) -> tuple[MetricSpec, ...]:
+        left_out = set()
         if self.params.slo is None:
-            return tuple(m for m in self.metrics if m.name != "goodput")
-        return self.metrics
+            left_out.add("goodput")
+        if self.params.slo_search is None:
+            left_out.add("slo_rate")
+        return tuple(m for m in self.metrics if m.name not in left_out)
 
     def run_iteration(self) -> None:
+        if self.params.slo_search is not None:
+            self._search(self.params.slo_search)
+            return
+        concurrency, rate = self.params.arrivals()
+        self.runs.append(self._load(rate, concurrency))
+
+    def _load(self, rate: float | None, concurrency: int | None) -> LoadRun:
+        """One load run at ``rate`` (None: as fast as ``concurrency`` allows)."""
         from workloads.serving_client import run_load
 
         p = self.params
-        concurrency, rate = p.arrivals()
         plans = plan_stream(
             p.seed, p.prompt_len.dist_spec(), p.output_len.dist_spec(), rate, p.burstiness
         )
         warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
         warmup = [next(warm) for _ in range(p.warmup_requests)]
-        run = asyncio.run(
+        return asyncio.run(
             run_load(
                 self.endpoint,
                 plans,
@@ -221,7 +284,46 @@ class ServingWorkload(Workload):
                 p.max_duration_s,
             )
         )
-        self.runs.append(run)
+
+    def _attainment(self, run: LoadRun) -> float:
+        """The share of sent requests (failed ones too) that met every SLO limit."""
+        sent = len(run.results) + run.cancelled
+        return sum(r.ok and self._meets_slo(r) for r in run.results) / sent if sent else 0.0
+
+    def _search(self, search: SloSearch) -> None:
+        """Bisect the rate between ``low`` (meets) and ``high`` (misses); the run kept is the
+        one at the highest rate that met the SLO, and every probe goes into the context."""
+        probes: list[dict[str, float]] = []
+
+        def probe(rate: float) -> tuple[LoadRun, bool]:
+            run = self._load(rate, self.params.concurrency)
+            share = self._attainment(run)
+            probes.append({"rate": rate, "attainment": share, "sent": len(run.results)})
+            return run, share >= search.attainment
+
+        low, high = search.low, search.high
+        best, met = probe(low)
+        if not met:
+            raise VerificationError(
+                f"slo_search: low={low:g} req/s already misses the SLO (attainment "
+                f"{probes[-1]['attainment']:.1%} < {search.attainment:.1%}); lower it"
+            )
+        run, met = probe(high)
+        note = "within tolerance"
+        if met:
+            best, low, note = run, high, "high met the SLO too: the answer is at least high"
+        while not met and len(probes) < search.max_probes and high / low - 1 > search.tolerance:
+            mid = math.sqrt(low * high)
+            run, ok = probe(mid)
+            if ok:
+                best, low = run, mid
+            else:
+                high = mid
+        if not met and high / low - 1 > search.tolerance:
+            note = f"max_probes reached with high/low = {high / low:.3f}"
+        self.runs.append(best)
+        self.slo_rates = [*getattr(self, "slo_rates", []), low]
+        self.search_context = {"probes": probes, "low": low, "high": high, "stop": note}
 
     def verify(self) -> None:
         # Each request's stream is checked as it is read (status, [DONE], text); here: did
@@ -257,6 +359,8 @@ class ServingWorkload(Workload):
         }
         if self.params.slo is not None:
             out["goodput"] = []
+        if self.params.slo_search is not None:
+            out["slo_rate"] = list(getattr(self, "slo_rates", []))[-len(runs) :] if runs else []
         for run in runs:
             done = [r for r in run.results if r.ok]
             d = run.duration_s
@@ -301,6 +405,7 @@ class ServingWorkload(Workload):
             "errors_by_kind": _error_kinds(*runs),
             "stop": last.stop if last else None,
             "duration_s": [run.duration_s for run in runs],
+            **({"slo_search": self.search_context} if hasattr(self, "search_context") else {}),
             "short_outputs": sum(
                 r.ok and r.output_tokens < r.output_len for run in runs for r in run.results
             ),
