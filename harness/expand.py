@@ -154,9 +154,11 @@ def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> li
             errors.append(f"{at}.exclude: every parameter combination is excluded")
         for combo in combos:
             try:
-                wl.Params.model_validate(combo)
+                valid = wl.Params.model_validate(combo)
             except ValidationError as exc:
                 errors += validation_lines(source, exc, ("benchmarks", i, "params"))
+                continue
+            errors += [f"{at}.params: {line}" for line in wl.check_params(valid.model_dump())]
     return list(dict.fromkeys(errors))
 
 

@@ -166,6 +166,12 @@ class Workload(ABC):
         return ()
 
     @classmethod
+    def check_params(cls, params: dict[str, Any]) -> list[str]:
+        """Problems with these (validated) params that only reading something can show (a
+        trace file), one line each; found before anything runs."""
+        return []
+
+    @classmethod
     def primary_for(cls, params: dict[str, Any]) -> str:
         """The primary metric of a trial with these params (a load shape may answer another
         question than the default: an SLO search's answer is a rate)."""

@@ -36,7 +36,14 @@ from workloads.base import (
     Work,
     Workload,
 )
-from workloads.serving_client import Endpoint, LengthDist, LoadRun, first_model, plan_stream
+from workloads.serving_client import (
+    Endpoint,
+    LengthDist,
+    LoadRun,
+    SharedPrefix,
+    first_model,
+    plan_stream,
+)
 
 SCENARIOS = ("custom", "single_stream", "offline", "server")
 
@@ -91,6 +98,36 @@ class SloSearch(BaseModel):
         return self
 
 
+class Trace(BaseModel):
+    """A JSON Lines trace to replay (workloads/serving_trace.py): its path on the node that
+    sends (validation reads it where `harness` runs), its time unit, a speed-up (2: twice
+    as fast) and an optional cap on how many of its requests to send."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    path: str = Field(min_length=1)
+    time_unit: Literal["s", "ms"] = "s"
+    speedup: float = Field(1.0, gt=0)
+    limit: int | None = Field(None, ge=1)
+
+    def requests(self) -> list[Any]:
+        from workloads.serving_trace import load_trace
+
+        return load_trace(
+            self.path, time_unit=self.time_unit, speedup=self.speedup, limit=self.limit
+        )
+
+
+class Prefix(BaseModel):
+    """A shared prompt prefix of ``tokens`` words on a ``share`` of requests (prefix-cache
+    reuse); without it every prompt is random from its first word (no cache hit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    tokens: int = Field(ge=1)
+    share: float = Field(1.0, ge=0, le=1)
+
+
 class ServingParams(Params):
     url: str | None = Field(
         None,
@@ -117,6 +154,12 @@ class ServingParams(Params):
     warmup_requests: int = Field(2, ge=0, description="sent first, not counted")
     request_timeout_s: float = Field(300.0, gt=0)
     slo: Slo | None = Field(None, description="goodput objectives: ttft_ms, tpot_ms, e2e_ms")
+    trace: Trace | None = Field(
+        None, description="replay a JSONL trace: {path, time_unit: s|ms, speedup, limit}"
+    )
+    prefix: Prefix | None = Field(
+        None, description="shared prompt prefix: {tokens, share}; default: none (no cache hits)"
+    )
     slo_search: SloSearch | None = Field(
         None, description="find the highest rate meeting the SLO: {attainment, low, high}"
     )
@@ -139,12 +182,14 @@ class ServingParams(Params):
             raise ValueError("scenario offline sends everything at once: no rate")
         if s == "server" and self.rate is None:
             raise ValueError("scenario server needs a rate (requests/s)")
-        if (
-            s == "custom"
-            and self.concurrency is None
-            and self.rate is None
-            and not (self.slo_search)
-        ):
+        if self.trace is not None:
+            if s != "custom" or self.rate is not None or self.slo_search is not None:
+                raise ValueError("a trace sets the arrival times: no rate, scenario or slo_search")
+            clash = {"prompt_len", "output_len", "duration_s", "min_requests"} & given
+            if clash:
+                raise ValueError(f"a trace sets {', '.join(sorted(clash))} itself: remove it")
+        quiet = self.concurrency is None and self.rate is None
+        if s == "custom" and quiet and self.slo_search is None and self.trace is None:
             raise ValueError("give concurrency, rate or both (or a scenario)")
         if self.slo_search is not None:
             if self.slo is None:
@@ -247,6 +292,7 @@ class ServingWorkload(Workload):
             timeout_s=p.request_timeout_s,
         )
         self.runs: list[LoadRun] = []
+        self.trace_requests = p.trace.requests() if p.trace else []
 
     def metric_specs(self) -> tuple[MetricSpec, ...]:
         left_out = set()
@@ -256,7 +302,24 @@ class ServingWorkload(Workload):
             left_out.add("slo_rate")
         return tuple(m for m in self.metrics if m.name not in left_out)
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> list[str]:
+        """A trace is read before anything runs: missing, malformed or empty is one line."""
+        trace = params.get("trace")
+        if not trace:
+            return []
+        from workloads.serving_trace import TraceError
+
+        try:
+            Trace.model_validate(trace).requests()
+        except TraceError as exc:
+            return [str(exc)]
+        return []
+
     def run_iteration(self) -> None:
+        if self.params.trace is not None:
+            self.runs.append(self._replay(self.params.trace))
+            return
         if self.params.slo_search is not None:
             self._search(self.params.slo_search)
             return
@@ -269,7 +332,12 @@ class ServingWorkload(Workload):
 
         p = self.params
         plans = plan_stream(
-            p.seed, p.prompt_len.dist_spec(), p.output_len.dist_spec(), rate, p.burstiness
+            p.seed,
+            p.prompt_len.dist_spec(),
+            p.output_len.dist_spec(),
+            rate,
+            p.burstiness,
+            self._prefix(),
         )
         warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
         warmup = [next(warm) for _ in range(p.warmup_requests)]
@@ -284,6 +352,22 @@ class ServingWorkload(Workload):
                 p.max_duration_s,
             )
         )
+
+    def _replay(self, trace: Trace) -> LoadRun:
+        """Every request of the trace at its (scaled) time; a session's turns in order."""
+        from workloads.serving_client import plan_trace, run_load
+
+        p = self.params
+        plans = plan_trace(self.trace_requests, p.seed, self._prefix())
+        warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
+        warmup = [next(warm) for _ in range(p.warmup_requests)]
+        return asyncio.run(
+            run_load(self.endpoint, plans, warmup, p.concurrency, 0.0, len(plans), p.max_duration_s)
+        )
+
+    def _prefix(self) -> SharedPrefix | None:
+        p = self.params.prefix
+        return SharedPrefix(p.tokens, p.share) if p else None
 
     def _attainment(self, run: LoadRun) -> float:
         """The share of sent requests (failed ones too) that met every SLO limit."""
@@ -329,11 +413,13 @@ class ServingWorkload(Workload):
         # Each request's stream is checked as it is read (status, [DONE], text); here: did
         # the run measure what was asked?
         p = self.params
+        wanted = len(self.trace_requests) if p.trace else p.min_requests
         for run in self.runs:
             sent = len(run.results) + run.cancelled
-            if sent < p.min_requests:
+            if sent < wanted:
+                what = "the trace's requests" if p.trace else "min_requests"
                 raise VerificationError(
-                    f"only {sent} of min_requests {p.min_requests} sent within max_duration_s"
+                    f"only {sent} of {what} {wanted} sent within max_duration_s"
                 )
             if not any(r.ok for r in run.results):
                 kinds = _error_kinds(run)
@@ -406,6 +492,7 @@ class ServingWorkload(Workload):
             "stop": last.stop if last else None,
             "duration_s": [run.duration_s for run in runs],
             **({"slo_search": self.search_context} if hasattr(self, "search_context") else {}),
+            **(self._trace_context() if self.params.trace else {}),
             "short_outputs": sum(
                 r.ok and r.output_tokens < r.output_len for run in runs for r in run.results
             ),
@@ -424,6 +511,16 @@ class ServingWorkload(Workload):
             if ttft:
                 ctx["client_overhead_pct_of_ttft"] = 100 * p50 / float(np.percentile(ttft, 50))
         return ctx
+
+    def _trace_context(self) -> dict[str, Any]:
+        reqs = self.trace_requests
+        return {
+            "trace": {
+                "requests": len(reqs),
+                "sessions": len({r.session for r in reqs if r.session is not None}),
+                "span_s": reqs[-1].arrival_s if reqs else 0.0,
+            }
+        }
 
     def teardown(self) -> None:
         self.__dict__.pop("runs", None)

@@ -46,6 +46,9 @@ class RequestPlan:
     prompt: str
     prompt_len: int
     output_len: int
+    session: str | None = None  # a conversation's turns: sent in order, with the history
+    turn: int = 0
+    history: list[tuple[str, str]] = field(default_factory=list)  # (role, text), at send
 
 
 @dataclass
@@ -64,6 +67,7 @@ class RequestResult:
     error: str | None = None  # kind: http_<status>, connect, timeout, disconnect, stream_error
     detail: str = ""
     delivery_ns: list[int] = field(default_factory=list)
+    text: str = ""  # the answer, kept for a conversation's next turn only
 
     @property
     def tpot(self) -> float | None:
@@ -98,10 +102,13 @@ class Endpoint:
             "temperature": 0.0,
         }
         if self.api == "chat":
-            body["messages"] = [{"role": "user", "content": plan.prompt}]
+            body["messages"] = [
+                *({"role": role, "content": text} for role, text in plan.history),
+                {"role": "user", "content": plan.prompt},
+            ]
             body["max_completion_tokens"] = plan.output_len
-        else:
-            body["prompt"] = plan.prompt
+        else:  # the conversation so far as one text, then the new input
+            body["prompt"] = " ".join([*(text for _, text in plan.history), plan.prompt])
             body["max_tokens"] = plan.output_len
         if self.ignore_eos:  # vLLM's extension: generate exactly output_len tokens
             body["ignore_eos"] = True
@@ -131,12 +138,33 @@ class LengthDist:
         return max(1, round(value))
 
 
+@dataclass(frozen=True)
+class SharedPrefix:
+    """``tokens`` words every prompt of a ``share`` of the requests starts with (the rest of
+    its length random), to measure prefix caching; without one, every prompt is random words
+    from its first, so a prefix cache never hits."""
+
+    tokens: int
+    share: float = 1.0
+
+
+def _words(rng: np.random.Generator, n: int) -> str:
+    return " ".join(WORDS[i] for i in rng.integers(0, len(WORDS), n))
+
+
+def _prompt(rng: np.random.Generator, n_in: int, prefix: SharedPrefix | None, text: str) -> str:
+    if prefix is not None and rng.random() < prefix.share:
+        return text + " " + _words(rng, max(1, n_in - prefix.tokens))
+    return _words(rng, n_in)
+
+
 def plan_stream(
     seed: int,
     prompt_len: LengthDist,
     output_len: LengthDist,
     rate: float | None,
     burstiness: float = 1.0,
+    prefix: SharedPrefix | None = None,
 ) -> Iterator[RequestPlan]:
     """Requests without end, seeded: the same seed gives the same prompts, lengths and times.
 
@@ -145,6 +173,7 @@ def plan_stream(
     and scale = 1 / (rate x burstiness), as vLLM draws them (burstiness 1 is Poisson).
     """
     rng = np.random.default_rng(seed)
+    shared = _words(np.random.default_rng(seed + 7), prefix.tokens) if prefix else ""
     t = 0.0
     first = True
     while True:
@@ -152,8 +181,27 @@ def plan_stream(
             t += float(rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness)))
         first = False
         n_in, n_out = prompt_len.draw(rng), output_len.draw(rng)
-        prompt = " ".join(WORDS[i] for i in rng.integers(0, len(WORDS), n_in))
-        yield RequestPlan(t, prompt, n_in, n_out)
+        yield RequestPlan(t, _prompt(rng, n_in, prefix, shared), n_in, n_out)
+
+
+def plan_trace(
+    requests: Sequence[Any], seed: int, prefix: SharedPrefix | None = None
+) -> list[RequestPlan]:
+    """A trace's requests (``serving_trace.TraceRequest``) as plans: its times and lengths,
+    random words (seeded) of its input lengths; a turn's words are its new input only."""
+    rng = np.random.default_rng(seed)
+    shared = _words(np.random.default_rng(seed + 7), prefix.tokens) if prefix else ""
+    return [
+        RequestPlan(
+            r.arrival_s,
+            _prompt(rng, r.input_len, prefix, shared),
+            r.input_len,
+            r.output_len,
+            r.session,
+            r.turn,
+        )
+        for r in requests
+    ]
 
 
 async def send(
@@ -197,6 +245,8 @@ async def send(
                     result.input_tokens = data["usage"].get("prompt_tokens")
                 if not _has_text(data):
                     continue
+                if plan.session is not None:
+                    result.text += _text(data)
                 if chunks == 0:
                     result.ttft = now - sent
                 else:
@@ -228,6 +278,13 @@ async def send(
     result.output_tokens = usage_tokens if usage_tokens is not None else chunks
     result.ok = True
     return result
+
+
+def _text(data: dict[str, Any]) -> str:
+    return "".join(
+        choice.get("text") or (choice.get("delta") or {}).get("content") or ""
+        for choice in data.get("choices") or ()
+    )
 
 
 def _has_text(data: dict[str, Any]) -> bool:
@@ -281,6 +338,7 @@ async def run_load(
         stop_probe = asyncio.Event()
         probe = asyncio.create_task(_lag_probe(lags, stop_probe))
         tasks: list[asyncio.Task[RequestResult]] = []
+        sessions: dict[str, _Conversation] = {}
         t0 = time.perf_counter()
         stop = "plans exhausted"
         for plan in plans:
@@ -301,7 +359,10 @@ async def run_load(
                 except TimeoutError:
                     stop = "max_duration_s"
                     break
-            tasks.append(asyncio.create_task(_gated(session, endpoint, plan, gate)))
+            conversation = None
+            if plan.session is not None:
+                conversation = sessions.setdefault(plan.session, _Conversation())
+            tasks.append(asyncio.create_task(_gated(session, endpoint, plan, gate, conversation)))
         left = max(0.0, max_duration_s - (time.perf_counter() - t0))
         done, pending = await asyncio.wait(tasks, timeout=left) if tasks else (set(), set())
         for task in pending:
@@ -317,14 +378,31 @@ async def run_load(
         return LoadRun(results, duration, lags, cancelled=len(pending), stop=stop)
 
 
+@dataclass
+class _Conversation:
+    """A session's history; its lock (FIFO) sends the turns one after another, in order."""
+
+    history: list[tuple[str, str]] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 async def _gated(
     session: aiohttp.ClientSession,
     endpoint: Endpoint,
     plan: RequestPlan,
     gate: asyncio.Semaphore | None,
+    conversation: _Conversation | None = None,
 ) -> RequestResult:
     try:
-        return await send(session, endpoint, plan)
+        if conversation is None:
+            return await send(session, endpoint, plan)
+        async with conversation.lock:  # the previous turn's answer is in the history
+            plan.history = list(conversation.history)
+            result = await send(session, endpoint, plan)
+            if result.ok:
+                conversation.history += [("user", plan.prompt), ("assistant", result.text)]
+            result.text = ""  # kept in the history only, never in the results
+            return result
     finally:
         if gate is not None:
             gate.release()

@@ -1,0 +1,145 @@
+"""Load shapes of `inference.serving` beyond a fixed rate: trace replay (timing, speed-up,
+multi-turn sessions whose context grows), shared prefixes, and a bad trace refused in one
+line with exit 2 before any load is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.serve_model import spawned
+from workloads.serving_client import (
+    Endpoint,
+    LengthDist,
+    SharedPrefix,
+    first_model,
+    plan_stream,
+    plan_trace,
+    run_load,
+)
+from workloads.serving_trace import TraceError, load_trace
+
+runner = CliRunner()
+
+
+def write_trace(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "No such file or directory"),
+        ("", "no requests in it"),
+        ('{"timestamp": 0, "input_length": 4, "output_length": 2}\nnot json\n', ":2: not JSON"),
+        ("[1, 2]\n", ":1: expected an object, got list"),
+        ('{"timestamp": "soon", "input_length": 4, "output_length": 2}\n', ":1: timestamp"),
+        ('{"timestamp": 0, "input_length": 0, "output_length": 2}\n', "input_length must be"),
+        ('{"timestamp": 0, "input_length": 4}\n', ":1: no output_length"),
+    ],
+)
+def test_bad_traces_are_one_line(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "t.jsonl"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(TraceError) as exc:
+        load_trace(path)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_trace_times_units_speedup_sessions_and_aliases(tmp_path: Path) -> None:
+    path = write_trace(
+        tmp_path / "t.jsonl",
+        [
+            {"timestamp": 1500, "input_tokens": 8, "output_tokens": 3, "session_id": "a"},
+            {"timestamp": 1000, "input_length": 4, "output_length": 2, "session_id": "a"},
+            {"timestamp": 2000, "prompt_len": 6, "output_len": 5},
+        ],
+    )
+    reqs = load_trace(path, time_unit="ms", speedup=2)
+    assert [r.arrival_s for r in reqs] == [0.0, 0.25, 0.5]  # sorted, ms, twice as fast
+    assert [(r.session, r.turn) for r in reqs] == [("a", 0), ("a", 1), (None, 0)]
+    assert [(r.input_len, r.output_len) for r in reqs] == [(4, 2), (8, 3), (6, 5)]
+    assert len(load_trace(path, limit=2)) == 2
+
+
+def test_prompts_share_a_prefix_only_when_asked() -> None:
+    lengths = LengthDist(32), LengthDist(4)
+    plain = [next(s) for s in [plan_stream(1, *lengths, None)] for _ in range(20)]
+    assert len({p.prompt.split()[0] for p in plain}) > 10  # no common start: no cache hit
+    stream = plan_stream(1, *lengths, None, prefix=SharedPrefix(16, share=0.5))
+    shared = [next(stream) for _ in range(200)]
+    heads = [" ".join(p.prompt.split()[:16]) for p in shared]
+    common = max(set(heads), key=heads.count)
+    assert 70 <= heads.count(common) <= 130  # about half start with the one prefix
+    assert all(len(p.prompt.split()) == 32 for p in shared)  # the prefix counts in the length
+
+
+def test_replay_keeps_the_traces_timing_and_grows_each_conversation(tmp_path: Path) -> None:
+    rows = [{"timestamp": 0.2 * i, "input_length": 8, "output_length": 4} for i in range(6)]
+    rows += [
+        {"timestamp": 0.05 * t, "input_length": 5, "output_length": 6, "session_id": "chat"}
+        for t in range(3)
+    ]
+    reqs = load_trace(write_trace(tmp_path / "t.jsonl", rows), speedup=2)
+    with spawned("--engine", "synthetic", "--first-token-ms", "30", "--token-ms", "10") as url:
+        headers = {"Content-Type": "application/json"}
+        model = asyncio.run(first_model(url, headers))
+        endpoint = Endpoint(url, "completions", model, headers)
+        run = asyncio.run(run_load(endpoint, plan_trace(reqs, 0), [], None, 0.0, len(reqs), 60))
+    assert all(r.ok for r in run.results) and len(run.results) == 9
+    t0 = min(r.sent_at for r in run.results)
+    offsets = sorted(r.sent_at - t0 for r in run.results if r.prompt_len == 8)
+    for i, off in enumerate(offsets):  # sent at 0, 0.1, ... 0.5 s: the trace, twice as fast
+        assert abs(off - 0.1 * i) < 0.03, offsets
+    turns = [r for r in run.results if r.prompt_len == 5]
+    for before, after in itertools.pairwise(turns):
+        assert after.sent_at >= before.sent_at + before.e2e  # never before the answer
+        # the conversation so far: its prompt, its answer (one word per token), new input
+        assert after.input_tokens >= before.input_tokens + before.output_tokens + 5
+
+
+def test_a_bad_trace_stops_the_run_before_any_load(tmp_path: Path) -> None:
+    playbook = tmp_path / "trace.yaml"
+    playbook.write_text(
+        "campaign: {name: replay}\n"
+        "benchmarks:\n"
+        "  - workload: inference.serving\n"
+        f"    params: {{url: 'http://127.0.0.1:9', trace: {{path: '{tmp_path}/none.jsonl'}}}}\n"
+    )
+    db = tmp_path / "r.db"
+    for args in (["playbook", "validate", str(playbook)], ["run", str(playbook), "--db", str(db)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output + result.stderr
+        lines = [x for x in result.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1 and "none.jsonl: No such file or directory" in lines[0], lines
+    assert not db.exists()  # refused before anything was stored or sent
+
+
+def test_a_trace_trial_sends_every_request_and_says_so(tmp_path: Path) -> None:
+    from harness.playbook import Settings
+    from harness.runner import run_trial
+
+    rows = [{"timestamp": 0.02 * i, "input_length": 6, "output_length": 3} for i in range(5)]
+    rows.append({"timestamp": 0.01, "input_length": 4, "output_length": 3, "session_id": 7})
+    path = write_trace(tmp_path / "t.jsonl", rows)
+    settings = Settings(
+        warmup_iterations=0,
+        min_repetitions=1,
+        max_repetitions=1,
+        min_duration_s=0,
+        telemetry={"sources": []},
+    ).model_dump()
+    with spawned("--engine", "synthetic") as url:
+        params = {"url": url, "trace": {"path": str(path)}, "prefix": {"tokens": 2}}
+        out = run_trial("inference.serving", params, settings)
+    assert out.status == "ok", out.failure_reason
+    assert out.context["requests"] == out.context["completed"] == 6
+    assert out.context["trace"] == {"requests": 6, "sessions": 1, "span_s": pytest.approx(0.08)}
