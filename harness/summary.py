@@ -98,6 +98,8 @@ def trial_summaries(
             detail = f"n={r['n']}{spread} {r['stop_reason']}"
             if (contexts.get(tid) or {}).get("throttled"):
                 detail += " THROTTLED"
+            if (contexts.get(tid) or {}).get("client_bound"):
+                detail += " CLIENT-BOUND (" + "; ".join(contexts[tid]["client_bound_reasons"]) + ")"
             detail = "; ".join([detail, *detail_parts(r, recs, contexts.get(tid) or {})])
         else:
             detail = f"{r['failure_phase']}: {r['failure_reason']}"

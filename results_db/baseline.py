@@ -12,9 +12,9 @@ A trial is out when it is further from the centre than ``k`` spreads and at leas
 ``tolerance_pct`` of the centre (the floor keeps a tight, small history from calling noise
 a fault); ``k`` widens with the number of trials judged, so a whole campaign's check has
 at most a 5% chance of one false alarm (3 spreads for a few trials, 4.6 for 10,000).
-Trials flagged noisy (their CI target not reached) or contended (other processes used the
-CPU during their window) are never references and never failures: out of bounds, they are
-``unreliable``.
+Trials flagged noisy (their CI target not reached), contended (other processes used the
+CPU during their window) or client_bound (a load generator that measured itself) are never
+references and never failures: out of bounds, they are ``unreliable``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ PASS, LOW, HIGH, NO_BASELINE = "pass", "low", "high", "no baseline"
 UNRELIABLE = "unreliable"  # out of bounds, but measured noisy or beside other load
 FAILING = (LOW, HIGH)
 # Trial context flags that make a figure unreliable: never a reference, never a failure.
-UNRELIABLE_FLAGS = ("noisy", "contended")
+UNRELIABLE_FLAGS = ("noisy", "contended", "client_bound")
 
 # (hardware class, workload, params hash, metric, workload version)
 Key = tuple[str, str, str, str, str]

@@ -143,3 +143,49 @@ def test_a_trace_trial_sends_every_request_and_says_so(tmp_path: Path) -> None:
     assert out.status == "ok", out.failure_reason
     assert out.context["requests"] == out.context["completed"] == 6
     assert out.context["trace"] == {"requests": 6, "sessions": 1, "span_s": pytest.approx(0.08)}
+
+
+def test_a_starved_client_marks_its_run_client_bound() -> None:
+    """A thread holding the GIL in 50 ms slices starves the client's event loop: the run says
+    it measured the client (loop and send lag), where an unloaded run does not."""
+    import sys
+    import threading
+    import time
+
+    from harness.playbook import Settings
+    from harness.runner import run_trial
+
+    settings = Settings(
+        warmup_iterations=0,
+        min_repetitions=1,
+        max_repetitions=1,
+        min_duration_s=0,
+        telemetry={"sources": []},
+    ).model_dump()
+    with spawned("--engine", "synthetic", "--token-ms", "2") as url:
+        params = {"url": url, "rate": 50, "min_requests": 40, "output_len": 8}
+        calm = run_trial("inference.serving", params, settings)
+        stop = threading.Event()
+
+        def hog() -> None:
+            while not stop.is_set():
+                sum(range(10_000))
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.05)
+        thread = threading.Thread(target=hog, daemon=True)
+        thread.start()
+        try:
+            starved = run_trial("inference.serving", params, settings)
+        finally:
+            stop.set()
+            thread.join()
+            sys.setswitchinterval(interval)
+            time.sleep(0)
+    assert calm.status == starved.status == "ok"
+    # Unloaded, the loop answers within a fraction of that (not asserted unflagged: a busy
+    # CI machine may itself delay the loop by a few ms).
+    assert calm.context["loop_lag_p99_ms"] < starved.context["loop_lag_p99_ms"] / 3
+    assert starved.context["client_bound"] is True
+    reasons = " ".join(starved.context["client_bound_reasons"])
+    assert "loop_lag p99" in reasons and starved.context["loop_lag_p99_ms"] > 20

@@ -493,6 +493,7 @@ class ServingWorkload(Workload):
             "duration_s": [run.duration_s for run in runs],
             **({"slo_search": self.search_context} if hasattr(self, "search_context") else {}),
             **(self._trace_context() if self.params.trace else {}),
+            **client_check(runs),
             "short_outputs": sum(
                 r.ok and r.output_tokens < r.output_len for run in runs for r in run.results
             ),
@@ -528,6 +529,35 @@ class ServingWorkload(Workload):
     def _redact(self, text: str) -> str:
         key = getattr(self, "key", None)
         return text.replace(key, "***") if key else text
+
+
+# The client is the bottleneck, not the server, past these: its event loop or its schedule
+# running late by more than 5 ms at p99, or its process busy 90% of one core.
+CLIENT_LAG_LIMIT_S = 0.005
+CLIENT_CPU_LIMIT = 0.9
+
+
+def client_check(runs: list[LoadRun]) -> dict[str, Any]:
+    """The client's check of itself over the runs: loop lag and send lag p99 (ms), CPU, and
+    ``client_bound`` with the reasons when any passes its limit (then the figures measure
+    the client as much as the server)."""
+    loop = [lag for run in runs for lag in run.loop_lag_s]
+    late = [lag for run in runs for lag in run.send_lag_s]
+    cpu = max((run.client_cpu for run in runs), default=0.0)
+    out: dict[str, Any] = {"client_cpu": cpu}
+    reasons = []
+    for name, values in (("loop_lag", loop), ("send_lag", late)):
+        if values:
+            p99 = float(np.percentile(values, 99))
+            out[f"{name}_p99_ms"] = 1e3 * p99
+            if p99 > CLIENT_LAG_LIMIT_S:
+                reasons.append(f"{name} p99 {1e3 * p99:.1f} ms > {1e3 * CLIENT_LAG_LIMIT_S:g} ms")
+    if cpu > CLIENT_CPU_LIMIT:
+        reasons.append(f"client CPU {cpu:.0%} of a core > {CLIENT_CPU_LIMIT:.0%}")
+    if reasons:
+        out["client_bound"] = True
+        out["client_bound_reasons"] = reasons
+    return out
 
 
 def _error_kinds(*runs: LoadRun) -> dict[str, int]:

@@ -303,6 +303,10 @@ class LoadRun:
     loop_lag_s: list[float]
     cancelled: int = 0
     stop: str = ""
+    # The client's own check: how late each open-loop request left against its schedule,
+    # and the CPU the client's process used over the run (1.0 = one core, all the time).
+    send_lag_s: list[float] = field(default_factory=list)
+    client_cpu: float = 0.0
 
 
 async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
@@ -339,6 +343,8 @@ async def run_load(
         probe = asyncio.create_task(_lag_probe(lags, stop_probe))
         tasks: list[asyncio.Task[RequestResult]] = []
         sessions: dict[str, _Conversation] = {}
+        send_lag: list[float] = []
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         stop = "plans exhausted"
         for plan in plans:
@@ -351,6 +357,8 @@ async def run_load(
                 break
             if plan.arrival_s > elapsed:
                 await asyncio.sleep(plan.arrival_s - elapsed)
+            if plan.arrival_s > 0:  # on a schedule: how late the client is against it
+                send_lag.append(max(0.0, time.perf_counter() - t0 - plan.arrival_s))
             if gate is not None:
                 # Closed loop: wait for a free slot, but not past max_duration_s.
                 left = max_duration_s - (time.perf_counter() - t0)
@@ -375,7 +383,9 @@ async def run_load(
         results = [t.result() for t in tasks if t in done]
         ends = [r.sent_at + (r.e2e or 0.0) for r in results]
         duration = (max(ends) if ends else time.perf_counter()) - t0
-        return LoadRun(results, duration, lags, cancelled=len(pending), stop=stop)
+        wall = time.perf_counter() - t0
+        cpu = (time.process_time() - cpu0) / wall if wall > 0 else 0.0
+        return LoadRun(results, duration, lags, len(pending), stop, send_lag, cpu)
 
 
 @dataclass
