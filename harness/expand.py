@@ -243,7 +243,7 @@ def expand(pb: Playbook) -> list[TrialSpec]:
         wl = get_workload(b.workload)
         settings = effective_settings(pb.defaults, {**wl.default_settings, **b.settings})
         for combo in combinations(b):
-            params = wl.Params.model_validate(combo).model_dump(mode="json")
+            params = wl.Params.model_validate(combo).canonical()
             specs.append(
                 TrialSpec(
                     benchmark=benchmark_name(b, i),

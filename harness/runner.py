@@ -197,6 +197,8 @@ def _run_trial(
         if sampler is not None:
             outcome.telemetry = sampler.samples
             outcome.sources = list(sampler.statuses.values())
+        if workload is not None:  # what the workload itself observed (a server's metrics)
+            outcome.telemetry = [*outcome.telemetry, *workload.telemetry()]
         if workload is not None:
             try:
                 workload.teardown()

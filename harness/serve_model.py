@@ -132,10 +132,12 @@ class Server:
         self.name = f"harness-llama-{options.model}"
         # A known saturation point: past max_running, requests queue and throughput is flat.
         self.slots = asyncio.Semaphore(options.max_running) if options.max_running else None
+        self.running = self.waiting = 0  # /metrics, under vLLM's names
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/chat/completions", self.chat)
@@ -147,6 +149,21 @@ class Server:
     def _authorised(self, request: web.Request) -> bool:
         key = self.options.api_key
         return key is None or request.headers.get("Authorization") == f"Bearer {key}"
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text with vLLM's names: requests generating, waiting for a slot, and
+        the share of slots in use (as vLLM reports its KV cache's)."""
+        model = f'{{model_name="{self.name}"}}'
+        usage = self.running / self.options.max_running if self.options.max_running else 0.0
+        lines = [
+            "# TYPE vllm:num_requests_running gauge",
+            f"vllm:num_requests_running{model} {self.running}",
+            "# TYPE vllm:num_requests_waiting gauge",
+            f"vllm:num_requests_waiting{model} {self.waiting}",
+            "# TYPE vllm:gpu_cache_usage_perc gauge",
+            f"vllm:gpu_cache_usage_perc{model} {usage}",
+        ]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def models(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
@@ -190,9 +207,14 @@ class Server:
         stream = bool(body.get("stream"))
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if self.slots is not None:
-            await self.slots.acquire()
+            self.waiting += 1
+            try:
+                await self.slots.acquire()
+            finally:
+                self.waiting -= 1
             arrived = time.perf_counter()  # generation starts with a slot; the wait is TTFT's
         job = None
+        self.running += 1
         try:
             tokens, job = self._tokens(prompt_ids, max_tokens)
             return await self._respond(
@@ -201,6 +223,7 @@ class Server:
         finally:
             if job is not None:
                 job.cancelled.set()  # a client that went away frees the engine's slot
+            self.running -= 1
             if self.slots is not None:
                 self.slots.release()
 

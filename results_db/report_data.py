@@ -11,7 +11,17 @@ from results_db.baseline import check, control_history
 from results_db.models import Campaign, CampaignNode, Node, Trial
 from results_db.query import Filters, measured_ceilings, query_records, telemetry_query
 
-TELEMETRY_METRICS = ("power_instant", "power_avg", "power", "cpu_util", "gpu_util", "sm_clock")
+TELEMETRY_METRICS = (
+    "power_instant",
+    "power_avg",
+    "power",
+    "cpu_util",
+    "gpu_util",
+    "sm_clock",
+    "running",  # a serving endpoint's own metrics (workloads/server_metrics.py)
+    "waiting",
+    "kv_cache_usage",
+)
 
 
 def campaign_data(session: Session, campaign_id: str) -> dict[str, Any] | None:

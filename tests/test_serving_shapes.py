@@ -189,3 +189,66 @@ def test_a_starved_client_marks_its_run_client_bound() -> None:
     assert starved.context["client_bound"] is True
     reasons = " ".join(starved.context["client_bound_reasons"])
     assert "loop_lag p99" in reasons and starved.context["loop_lag_p99_ms"] > 20
+
+
+def test_the_servers_metrics_are_scraped_during_the_load() -> None:
+    """serve-model generates 2 requests at once; 6 in flight leave 4 waiting. Its /metrics
+    (vLLM's names) is read during the run and stored as the trial's server telemetry."""
+    from harness.playbook import Settings
+    from harness.runner import run_trial
+
+    settings = Settings(
+        warmup_iterations=0,
+        min_repetitions=1,
+        max_repetitions=1,
+        min_duration_s=0,
+        telemetry={"sources": []},
+    ).model_dump()
+    with spawned(
+        "--engine", "synthetic", "--first-token-ms", "20", "--token-ms", "20", "--max-running", "2"
+    ) as url:
+        params = {"url": url, "concurrency": 6, "min_requests": 24, "output_len": 10}
+        out = run_trial("inference.serving", params, settings)
+        off = run_trial("inference.serving", {**params, "server_metrics": False}, settings)
+    assert out.status == "ok", out.failure_reason
+    server = out.context["server_metrics"]
+    assert server["status"] == "ok"
+    assert server["running"]["max"] == 2 and server["waiting"]["max"] == 4
+    assert server["kv_cache_usage"]["max"] == 100.0
+    samples = [s for s in out.telemetry if s.source == "server"]
+    assert {s.metric for s in samples} == {"running", "waiting", "kv_cache_usage"}
+    assert len(samples) >= 3 * 3  # a reading every 0.25 s of a ~2 s run
+    assert "server_metrics" not in off.context and not any(
+        s.source == "server" for s in off.telemetry
+    )
+
+
+def test_a_server_without_metrics_says_so() -> None:
+    from workloads.server_metrics import parse
+
+    assert parse("# HELP x y\nx 1\n") == {}
+    got = parse(
+        'sglang:num_running_reqs{a="1"} 3\nsglang:num_running_reqs{a="2"} 2\n'
+        "tgi_queue_size 7\nvllm:num_preemptions_total 5\n"
+    )
+    assert got == {
+        "running": ("requests", 5.0),
+        "waiting": ("requests", 7.0),
+        "preemptions": ("count", 5.0),
+    }
+
+
+def test_params_added_later_keep_older_trials_keys() -> None:
+    """Trials stored before trace, prefix, slo_search and server_metrics existed hashed
+    params without them: at their defaults they stay out of the canonical params."""
+    from workloads.inference_serving import ServingParams
+
+    plain = ServingParams(concurrency=4).canonical()
+    assert not {"trace", "prefix", "slo_search", "server_metrics"} & set(plain)
+    assert plain["concurrency"] == 4 and plain["prompt_len"] == {
+        "mean": 128,
+        "dist": "fixed",
+        "spread": 0.0,
+    }
+    off = ServingParams(concurrency=4, server_metrics=False).canonical()
+    assert off["server_metrics"] is False

@@ -88,6 +88,22 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    # Params added after trials of the workload were stored: left out of the canonical params
+    # (and so of the params hash and the trial key) while they hold their default, so the
+    # trials stored before keep matching the same measurement.
+    added_later: ClassVar[tuple[str, ...]] = ()
+
+    def canonical(self) -> dict[str, Any]:
+        """The params as stored and hashed: JSON values, defaults filled in, except the
+        ``added_later`` ones still at their default."""
+        out = self.model_dump(mode="json")
+        for name in self.added_later:
+            if getattr(self, name) == type(self).model_fields[name].get_default(
+                call_default_factory=True
+            ):
+                out.pop(name, None)
+        return out
+
 
 class DeviceParams(Params):
     """Parameters shared by workloads that run on a torch device."""
@@ -269,6 +285,11 @@ class Workload(ABC):
     def context(self) -> dict[str, Any]:
         """Facts about how the trial ran (threads, backend flags), stored with it."""
         return {}
+
+    def telemetry(self) -> list[Any]:
+        """Readings the workload took itself (``collectors.base.Sample``), stored with the
+        node's telemetry: a serving endpoint's own metrics during the load."""
+        return []
 
     def metric_specs(self) -> tuple[MetricSpec, ...]:
         """The metrics this instance reports (after setup; some depend on the rank count)."""

@@ -129,6 +129,7 @@ class Prefix(BaseModel):
 
 
 class ServingParams(Params):
+    added_later = ("trace", "prefix", "slo_search", "server_metrics")
     url: str | None = Field(
         None,
         description="base URL (http://host:port or .../v1); default $OPENAI_BASE_URL",
@@ -159,6 +160,9 @@ class ServingParams(Params):
     )
     prefix: Prefix | None = Field(
         None, description="shared prompt prefix: {tokens, share}; default: none (no cache hits)"
+    )
+    server_metrics: bool = Field(
+        True, description="scrape the endpoint's /metrics (vLLM, SGLang, TGI) during the load"
     )
     slo_search: SloSearch | None = Field(
         None, description="find the highest rate meeting the SLO: {attainment, low, high}"
@@ -350,6 +354,7 @@ class ServingWorkload(Workload):
                 p.duration_s,
                 p.min_requests,
                 p.max_duration_s,
+                self._scrape_url(),
             )
         )
 
@@ -362,8 +367,22 @@ class ServingWorkload(Workload):
         warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
         warmup = [next(warm) for _ in range(p.warmup_requests)]
         return asyncio.run(
-            run_load(self.endpoint, plans, warmup, p.concurrency, 0.0, len(plans), p.max_duration_s)
+            run_load(
+                self.endpoint,
+                plans,
+                warmup,
+                p.concurrency,
+                0.0,
+                len(plans),
+                p.max_duration_s,
+                self._scrape_url(),
+            )
         )
+
+    def _scrape_url(self) -> str | None:
+        from workloads.server_metrics import metrics_url
+
+        return metrics_url(self.url) if self.params.server_metrics else None
 
     def _prefix(self) -> SharedPrefix | None:
         p = self.params.prefix
@@ -494,6 +513,7 @@ class ServingWorkload(Workload):
             **({"slo_search": self.search_context} if hasattr(self, "search_context") else {}),
             **(self._trace_context() if self.params.trace else {}),
             **client_check(runs),
+            **server_summary(runs),
             "short_outputs": sum(
                 r.ok and r.output_tokens < r.output_len for run in runs for r in run.results
             ),
@@ -512,6 +532,16 @@ class ServingWorkload(Workload):
             if ttft:
                 ctx["client_overhead_pct_of_ttft"] = 100 * p50 / float(np.percentile(ttft, 50))
         return ctx
+
+    def telemetry(self) -> list[Any]:
+        from collectors.base import Sample
+
+        endpoint = self.url.rstrip("/").removesuffix("/v1")
+        return [
+            Sample(t, "server", endpoint, name, unit, value)
+            for run in getattr(self, "runs", [])
+            for t, name, unit, value in run.server.readings
+        ]
 
     def _trace_context(self) -> dict[str, Any]:
         reqs = self.trace_requests
@@ -535,6 +565,25 @@ class ServingWorkload(Workload):
 # running late by more than 5 ms at p99, or its process busy 90% of one core.
 CLIENT_LAG_LIMIT_S = 0.005
 CLIENT_CPU_LIMIT = 0.9
+
+
+def server_summary(runs: list[LoadRun]) -> dict[str, Any]:
+    """What the endpoint's /metrics said over the runs: per metric its max and mean (the
+    preemptions counter: how many happened during the load), and the scrape's status."""
+    readings = [r for run in runs for r in run.server.readings]
+    statuses = {run.server.status for run in runs} - {"not scraped"}
+    if not readings:
+        return {"server_metrics": {"status": "; ".join(sorted(statuses))}} if statuses else {}
+    by_name: dict[str, list[float]] = {}
+    for _, name, _, value in readings:
+        by_name.setdefault(name, []).append(value)
+    out: dict[str, Any] = {"status": "ok"}
+    for name, values in sorted(by_name.items()):
+        if name == "preemptions":
+            out[name] = values[-1] - values[0]
+        else:
+            out[name] = {"max": max(values), "mean": statistics.fmean(values)}
+    return {"server_metrics": out}
 
 
 def client_check(runs: list[LoadRun]) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from workloads.server_metrics import Scrape, scrape
+
 
 def prompt_words() -> list[str]:
     """Common English words (workloads/data/prompt_words.txt): most BPE tokenizers spell each
@@ -307,6 +309,7 @@ class LoadRun:
     # and the CPU the client's process used over the run (1.0 = one core, all the time).
     send_lag_s: list[float] = field(default_factory=list)
     client_cpu: float = 0.0
+    server: Scrape = field(default_factory=Scrape)  # the endpoint's /metrics, when scraped
 
 
 async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
@@ -330,10 +333,11 @@ async def run_load(
     duration_s: float,
     min_requests: int,
     max_duration_s: float,
+    scrape_url: str | None = None,
 ) -> LoadRun:
     """Warm up, then send ``plans`` at their arrival times (at most ``concurrency`` in flight)
     until both ``duration_s`` has passed and ``min_requests`` were sent; ``max_duration_s``
-    cancels what is still running."""
+    cancels what is still running. ``scrape_url``: the server's /metrics, read meanwhile."""
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as session:
         gate = asyncio.Semaphore(concurrency) if concurrency else None
@@ -341,6 +345,12 @@ async def run_load(
         lags: list[float] = []
         stop_probe = asyncio.Event()
         probe = asyncio.create_task(_lag_probe(lags, stop_probe))
+        server = Scrape()
+        scraper = (
+            asyncio.create_task(scrape(session, scrape_url, server, stop_probe))
+            if scrape_url
+            else None
+        )
         tasks: list[asyncio.Task[RequestResult]] = []
         sessions: dict[str, _Conversation] = {}
         send_lag: list[float] = []
@@ -380,12 +390,14 @@ async def run_load(
             await asyncio.gather(*pending, return_exceptions=True)
         stop_probe.set()
         await probe
+        if scraper is not None:
+            await scraper
         results = [t.result() for t in tasks if t in done]
         ends = [r.sent_at + (r.e2e or 0.0) for r in results]
         duration = (max(ends) if ends else time.perf_counter()) - t0
         wall = time.perf_counter() - t0
         cpu = (time.process_time() - cpu0) / wall if wall > 0 else 0.0
-        return LoadRun(results, duration, lags, len(pending), stop, send_lag, cpu)
+        return LoadRun(results, duration, lags, len(pending), stop, send_lag, cpu, server)
 
 
 @dataclass
