@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 # exporter's name -> (our name, unit, scale to our unit)
 KNOWN: dict[str, tuple[str, str, float]] = {
@@ -43,6 +42,8 @@ class Scrape:
 def parse(text: str) -> dict[str, tuple[str, float]]:
     """Our name -> (unit, value) of the known metrics in a /metrics page, summed over label
     sets (one series per model or engine); counters by their total."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, tuple[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
