@@ -252,3 +252,63 @@ def test_params_added_later_keep_older_trials_keys() -> None:
     }
     off = ServingParams(concurrency=4, server_metrics=False).canonical()
     assert off["server_metrics"] is False
+
+
+def save_tokenizer(folder: Path, split_digits: bool) -> Path:
+    """A word-level tokenizer over the prompt words and the server's output words (w<id>),
+    saved as a Hugging Face folder; with ``split_digits`` "w123" is two tokens, "w" + "123"."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from workloads.serving_client import WORDS
+
+    vocab = {"[UNK]": 0, "w": 1, **{w: i + 2 for i, w in enumerate(dict.fromkeys(WORDS))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    splits = [pre_tokenizers.WhitespaceSplit()]
+    if split_digits:
+        splits.append(pre_tokenizers.Digits(individual_digits=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(splits)
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
+    return folder
+
+
+def test_a_local_tokenizer_counts_tokens_and_says_so(tmp_path: Path) -> None:
+    """The server streams words "w<id>", one token each by its usage. A tokenizer that splits
+    the digits off counts two per word: with it, output tokens (and so throughput) double,
+    prompts are exactly prompt_len of its tokens, and the context names the tokenizer."""
+    from harness.playbook import Settings
+    from harness.runner import run_trial
+
+    folder = save_tokenizer(tmp_path / "tok", split_digits=True)
+    settings = Settings(
+        warmup_iterations=0,
+        min_repetitions=1,
+        max_repetitions=1,
+        min_duration_s=0,
+        telemetry={"sources": []},
+    ).model_dump()
+    with spawned("--engine", "synthetic", "--token-ms", "5") as url:
+        params = {
+            "url": url,
+            "concurrency": 2,
+            "min_requests": 8,
+            "prompt_len": 20,
+            "output_len": 6,
+        }
+        usage = run_trial("inference.serving", params, settings)
+        counted = run_trial("inference.serving", {**params, "tokenizer": str(folder)}, settings)
+        missing = run_trial(
+            "inference.serving", {**params, "tokenizer": str(tmp_path / "no")}, settings
+        )
+    assert usage.status == counted.status == "ok", counted.failure_reason
+    assert usage.context["token_counts"] == "server usage"
+    assert counted.context["token_counts"] == f"tokenizer {folder}"
+    assert counted.context["mean_input_tokens"] == 20  # prompts cut to exactly prompt_len
+    assert counted.context["mean_output_tokens"] == 12  # six words, two tokens each
+    assert usage.context["mean_output_tokens"] == 6
+    ratio = (
+        counted.summaries["output_throughput"]["median"]
+        / usage.summaries["output_throughput"]["median"]
+    )
+    assert 1.7 < ratio < 2.3, ratio
+    assert missing.status == "failed" and "no such folder" in missing.failure_reason

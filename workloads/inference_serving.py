@@ -23,6 +23,7 @@ import asyncio
 import math
 import os
 import statistics
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -40,10 +41,12 @@ from workloads.serving_client import (
     Endpoint,
     LengthDist,
     LoadRun,
+    RequestPlan,
     SharedPrefix,
     first_model,
     plan_stream,
 )
+from workloads.serving_tokens import TokenCounter
 
 SCENARIOS = ("custom", "single_stream", "offline", "server")
 
@@ -129,7 +132,7 @@ class Prefix(BaseModel):
 
 
 class ServingParams(Params):
-    added_later = ("trace", "prefix", "slo_search", "server_metrics")
+    added_later = ("trace", "prefix", "slo_search", "server_metrics", "tokenizer")
     url: str | None = Field(
         None,
         description="base URL (http://host:port or .../v1); default $OPENAI_BASE_URL",
@@ -160,6 +163,11 @@ class ServingParams(Params):
     )
     prefix: Prefix | None = Field(
         None, description="shared prompt prefix: {tokens, share}; default: none (no cache hits)"
+    )
+    tokenizer: str | None = Field(
+        None,
+        description="a local Hugging Face tokenizer folder: prompts of exact token lengths, and "
+        "input/output counted with it (never downloaded); default: the server's usage",
     )
     server_metrics: bool = Field(
         True, description="scrape the endpoint's /metrics (vLLM, SGLang, TGI) during the load"
@@ -294,8 +302,10 @@ class ServingWorkload(Workload):
             ignore_eos=p.ignore_eos,
             extra_body=dict(p.extra_body),
             timeout_s=p.request_timeout_s,
+            keep_text=p.tokenizer is not None,
         )
         self.runs: list[LoadRun] = []
+        self.counter = TokenCounter.load(p.tokenizer) if p.tokenizer else None
         self.trace_requests = p.trace.requests() if p.trace else []
 
     def metric_specs(self) -> tuple[MetricSpec, ...]:
@@ -335,13 +345,15 @@ class ServingWorkload(Workload):
         from workloads.serving_client import run_load
 
         p = self.params
-        plans = plan_stream(
-            p.seed,
-            p.prompt_len.dist_spec(),
-            p.output_len.dist_spec(),
-            rate,
-            p.burstiness,
-            self._prefix(),
+        plans = self._fitted(
+            plan_stream(
+                p.seed,
+                p.prompt_len.dist_spec(),
+                p.output_len.dist_spec(),
+                rate,
+                p.burstiness,
+                self._prefix(),
+            )
         )
         warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
         warmup = [next(warm) for _ in range(p.warmup_requests)]
@@ -363,7 +375,7 @@ class ServingWorkload(Workload):
         from workloads.serving_client import plan_trace, run_load
 
         p = self.params
-        plans = plan_trace(self.trace_requests, p.seed, self._prefix())
+        plans = list(self._fitted(plan_trace(self.trace_requests, p.seed, self._prefix())))
         warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
         warmup = [next(warm) for _ in range(p.warmup_requests)]
         return asyncio.run(
@@ -383,6 +395,14 @@ class ServingWorkload(Workload):
         from workloads.server_metrics import metrics_url
 
         return metrics_url(self.url) if self.params.server_metrics else None
+
+    def _fitted(self, plans: Iterable[RequestPlan]) -> Iterator[RequestPlan]:
+        """Prompts cut to exactly their length in the tokenizer's tokens, when one is given
+        (lazily: the stream has no end)."""
+        for plan in plans:
+            if self.counter is not None:
+                plan.prompt = self.counter.fit(plan.prompt, plan.prompt_len)
+            yield plan
 
     def _prefix(self) -> SharedPrefix | None:
         p = self.params.prefix
@@ -450,6 +470,9 @@ class ServingWorkload(Workload):
     def derive(self, seconds: list[float]) -> dict[str, list[float]]:
         # Runs of the harness's warm-up iterations (if a playbook asks for any) come first.
         self.runs = runs = self.runs[-len(seconds) :] if seconds else []
+        if self.counter is not None:  # after the runs: counting never delays a request
+            for run in runs:
+                self.counter.recount(run.results)
         ok = [r for run in runs for r in run.results if r.ok]
         out: dict[str, list[float]] = {
             "ttft": [r.ttft * 1e3 for r in ok if r.ttft is not None],
@@ -504,6 +527,8 @@ class ServingWorkload(Workload):
             "endpoint": self.url,
             "served_model": self.endpoint.model,
             "api_key": "from $" + self.params.api_key_env if self.key else "none",
+            "token_counts": self._count_source(),
+            **self._mean_lengths(),
             "requests": sum(len(run.results) for run in runs),
             "completed": sum(r.ok for run in runs for r in run.results),
             "cancelled": sum(run.cancelled for run in runs),
@@ -532,6 +557,26 @@ class ServingWorkload(Workload):
             if ttft:
                 ctx["client_overhead_pct_of_ttft"] = 100 * p50 / float(np.percentile(ttft, 50))
         return ctx
+
+    def _mean_lengths(self) -> dict[str, float]:
+        """The tokens requests really held, on average, beside what was asked."""
+        done = [r for run in self.runs for r in run.results if r.ok]
+        inputs = [r.input_tokens for r in done if r.input_tokens is not None]
+        out = {}
+        if inputs:
+            out["mean_input_tokens"] = statistics.fmean(inputs)
+        if done:
+            out["mean_output_tokens"] = statistics.fmean(r.output_tokens for r in done)
+        return out
+
+    def _count_source(self) -> str:
+        """Where the stored token counts come from."""
+        if self.counter is not None:
+            return f"tokenizer {self.params.tokenizer}"
+        done = [r for run in self.runs for r in run.results if r.ok]
+        if done and all(r.usage_counted for r in done):
+            return "server usage"
+        return "stream chunks (the server reported no usage)" if done else "none"
 
     def telemetry(self) -> list[Any]:
         from collectors.base import Sample

@@ -69,7 +69,9 @@ class RequestResult:
     error: str | None = None  # kind: http_<status>, connect, timeout, disconnect, stream_error
     detail: str = ""
     delivery_ns: list[int] = field(default_factory=list)
-    text: str = ""  # the answer, kept for a conversation's next turn only
+    text: str = ""  # the answer: for a conversation's next turn, or a tokenizer to count
+    prompt_text: str = ""  # what was sent as the prompt, when the endpoint keeps text
+    usage_counted: bool = False  # output_tokens came from the server's usage
 
     @property
     def tpot(self) -> float | None:
@@ -89,6 +91,7 @@ class Endpoint:
     ignore_eos: bool = True
     extra_body: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 300.0
+    keep_text: bool = False  # keep each prompt and answer (a tokenizer counts them after)
 
     def path(self) -> str:
         base = self.url.rstrip("/")
@@ -211,7 +214,13 @@ async def send(
 ) -> RequestResult:
     """Send one streaming request and time its chunks."""
     result = RequestResult(ok=False, prompt_len=plan.prompt_len, output_len=plan.output_len)
-    body = json.dumps(endpoint.body(plan))
+    payload_body = endpoint.body(plan)
+    if endpoint.keep_text:
+        result.prompt_text = payload_body.get("prompt") or " ".join(
+            m["content"] for m in payload_body.get("messages", [])
+        )
+    body = json.dumps(payload_body)
+    keep = endpoint.keep_text or plan.session is not None
     timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
     chunks = 0
     usage_tokens: int | None = None
@@ -247,7 +256,7 @@ async def send(
                     result.input_tokens = data["usage"].get("prompt_tokens")
                 if not _has_text(data):
                     continue
-                if plan.session is not None:
+                if keep:
                     result.text += _text(data)
                 if chunks == 0:
                     result.ttft = now - sent
@@ -278,6 +287,7 @@ async def send(
         result.error, result.detail = "empty", "no text in the stream"
         return result
     result.output_tokens = usage_tokens if usage_tokens is not None else chunks
+    result.usage_counted = usage_tokens is not None
     result.ok = True
     return result
 
@@ -423,7 +433,8 @@ async def _gated(
             result = await send(session, endpoint, plan)
             if result.ok:
                 conversation.history += [("user", plan.prompt), ("assistant", result.text)]
-            result.text = ""  # kept in the history only, never in the results
+            if not endpoint.keep_text:
+                result.text = ""  # kept in the history only
             return result
     finally:
         if gate is not None:
