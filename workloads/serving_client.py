@@ -225,6 +225,7 @@ async def send(
     chunks = 0
     usage_tokens: int | None = None
     done = False
+    finished = False  # a choice said why it ended (finish_reason): the answer is whole
     result.sent_at = sent = time.perf_counter()
     last = sent
     try:
@@ -251,6 +252,8 @@ async def send(
                 stamp = data.get("harness_sent_ns")
                 if stamp is not None:
                     result.delivery_ns.append(time.monotonic_ns() - stamp)
+                if any(c.get("finish_reason") for c in data.get("choices") or ()):
+                    finished = True
                 if data.get("usage"):
                     usage_tokens = data["usage"].get("completion_tokens")
                     result.input_tokens = data["usage"].get("prompt_tokens")
@@ -280,7 +283,9 @@ async def send(
     except ValueError as exc:  # a data line that is not JSON
         result.error, result.detail = "bad_stream", str(exc)[:200]
         return result
-    if not done:
+    # `transformers serve` ends its streams after the finish_reason chunk with no [DONE]: a
+    # stream that closed cleanly after a finish_reason is whole; one cut before it is not.
+    if not done and not finished:
         result.error, result.detail = "disconnect", "stream ended without [DONE]"
         return result
     if chunks == 0:

@@ -1,0 +1,139 @@
+"""inference.serving against a server no one here wrote: Hugging Face's `transformers serve`
+(OpenAI-compatible, FastAPI) serving a tiny random Llama saved to a local folder, on this
+machine's CPU. Nothing is downloaded: the model and its word-level tokenizer are made here.
+
+Found by it: `transformers serve` ends a stream after the chunk with finish_reason and sends
+no `data: [DONE]`; the client takes a stream that closed cleanly after a finish_reason as
+whole (one cut before it is still a disconnect)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.playbook import Settings
+from harness.runner import run_trial
+
+SETTINGS = Settings(
+    warmup_iterations=0,
+    min_repetitions=1,
+    max_repetitions=1,
+    min_duration_s=0,
+    telemetry={"sources": []},
+).model_dump()
+TRANSFORMERS = Path(sys.executable).with_name("transformers")
+
+
+def tiny_llama(folder: Path) -> Path:
+    """A 2-layer random Llama over the prompt words, with a word-level tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from workloads.serving_client import WORDS
+
+    vocab = {"[UNK]": 0, "<s>": 1, "</s>": 2}
+    vocab.update({w: i + 3 for i, w in enumerate(dict.fromkeys(WORDS))})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # words joined by spaces
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", bos_token="<s>", eos_token="</s>"
+    )
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def transformers_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    if not TRANSFORMERS.exists():
+        pytest.skip("transformers' CLI is not installed (the test extra installs it)")
+    root = tmp_path_factory.mktemp("tserve")
+    model = tiny_llama(root / "model")
+    (root / "hub").mkdir()
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [str(TRANSFORMERS), "serve", str(model), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read() if proc.poll() is not None else ""
+                    pytest.fail(f"transformers serve did not start: {out[-2000:]}")
+                time.sleep(0.5)
+        yield url, model
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_load_against_transformers_serve(transformers_serve, api: str) -> None:
+    url, model = transformers_serve
+    params = {
+        "url": url,
+        "api": api,
+        "model": str(model),  # it lists only what its cache holds: name the folder
+        "concurrency": 2,
+        "min_requests": 6,
+        "prompt_len": 16,
+        "output_len": 8,
+        "tokenizer": str(model),
+        "warmup_requests": 1,
+        "ignore_eos": False,  # vLLM's extension: this server refuses it (HTTP 422)
+    }
+    out = run_trial("inference.serving", params, SETTINGS)
+    assert out.status == "ok", out.failure_reason
+    assert out.context["completed"] == 6 and out.context["errors_by_kind"] == {}
+    assert out.summaries["ttft"]["median"] > 0 and out.summaries["tpot"]["median"] > 0
+    # Its tokenizer is the one we count with: up to 8 output tokens each (without ignore_eos
+    # a random model may say </s> early, rarely: 1 chance in 135 a token).
+    assert out.context["token_counts"] == f"tokenizer {model}"
+    assert 4 < out.context["mean_output_tokens"] <= 8
+    assert out.context["mean_input_tokens"] == 16  # cut to exactly prompt_len
+    # No /metrics there: noted, not an error.
+    assert out.context["server_metrics"]["status"].endswith("HTTP 404")
