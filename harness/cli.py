@@ -200,6 +200,12 @@ def run(
     max_playbook_bytes: MaxBytesOpt = None,
     max_trials: MaxTrialsOpt = None,
     wide: WideOpt = False,
+    skip_preflight: Annotated[
+        bool,
+        typer.Option(
+            "--skip-preflight", help="do not check endpoints from here before the run starts"
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
@@ -210,6 +216,10 @@ def run(
         limits = Limits.from_env(max_playbook_bytes, max_trials)
         loaded = load_playbook(playbook, set_ or [], limits)
         cluster_address = address or loaded.model.cluster.address
+        if not dry_run and not skip_preflight:
+            from harness.preflight import preflight
+
+            preflight(loaded)  # before anything is stored or sent
         store = None
         if not dry_run:
             store = db_api.ResultStore(db_url(db))

@@ -14,7 +14,7 @@ import typer
 from platformdirs import user_data_path
 from rich.console import Console
 
-from harness.errors import CampaignError, ClusterError, PlacementError
+from harness.errors import CampaignError, ClusterError, PlacementError, PreflightError
 from harness.limits import LimitError
 from harness.playbook import PlaybookError
 from harness.visible import visible
@@ -120,6 +120,7 @@ BAD_INPUT = (
     QueryError,
     BadOption,
     LimitError,
+    PreflightError,
 )
 
 

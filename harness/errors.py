@@ -18,3 +18,12 @@ class PlacementError(Exception):
     def __init__(self, lines: list[str]) -> None:
         super().__init__("\n".join(lines))
         self.lines = lines
+
+
+class PreflightError(Exception):
+    """What the outside world shows wrong before anything runs (an endpoint nobody answers
+    at); ``lines`` holds one line per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines

@@ -312,3 +312,26 @@ def test_a_local_tokenizer_counts_tokens_and_says_so(tmp_path: Path) -> None:
     )
     assert 1.7 < ratio < 2.3, ratio
     assert missing.status == "failed" and "no such folder" in missing.failure_reason
+
+
+def test_an_unreachable_endpoint_stops_the_run_before_anything(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    playbook = tmp_path / "gone.yaml"
+    playbook.write_text(
+        "campaign: {name: gone}\n"
+        "benchmarks:\n"
+        "  - name: load\n"
+        "    workload: inference.serving\n"
+        f"    params: {{url: 'http://127.0.0.1:{port}', concurrency: [1, 2]}}\n"
+    )
+    db = tmp_path / "r.db"
+    result = runner.invoke(app, ["run", str(playbook), "--db", str(db)])
+    assert result.exit_code == 2, result.output + result.stderr
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, lines  # one line, though two trials name the endpoint
+    assert f"benchmark load: endpoint http://127.0.0.1:{port} does not answer" in lines[0]
+    assert not db.exists()

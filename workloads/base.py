@@ -188,6 +188,12 @@ class Workload(ABC):
         return []
 
     @classmethod
+    def preflight(cls, params: dict[str, Any]) -> list[str]:
+        """What the outside world shows wrong with these params before a campaign stores or
+        sends anything (an endpoint that does not answer from here), one line each."""
+        return []
+
+    @classmethod
     def primary_for(cls, params: dict[str, Any]) -> str:
         """The primary metric of a trial with these params (a load shape may answer another
         question than the default: an SLO search's answer is a rate)."""

@@ -20,12 +20,14 @@ the environment variable the playbook names, on the node that sends; it is never
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import statistics
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
+import aiohttp
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -49,6 +51,7 @@ from workloads.serving_client import (
 from workloads.serving_tokens import TokenCounter
 
 SCENARIOS = ("custom", "single_stream", "offline", "server")
+PREFLIGHT_TIMEOUT_S = 5.0
 
 
 class Lengths(BaseModel):
@@ -330,6 +333,14 @@ class ServingWorkload(Workload):
             return [str(exc)]
         return []
 
+    @classmethod
+    def preflight(cls, params: dict[str, Any]) -> list[str]:
+        """The endpoint must answer (any HTTP status: a refused key is the trial's to say)."""
+        url = params.get("url") or os.environ.get("OPENAI_BASE_URL")
+        if not url:
+            return ["no endpoint: give params.url or set $OPENAI_BASE_URL"]
+        return _unreachable(str(url))
+
     def run_iteration(self) -> None:
         if self.params.trace is not None:
             self.runs.append(self._replay(self.params.trace))
@@ -610,6 +621,31 @@ class ServingWorkload(Workload):
 # running late by more than 5 ms at p99, or its process busy 90% of one core.
 CLIENT_LAG_LIMIT_S = 0.005
 CLIENT_CPU_LIMIT = 0.9
+
+
+@functools.cache
+def _unreachable_cached(url: str) -> tuple[str, ...]:
+    async def probe() -> None:
+        timeout = aiohttp.ClientTimeout(total=PREFLIGHT_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            base = url.rstrip("/").removesuffix("/v1")
+            async with session.get(base + "/v1/models") as resp:
+                await resp.read()
+
+    try:
+        asyncio.run(probe())
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (
+            f"endpoint {url} does not answer from here: {reason} "
+            "(--skip-preflight if only the cluster's nodes can reach it)",
+        )
+    return ()
+
+
+def _unreachable(url: str) -> list[str]:
+    """One line when nothing answers at ``url`` within PREFLIGHT_TIMEOUT_S, else none."""
+    return list(_unreachable_cached(url))
 
 
 def server_summary(runs: list[LoadRun]) -> dict[str, Any]:
