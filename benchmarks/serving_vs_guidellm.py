@@ -20,16 +20,23 @@ should agree; without it, the clients share the CPUs with the decoder they measu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
+import socket
 import statistics
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from common import machine, scratch, trial_settings
 
 from harness.runner import run_trial
-from harness.serve_model import spawned
+from harness.serve_model import spawned, tiny_hf_llama
 
 TOKENIZER = """
 import sys
@@ -49,6 +56,7 @@ PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained
 def ours(url: str, args: argparse.Namespace) -> dict[str, float]:
     settings = trial_settings(1, 0)
     params = {
+        **args.extra_params,
         "url": url,
         "concurrency": args.concurrency,
         "min_requests": args.requests,
@@ -78,7 +86,8 @@ def guidellm(url: str, args: argparse.Namespace, tokenizer: Path, work: Path) ->
         args.guidellm,
         "run",
         "--backend",
-        f"kind=openai_http,target={url},request_format=/v1/completions",
+        f"kind=openai_http,target={url},request_format=/v1/completions"
+        + (f",model={args.model}" if args.model else ""),
         "--profile",
         f"kind=concurrent,streams={args.concurrency}",
         "--data",
@@ -94,7 +103,11 @@ def guidellm(url: str, args: argparse.Namespace, tokenizer: Path, work: Path) ->
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"guidellm failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    m = json.loads(report.read_text())["benchmarks"][0]["metrics"]
+    text = report.read_text()
+    m = json.loads(text)["benchmarks"][0]["metrics"]
+    if not m["request_totals"]["successful"]:
+        errors = sorted(set(re.findall(r'"error": "((?:[^"\\]|\\.){0,200})', text)))
+        raise SystemExit(f"guidellm completed no request; its errors: {errors[:3]}")
 
     def stat(name: str, key: str = "median") -> float:
         ok = m[name]["successful"]
@@ -112,6 +125,37 @@ def guidellm(url: str, args: argparse.Namespace, tokenizer: Path, work: Path) ->
     }
 
 
+@contextlib.contextmanager
+def transformers_serve(model: Path, work: Path) -> Iterator[str]:
+    """`transformers serve MODEL` on a free port, offline (an empty hub cache of its own)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (work / "hub").mkdir(exist_ok=True)
+    env = {**os.environ, "HF_HUB_CACHE": str(work / "hub"), "HF_HUB_OFFLINE": "1"}
+    exe = str(Path(sys.executable).with_name("transformers"))
+    proc = subprocess.Popen(
+        [exe, "serve", str(model), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise SystemExit("transformers serve did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def _p99(values: list[float]) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
@@ -125,6 +169,12 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument(
+        "--server",
+        choices=("serve-model", "transformers"),
+        default="serve-model",
+        help="transformers: `transformers serve` (Hugging Face's) on a tiny random Llama",
+    )
+    ap.add_argument(
         "--paced",
         action="store_true",
         help="synthetic tokens, first after 50 ms then every 10 ms: timings the server fixes",
@@ -137,10 +187,21 @@ def main() -> None:
     python = str(Path(args.guidellm).with_name("python"))
     subprocess.run([python, "-c", TOKENIZER, str(tokenizer), " ".join(WORDS)], check=True)
     runs: dict[str, list[dict[str, float]]] = {"inference.serving": [], "guidellm": []}
-    server = ["--model", "tiny"]
-    if args.paced:
-        server += ["--engine", "synthetic", "--first-token-ms", "50", "--token-ms", "10"]
-    with spawned(*server) as url:
+    args.model, args.extra_params = None, {}
+    if args.server == "transformers":
+        model = tiny_hf_llama(work / "model")
+        tokenizer = model  # the server's own: both clients count its tokens
+        args.model = str(model)
+        # It lists no model it did not download, and refuses vLLM's ignore_eos (HTTP 422).
+        args.extra_params = {"model": str(model), "ignore_eos": False, "tokenizer": str(model)}
+        server = ["transformers serve", str(model)]
+        context = transformers_serve(model, work)
+    else:
+        server = ["--model", "tiny"]
+        if args.paced:
+            server += ["--engine", "synthetic", "--first-token-ms", "50", "--token-ms", "10"]
+        context = spawned(*server)
+    with context as url:
         ours(url, argparse.Namespace(**{**vars(args), "requests": 8}))  # server warm-up
         for tool in ("inference.serving", "guidellm", "guidellm", "inference.serving"):
             if tool == "guidellm":
@@ -148,8 +209,13 @@ def main() -> None:
             else:
                 runs[tool].append(ours(url, args))
     print(machine())
+    what = (
+        " ".join(server)
+        if args.server == "transformers"
+        else "harness serve-model " + " ".join(server)
+    )
     print(
-        f"harness serve-model {' '.join(server)}; concurrency {args.concurrency}, "
+        f"{what}; concurrency {args.concurrency}, "
         f"{args.requests} requests, prompt {args.prompt_len}, output {args.output_len} tokens"
     )
     keys = ("ttft_p50", "ttft_p99", "tpot_p50", "itl_p50", "e2e_p50", "req_s", "out_tok_s")

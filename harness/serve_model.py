@@ -363,6 +363,41 @@ async def start(options: ServeOptions, host: str, port: int) -> tuple[web.AppRun
     return runner, bound
 
 
+def tiny_hf_llama(folder: Path) -> Path:
+    """A 2-layer random Llama over the prompt words with a word-level tokenizer, saved as a
+    Hugging Face folder: a model third-party servers (`transformers serve`) load offline."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from workloads.serving_client import WORDS
+
+    vocab = {"[UNK]": 0, "<s>": 1, "</s>": 2}
+    vocab.update({w: i + 3 for i, w in enumerate(dict.fromkeys(WORDS))})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # words joined by spaces
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", bos_token="<s>", eos_token="</s>"
+    )
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
 @contextlib.contextmanager
 def spawned(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """``harness serve-model ARGS`` in its own process on a free port; yields its base URL

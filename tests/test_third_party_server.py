@@ -22,6 +22,7 @@ import pytest
 
 from harness.playbook import Settings
 from harness.runner import run_trial
+from harness.serve_model import tiny_hf_llama
 
 SETTINGS = Settings(
     warmup_iterations=0,
@@ -31,40 +32,6 @@ SETTINGS = Settings(
     telemetry={"sources": []},
 ).model_dump()
 TRANSFORMERS = Path(sys.executable).with_name("transformers")
-
-
-def tiny_llama(folder: Path) -> Path:
-    """A 2-layer random Llama over the prompt words, with a word-level tokenizer."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from workloads.serving_client import WORDS
-
-    vocab = {"[UNK]": 0, "<s>": 1, "</s>": 2}
-    vocab.update({w: i + 3 for i, w in enumerate(dict.fromkeys(WORDS))})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.decoder = decoders.WordPiece(prefix="##")  # words joined by spaces
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", bos_token="<s>", eos_token="</s>"
-    )
-    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
 
 
 def _free_port() -> int:
@@ -78,7 +45,7 @@ def transformers_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     if not TRANSFORMERS.exists():
         pytest.skip("transformers' CLI is not installed (the test extra installs it)")
     root = tmp_path_factory.mktemp("tserve")
-    model = tiny_llama(root / "model")
+    model = tiny_hf_llama(root / "model")
     (root / "hub").mkdir()
     port = _free_port()
     env = {**os.environ, "HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1"}
