@@ -16,6 +16,7 @@ fails with "node lost".
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -76,6 +77,38 @@ class _Rank:
         return run_trial(workload, params, settings, ctx, env=env)
 
 
+@ray.remote(num_cpus=0, max_restarts=0)
+class _Watcher:
+    """The telemetry of a node hosting an endpoint, sampled while a trial elsewhere loads it
+    (`server_on`): it claims nothing, so it never competes with the server it watches."""
+
+    def start(self, sources: list[str], interval_s: float) -> None:
+        from collectors.sampler import TelemetrySampler
+
+        self.sampler = TelemetrySampler(sources, interval_s)
+        self.sampler.start()
+
+    def stop(self) -> list:
+        self.sampler.stop()
+        return self.sampler.samples
+
+
+def server_samples(
+    trial: PlacedTrial, node: NodeInfo, samples: list, outcome: TrialOutcome
+) -> list:
+    """A watched server node's samples within the trial's measured window (one interval of
+    margin), each device named ``id8:device`` (the node's short id: the stored device names
+    are short) so the energy of record can find them."""
+    lo, hi = outcome.window or (outcome.started_at, outcome.finished_at)
+    margin = trial.spec.settings.telemetry.interval_s
+    prefix = f"{node.short_id}:"
+    return [
+        dataclasses.replace(s, device=prefix + s.device)
+        for s in samples
+        if lo - margin <= s.t <= hi + margin
+    ]
+
+
 @ray.remote(max_retries=0)
 def _idle_task(sources: list[str], interval_s: float, seconds: float) -> list:
     return measure_idle(sources, interval_s, seconds)
@@ -104,6 +137,7 @@ def claims(trial: PlacedTrial) -> frozenset[tuple[str, str | None]]:
     ladder = group_of(trial)
     if ladder is not None:  # a ladder's steps climb one at a time
         shared.add((ladder, None))
+    shared |= {(n.ray_node_id, None) for n in trial.servers}  # an endpoint's hosts, whole
     if isolated(trial):
         return frozenset({(trial.node.ray_node_id, trial.gpu_ids[0]), *shared})
     return frozenset({*((nid, None) for nid in trial.node_ids), *shared})
@@ -169,6 +203,7 @@ class _InFlight:
     submitted_at: float  # wall clock: the stored start of a trial that never returns
     actors: list[Any] = field(default_factory=list)
     done: dict[int, TrialOutcome] = field(default_factory=dict)
+    watchers: list[Any] = field(default_factory=list)  # one per server node, in order
 
 
 def _first_line(exc: BaseException) -> str:
@@ -250,6 +285,15 @@ class Dispatcher:
         env = forwarded_env(spec.workload, spec.params)
         now = time.monotonic()
         flight = _InFlight(trial, [], now + spec.settings.timeout_s, time.time())
+        if trial.servers:
+            flight.watchers = [
+                _Watcher.options(scheduling_strategy=_pin(n)).remote() for n in trial.servers
+            ]
+            telemetry = spec.settings.telemetry
+            ray.get(
+                [w.start.remote(telemetry.sources, telemetry.interval_s) for w in flight.watchers],
+                timeout=RENDEZVOUS_TIMEOUT_S,
+            )
         if trial.gpus:
             env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(trial.gpu_ids)}
             flight.refs = [
@@ -294,8 +338,30 @@ class Dispatcher:
     def _finish(self, flight: _InFlight, outcome: TrialOutcome) -> None:
         for actor in flight.actors:
             ray.kill(actor)
+        if flight.watchers:
+            self._add_server_telemetry(flight, outcome)
         self._in_flight.remove(flight)
         self.on_done(flight.trial, outcome)
+
+    @staticmethod
+    def _add_server_telemetry(flight: _InFlight, outcome: TrialOutcome) -> None:
+        """The watched server nodes' samples of the trial's window go with its telemetry."""
+        servers = flight.trial.servers
+        try:
+            got = ray.get([w.stop.remote() for w in flight.watchers], timeout=60)
+        except ray.exceptions.RayError as exc:
+            outcome.context["server_telemetry"] = f"lost: {_first_line(exc)}"
+            got = []
+        finally:
+            for w in flight.watchers:
+                ray.kill(w)
+        for node, samples in zip(servers, got, strict=False):
+            outcome.telemetry = [
+                *outcome.telemetry,
+                *server_samples(flight.trial, node, samples, outcome),
+            ]
+        outcome.context["server_nodes"] = [n.short_id for n in servers]
+        outcome.context["server_hosts"] = [f"{n.hostname} ({n.short_id})" for n in servers]
 
     def run(self, trials: list[PlacedTrial]) -> None:
         """Run every trial (but those :meth:`drop` takes back); returns when all have an

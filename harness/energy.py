@@ -44,8 +44,16 @@ def trial_energy(outcome: TrialOutcome, idle_power: dict[tuple[str, str], float]
     result = TrialEnergy(readings)
     if outcome.status != TrialStatus.OK:
         return result
-    sources = record_sources(outcome.device)
-    record = [r for r in readings if r.source in sources]
+    servers = outcome.context.get("server_nodes")
+    if servers:  # a load against an endpoint: the energy of record is its hosts', not ours
+        hosted = [r for r in readings if r.device.startswith(tuple(f"{s}:" for s in servers))]
+        on_gpu = [r for r in hosted if r.source in GPU_SOURCES]
+        sources = GPU_SOURCES if on_gpu else CPU_SOURCES
+        record = on_gpu or [r for r in hosted if r.source in CPU_SOURCES]
+        result.notes["energy_of"] = "server_on: " + ", ".join(servers)
+    else:
+        sources = record_sources(outcome.device)
+        record = [r for r in readings if r.source in sources]
     if not record:
         result.notes["energy"] = f"no {'/'.join(sources)} energy or power telemetry"
         return result

@@ -38,6 +38,7 @@ class TrialSpec:
     optional: bool = False
     layout: RankLayout | None = None  # multi-rank trials only
     ladder: Ladder | None = None  # climbed one step at a time (harness.ladder)
+    server_on: str | None = None  # target of the nodes hosting the endpoint it loads
 
 
 def benchmark_name(b: Benchmark, index: int) -> str:
@@ -111,9 +112,13 @@ def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> li
             if metric not in metrics:
                 hint = did_you_mean(metric, metrics) or f"; expected one of: {', '.join(metrics)}"
                 errors.append(f"{at}.expect: {b.workload} has no metric {metric!r}{hint}")
-        if b.on != "any" and b.on not in pb.targets:
-            names = ", ".join(["any", *pb.targets])
-            errors.append(f"{at}.on: unknown target {b.on!r}; expected one of: {names}")
+        for field_name in ("on", "server_on"):
+            target = getattr(b, field_name)
+            if target is not None and target != "any" and target not in pb.targets:
+                names = ", ".join(["any", *pb.targets])
+                errors.append(
+                    f"{at}.{field_name}: unknown target {target!r}; expected one of: {names}"
+                )
         if wl.multi_rank and b.ranks is None:
             errors.append(
                 f"{at}.ranks: {b.workload} runs over ranks; give ranks: N or "
@@ -256,6 +261,7 @@ def expand(pb: Playbook) -> list[TrialSpec]:
                     optional=b.optional,
                     layout=b.ranks if isinstance(b.ranks, RankLayout) else None,
                     ladder=b.ladder,
+                    server_on=b.server_on,
                 )
             )
     return specs

@@ -25,6 +25,8 @@ class PlacedTrial:
     # Per-GPU trials (`each: gpu` / `gpu_pair`): the GPU's position on its node (a pair:
     # source, then destination), among :func:`gpu_ids`.
     gpus: tuple[int, ...] = ()
+    # Nodes hosting the endpoint the trial loads (`server_on`): held whole, watched.
+    servers: tuple[NodeInfo, ...] = ()
 
     @property
     def gpu_ids(self) -> tuple[str, ...]:
@@ -195,6 +197,14 @@ def place(
         candidates = sorted(matching_nodes(spec.target, targets, nodes), key=lambda n: n.identity)
         wanted = spec.layout.nodes if spec.layout else 1
         line = _shortfall(spec, candidates, wanted)
+        servers: tuple[NodeInfo, ...] = ()
+        if spec.server_on is not None and not line:
+            servers = tuple(matching_nodes(spec.server_on, targets, nodes))
+            if not servers:
+                line = (
+                    f"server_on target {spec.server_on!r} (benchmark {spec.benchmark}) "
+                    "matches no node"
+                )
         if line:
             bucket = skipped if spec.optional else errors
             if line not in bucket:
@@ -217,7 +227,7 @@ def place(
             for n in group:
                 load[n.ray_node_id] += 1
             key = trial_key(spec, group if spec.each else None)
-            placed.append(PlacedTrial(spec, _ranks(group, per_node), key))
+            placed.append(PlacedTrial(spec, _ranks(group, per_node), key, servers=servers))
     if errors:
         raise PlacementError(
             [*errors, f"the cluster has {len(nodes)} node(s): see `harness nodes`"]

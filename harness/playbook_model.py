@@ -177,6 +177,11 @@ class Benchmark(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
     workload: str
     on: str = "any"
+    server_on: str | None = Field(
+        None,
+        description="target of the node(s) hosting the endpoint a load runs against: held whole "
+        "and watched (power, utilisation) in the trial's window; energy is theirs",
+    )
     each: bool | Literal["gpu", "gpu_pair"] = Field(
         False,
         description="true: every matching node (every group of `ranks` nodes); gpu: every GPU "

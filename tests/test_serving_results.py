@@ -5,6 +5,7 @@ table of every load point. Against `harness serve-model` with known pacing."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -264,3 +265,79 @@ def test_slo_search_needs_an_slo_and_no_rate() -> None:
     from workloads.inference_serving import ServingWorkload
 
     assert ServingWorkload.primary_for(ok.model_dump(mode="json")) == "slo_rate"
+
+
+def test_energy_of_a_load_is_its_servers_when_server_on_names_them() -> None:
+    """RAPL on the client's node draws 100 W, on the server's 50 W: with server_on, energy
+    per token is the server's (50 J over 1 s for 100 tokens), not the client's."""
+    from collectors.base import Sample
+    from harness.energy import trial_energy
+    from harness.runner import TrialOutcome
+    from results_db.vocabulary import TrialStatus
+
+    def power(device: str, watts: float) -> list[Sample]:
+        return [Sample(t / 10, "rapl", device, "power", "W", watts) for t in range(11)]
+
+    outcome = TrialOutcome(
+        status=TrialStatus.OK,
+        device="cpu",
+        seconds=[1.0],
+        work={"tokens": 100.0},
+        telemetry=power("package-0", 100.0) + power("abcd1234:package-0", 50.0),
+        telemetry_interval_s=0.1,
+        context={"server_nodes": ["abcd1234"]},
+    )
+    metrics = {name: value for name, _, _, value in trial_energy(outcome, {}).metrics}
+    assert metrics["energy"] == pytest.approx(50.0) and metrics[
+        "energy_per_token"
+    ] == pytest.approx(0.5)
+    outcome.context, outcome.telemetry = {}, power("package-0", 100.0)
+    metrics = {name: value for name, _, _, value in trial_energy(outcome, {}).metrics}
+    assert metrics["energy"] == pytest.approx(100.0)  # without server_on: the node it ran on
+
+
+@pytest.mark.ray
+def test_server_on_holds_and_watches_the_endpoints_node(ray_cluster, tmp_path: Path) -> None:
+    """The client runs on the head; the endpoint's host is zone b's node: it is watched in the
+    trial's window, and a benchmark placed on it waits until the load is over."""
+    with spawned("--engine", "synthetic", "--token-ms", "10") as url:
+        playbook = tmp_path / "served.yaml"
+        playbook.write_text(
+            "campaign: {name: served}\n"
+            "defaults: {telemetry: {sources: [host], interval_s: 0.05}}\n"
+            "targets:\n  head: {labels: {tier: head}}\n  srv: {labels: {zone: b}}\n"
+            "benchmarks:\n"
+            "  - name: load\n"
+            "    workload: inference.serving\n"
+            "    on: head\n"
+            "    server_on: srv\n"
+            f"    params: {{url: '{url}', concurrency: 2, min_requests: 30, output_len: 8}}\n"
+            "  - name: beside\n"
+            "    workload: test.flaky\n"
+            "    on: srv\n"
+            "    params: {sleep_s: 0.01}\n"
+        )
+        db = tmp_path / "r.db"
+        result = runner.invoke(
+            app, ["run", str(playbook), "--db", str(db), "--address", ray_cluster.address]
+        )
+    assert result.exit_code == 0, result.output + result.stderr
+    con = sqlite3.connect(db)
+    rows = dict(
+        (b, (tid, s, f, json.loads(c)))
+        for tid, b, s, f, c in con.execute(
+            "select id, benchmark, started_at, finished_at, context from trials"
+        )
+    )
+    tid, start, end, ctx = rows["load"]
+    srv = ray_cluster.worker_ids[1][:8]  # zone b
+    assert ctx["server_nodes"] == [srv] and ctx["energy_of"] == f"server_on: {srv}"
+    devices = {
+        d
+        for (d,) in con.execute(
+            "select distinct device from telemetry_samples where trial_id = ?", (tid,)
+        )
+    }
+    assert f"{srv}:cpu" in devices and "cpu" in devices  # the server's and the client's
+    _, b_start, b_end, _ = rows["beside"]
+    assert b_end <= start or b_start >= end  # never while the load ran on its node

@@ -592,9 +592,8 @@ class ServingWorkload(Workload):
     def telemetry(self) -> list[Any]:
         from collectors.base import Sample
 
-        endpoint = self.url.rstrip("/").removesuffix("/v1")
-        return [
-            Sample(t, "server", endpoint, name, unit, value)
+        return [  # the endpoint itself is in the context; the stored device name is short
+            Sample(t, "server", "endpoint", name, unit, value)
             for run in getattr(self, "runs", [])
             for t, name, unit, value in run.server.readings
         ]
