@@ -20,6 +20,7 @@ from harness.expand import expand
 from harness.ladder import Ladders, in_climbing_order
 from harness.placement import PlacedTrial, Plan, place
 from harness.playbook import LoadedPlaybook, short_hash
+from harness.pricing import trial_prices
 from harness.recording import node_record, trial_record
 from harness.runner import TrialOutcome
 from results_db import (
@@ -181,6 +182,8 @@ def run_campaign(
         observer.warn(f"optional benchmark skipped: {line}")
     placed = planned.trials
 
+    prices = trial_prices(placed, loaded.model.prices)  # a node without a price: stop here
+    currency = loaded.model.prices.currency if loaded.model.prices else ""
     campaign_id, attempts = open_campaign(loaded, store, session, resume)
     todo = in_climbing_order(not_done(placed, attempts))
     result = CampaignResult(campaign_id, skipped=len(placed) - len(todo))
@@ -233,6 +236,7 @@ def run_campaign(
                 node_ids[trial.node.ray_node_id],
                 attempt,
                 idle.get(trial.node.ray_node_id),
+                (prices[trial.key], currency) if trial.key in prices else None,
             )
         )
         result.ran += 1

@@ -214,12 +214,31 @@ class Benchmark(_Strict):
     )
 
 
+class Prices(_Strict):
+    """What hardware costs an hour, for cost per million tokens: keys are a hardware class,
+    or a glob on a node's GPU model or CPU model (the first that matches prices the node)."""
+
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    per_hour: dict[str, float] = Field(min_length=1)
+
+    @field_validator("per_hour")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, price in v.items() if price <= 0]
+        if bad:
+            raise ValueError(f"prices must be above 0: {', '.join(bad)}")
+        return v
+
+
 class Playbook(_Strict):
     campaign: CampaignInfo
     cluster: ClusterInfo = Field(default_factory=ClusterInfo)
     defaults: Settings = Field(default_factory=Settings)
     targets: dict[str, Target] = Field(default_factory=dict)
     benchmarks: list[Benchmark] = Field(min_length=1)
+    prices: Prices | None = Field(
+        None, description="currency per hour per hardware: cost per million output tokens"
+    )
 
     @field_validator("targets")
     @classmethod

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from harness.cluster import NodeInfo
 from harness.energy import TrialEnergy, trial_energy
 from harness.placement import PlacedTrial
+from harness.pricing import PRICED_METRIC, cost_per_mtok
 from harness.runner import TrialOutcome
 from harness.stats import summarize
 from results_db import (
@@ -71,6 +72,7 @@ def trial_record(
     node_id: int,
     attempt: int,
     idle_power: dict[tuple[str, str], float] | None = None,
+    price: tuple[float, str] | None = None,
 ) -> TrialRecord:
     """Translate an outcome into the store's record: summaries derived from raw samples,
     energy from the telemetry of the same window."""
@@ -105,7 +107,7 @@ def trial_record(
         window_end=outcome.window[1] if outcome.window else None,
         started_at=ts(outcome.started_at),
         finished_at=ts(outcome.finished_at),
-        metrics=metric_records(outcome, meta, energy),
+        metrics=metric_records(outcome, meta, energy) + cost_records(outcome, price),
         telemetry=[
             TelemetryRecord(s.source, s.device, s.metric, s.unit, s.t, s.value)
             for s in outcome.telemetry
@@ -143,6 +145,18 @@ def metric_records(
         MetricRecord(name, unit, hib, [value], summarize([value]))
         for name, unit, hib, value in energy.metrics
     ]
+
+
+def cost_records(outcome: TrialOutcome, price: tuple[float, str] | None) -> list[MetricRecord]:
+    """Cost per million output tokens, from the hardware's price per hour and the trial's
+    median output throughput (``cost_per_mtok``, in the table's currency)."""
+    if price is None:
+        return []
+    tokens = (outcome.summaries.get(PRICED_METRIC) or {}).get("median")
+    value = cost_per_mtok(price[0], tokens) if tokens else None
+    if value is None:
+        return []
+    return [MetricRecord("cost_per_mtok", f"{price[1]}/Mtok", False, [value], summarize([value]))]
 
 
 def telemetry_summaries(outcome: TrialOutcome) -> list[TelemetrySummaryRecord]:

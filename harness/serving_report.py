@@ -4,6 +4,7 @@ load point (vLLM's definitions; see workloads/inference_serving.py)."""
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ TABLE_HEADER = [
     "ITL p50/p99 ms",
     "E2E p50/p99 ms",
     "errors",
+    "cost/Mtok",
 ]
 
 
@@ -64,6 +66,32 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
             front.append((x, y))
             best_y = y
     return sorted(front)
+
+
+def matched_energy(points: list[dict[str, Any]]) -> tuple[float, dict[str, float]] | None:
+    """Energy per token of each configuration at one interactivity (tokens/s per user) all
+    of them reach: the highest such, each configuration's figure interpolated linearly
+    between its two nearest load points. None unless two configurations have energy at two
+    load points or more (one figure per configuration would compare different loads)."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for p in points:
+        energy = p["metrics"].get("energy_per_token")
+        if energy is not None and p["interactivity"]:
+            series.setdefault(p["config"], []).append((p["interactivity"], energy["median"]))
+    series = {c: sorted(v) for c, v in series.items() if len(v) >= 2}
+    if len(series) < 2:
+        return None
+    low = max(v[0][0] for v in series.values())
+    high = min(v[-1][0] for v in series.values())
+    if low > high:
+        return None  # no interactivity every configuration reaches
+    out = {}
+    for config, pts in series.items():
+        for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+            if x0 <= high <= x1:
+                out[config] = y0 + (y1 - y0) * (high - x0) / (x1 - x0) if x1 > x0 else y0
+                break
+    return high, out
 
 
 def _tails(m: dict[str, Any] | None, keys: tuple[str, ...]) -> str:
@@ -139,7 +167,20 @@ def section(
                 _tails(m.get("itl"), ("median", "p99")),
                 _tails(m.get("e2e_latency"), ("median", "p99")),
                 " ".join(f"{k}x{v}" for k, v in errors.items()) or "0",
+                f"{m['cost_per_mtok']['median']:.4g} {m['cost_per_mtok']['unit'].split('/')[0]}"
+                if "cost_per_mtok" in m
+                else "",
             ]
         )
     parts.append(table(TABLE_HEADER, rows))
+    matched = matched_energy(points)
+    if matched is not None:
+        at, figures = matched
+        parts.append(
+            f"<p>Energy per token at the same interactivity, {at:.3g} tokens/s per user "
+            "(interpolated between each configuration's load points):</p>"
+        )
+        parts.append(
+            table(["configuration", "J/token"], [[c, f"{v:.4g}"] for c, v in figures.items()])
+        )
     return parts

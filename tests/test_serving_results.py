@@ -341,3 +341,74 @@ def test_server_on_holds_and_watches_the_endpoints_node(ray_cluster, tmp_path: P
     assert f"{srv}:cpu" in devices and "cpu" in devices  # the server's and the client's
     _, b_start, b_end, _ = rows["beside"]
     assert b_end <= start or b_start >= end  # never while the load ran on its node
+
+
+@pytest.mark.ray
+def test_cost_per_million_tokens_from_the_price_table(ray_cluster, tmp_path: Path) -> None:
+    """3.60 an hour at T tokens/s costs 3.6 / (3600 T) x 1e6 = 1000 / T per million tokens;
+    a node no entry prices stops the run before anything is stored."""
+    with spawned("--engine", "synthetic", "--token-ms", "5") as url:
+        text = (
+            "campaign: {{name: priced}}\n"
+            "defaults: {{telemetry: {{sources: [host]}}}}\n"
+            "prices: {{currency: EUR, per_hour: {prices}}}\n"
+            "benchmarks:\n"
+            "  - workload: inference.serving\n"
+            f"    params: {{{{url: '{url}', concurrency: 2, min_requests: 8, output_len: 8}}}}\n"
+        )
+        db = tmp_path / "r.db"
+        args = ["--db", str(db), "--address", ray_cluster.address]
+        playbook = tmp_path / "priced.yaml"
+        playbook.write_text(text.format(prices="{'*H100*': 2.0}"))
+        refused = runner.invoke(app, ["run", str(playbook), *args])
+        assert refused.exit_code == 2, refused.output + refused.stderr
+        assert "prices: no entry for" in refused.stderr and "GPU none" in refused.stderr
+        assert sqlite3.connect(db).execute("select count(*) from campaigns").fetchone()[0] == 0
+        playbook.write_text(text.format(prices="{'*H100*': 2.0, '*': 3.6}"))
+        result = runner.invoke(app, ["run", str(playbook), *args])
+    assert result.exit_code == 0, result.output + result.stderr
+    rows = dict(
+        sqlite3.connect(db).execute(
+            "select m.name, m.median from metrics m where m.name in "
+            "('output_throughput', 'cost_per_mtok')"
+        )
+    )
+    assert rows["cost_per_mtok"] == pytest.approx(1000 / rows["output_throughput"], rel=1e-6)
+    unit = (
+        sqlite3.connect(db)
+        .execute("select unit from metrics where name = 'cost_per_mtok'")
+        .fetchone()[0]
+    )
+    assert unit == "EUR/Mtok"
+
+
+def test_energy_per_token_is_compared_at_one_interactivity() -> None:
+    """Two configurations' load points: energy per token is read where both reach the same
+    tokens/s per user (the highest they share), interpolated, not at unlike loads."""
+    from harness.serving_report import load_points, matched_energy
+
+    def records(trial: int, bench: str, conc: int, tpot: float, thr: float, joules: float):
+        base = {
+            "trial": trial,
+            "benchmark": bench,
+            "node_label": "n1",
+            "params": {"url": "u", "concurrency": conc},
+            "detail_metrics": ["ttft", "tpot", "itl", "e2e_latency"],
+            "unit": "",
+        }
+        return [
+            {**base, "metric": "output_throughput", "median": thr},
+            {**base, "metric": "tpot", "median": tpot},
+            {**base, "metric": "energy_per_token", "median": joules},
+        ]
+
+    recs = []
+    # A: 100 and 50 tok/s/user (tpot 10, 20 ms) at 1.0 and 0.5 J/token
+    recs += records(1, "a", 1, 10.0, 100.0, 1.0) + records(2, "a", 8, 20.0, 400.0, 0.5)
+    # B: 80 and 40 tok/s/user (tpot 12.5, 25 ms) at 0.8 and 0.6 J/token
+    recs += records(3, "b", 1, 12.5, 80.0, 0.8) + records(4, "b", 8, 25.0, 320.0, 0.6)
+    at, figures = matched_energy(load_points(recs))
+    assert at == pytest.approx(80.0)  # the highest interactivity both reach
+    assert figures["a n1"] == pytest.approx(0.5 + 0.5 * (80 - 50) / 50)  # 0.8
+    assert figures["b n1"] == pytest.approx(0.8)
+    assert matched_energy(load_points(recs[:6])) is None  # one configuration has nothing to match
