@@ -362,6 +362,8 @@ class Dispatcher:
             ]
         outcome.context["server_nodes"] = [n.short_id for n in servers]
         outcome.context["server_hosts"] = [f"{n.hostname} ({n.short_id})" for n in servers]
+        # For throughput per GPU: the GPUs Ray counts on the endpoint's hosts.
+        outcome.context["server_gpus"] = sum(int(n.resources.get("GPU", 0)) for n in servers)
 
     def run(self, trials: list[PlacedTrial]) -> None:
         """Run every trial (but those :meth:`drop` takes back); returns when all have an

@@ -119,7 +119,7 @@ def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> li
                 errors.append(
                     f"{at}.{field_name}: unknown target {target!r}; expected one of: {names}"
                 )
-        if wl.multi_rank and b.ranks is None:
+        if wl.multi_rank and b.ranks is None and not wl.ranks_optional:
             errors.append(
                 f"{at}.ranks: {b.workload} runs over ranks; give ranks: N or "
                 "ranks: {nodes: N, per_node: R}"
@@ -172,7 +172,7 @@ def _check_per_gpu(b: Benchmark, wl: type[Workload], at: str) -> list[str]:
     is shown: each trial sees its own GPU as ``cuda`` (a pair as cuda:0 and cuda:1)."""
     if b.each not in ("gpu", "gpu_pair"):
         return []
-    if wl.multi_rank or b.ranks is not None:
+    if b.ranks is not None or (wl.multi_rank and not wl.ranks_optional):
         return [f"{at}.each: each: {b.each} places single-process trials; remove ranks"]
     if b.each == "gpu_pair":
         if wl.gpu_pair is None:

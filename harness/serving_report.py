@@ -27,9 +27,12 @@ TABLE_HEADER = [
 ]
 
 
-def load_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def load_points(
+    records: list[dict[str, Any]], contexts: dict[int, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """One point per ok serving trial (a workload naming ttft among its detail metrics):
-    its configuration (params but the load), its load, and its metric records by name."""
+    its configuration (params but the load), its load, and its metric records by name;
+    ``gpus``: the endpoint hosts' GPUs where `server_on` named them (else None)."""
     by_trial: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in records:
         if r.get("median") is not None and "ttft" in (r.get("detail_metrics") or ()):
@@ -43,6 +46,7 @@ def load_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         config = {k: v for k, v in params.items() if k not in LOAD_PARAMS}
         load = {k: params.get(k) for k in LOAD_PARAMS if params.get(k) is not None}
         tpot = metrics["tpot"]["median"]
+        gpus = ((contexts or {}).get(first["trial"]) or {}).get("server_gpus") or None
         points.append(
             {
                 "config": f"{first['benchmark']} {first['node_label']}",
@@ -51,6 +55,7 @@ def load_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "load_value": next(iter(load.values()), 0.0),
                 "throughput": metrics["output_throughput"]["median"],
                 "interactivity": 1000.0 / tpot if tpot else None,  # tokens/s per user
+                "gpus": gpus,
                 "metrics": metrics,
             }
         )
@@ -107,7 +112,7 @@ def section(
 ) -> list[str]:
     """The serving section's HTML parts (charts, and the percentile table drawn by
     ``table``), or one line when no trial of the campaign is a serving load run."""
-    points = load_points(records)
+    points = load_points(records, contexts)
     if not points:
         return ["<p>No serving load runs in this campaign.</p>"]
     configs = list(dict.fromkeys(p["config"] for p in points))
@@ -133,9 +138,11 @@ def section(
                 f"{label} (ms)",
             )
         )
+    # Per GPU when every point knows its endpoint's GPUs (server_on), else per endpoint.
+    per_gpu = all(p["gpus"] for p in points)
     pareto = {
         c: [
-            (p["interactivity"], p["throughput"])
+            (p["interactivity"], p["throughput"] / (p["gpus"] if per_gpu else 1))
             for p in points
             if p["config"] == c and p["interactivity"]
         ]
@@ -147,7 +154,7 @@ def section(
             "throughput against interactivity (Pareto frontier: no point beats it on both)",
             pareto,
             "tokens/s per user (1000 / TPOT p50)",
-            "output throughput (tokens/s)",
+            "output tokens/s per GPU" if per_gpu else "output tokens/s (per endpoint)",
             frontier=pareto_front(every),
             log_x=False,
         )

@@ -332,6 +332,7 @@ def test_server_on_holds_and_watches_the_endpoints_node(ray_cluster, tmp_path: P
     tid, start, end, ctx = rows["load"]
     srv = ray_cluster.worker_ids[1][:8]  # zone b
     assert ctx["server_nodes"] == [srv] and ctx["energy_of"] == f"server_on: {srv}"
+    assert ctx["server_gpus"] == 0  # Ray counts none on this machine
     devices = {
         d
         for (d,) in con.execute(
@@ -412,3 +413,65 @@ def test_energy_per_token_is_compared_at_one_interactivity() -> None:
     assert figures["a n1"] == pytest.approx(0.5 + 0.5 * (80 - 50) / 50)  # 0.8
     assert figures["b n1"] == pytest.approx(0.8)
     assert matched_energy(load_points(recs[:6])) is None  # one configuration has nothing to match
+
+
+@pytest.mark.ray
+def test_load_from_two_nodes_is_one_trial(ray_cluster, tmp_path: Path) -> None:
+    """ranks: 2 puts a client on two nodes; each sends its share (2 of the 4 streams, half
+    the requests) and rank 0 stores every request as one trial."""
+    with spawned("--engine", "synthetic", "--first-token-ms", "20", "--token-ms", "10") as url:
+        playbook = tmp_path / "spread.yaml"
+        playbook.write_text(
+            "campaign: {name: spread}\n"
+            "defaults: {telemetry: {sources: [host]}}\n"
+            "benchmarks:\n"
+            "  - name: two\n"
+            "    workload: inference.serving\n"
+            "    ranks: 2\n"
+            f"    params: {{url: '{url}', concurrency: 4, min_requests: 16, output_len: 8}}\n"
+            "  - name: one\n"
+            "    workload: inference.serving\n"
+            f"    params: {{url: '{url}', concurrency: 4, min_requests: 16, output_len: 8}}\n"
+        )
+        db = tmp_path / "r.db"
+        result = runner.invoke(
+            app, ["run", str(playbook), "--db", str(db), "--address", ray_cluster.address]
+        )
+    assert result.exit_code == 0, result.output + result.stderr
+    con = sqlite3.connect(db)
+    ctx = {b: json.loads(c) for b, c in con.execute("select benchmark, context from trials")}
+    assert ctx["two"]["client_ranks"] == 2 and ctx["two"]["requests_by_rank"] == [8, 8]
+    assert ctx["two"]["completed"] == 16 and "client_ranks" not in ctx["one"]
+    thr = dict(
+        con.execute(
+            "select t.benchmark, m.median from trials t join metrics m on m.trial_id = t.id "
+            "where m.name = 'output_throughput'"
+        )
+    )
+    assert thr["two"] == pytest.approx(thr["one"], rel=0.25)  # 4 streams either way
+    ranks = json.loads(
+        con.execute("select ranks from trials where benchmark = 'two'").fetchone()[0]
+    )
+    assert len({r["ray_node_id"] for r in ranks}) == 2
+
+
+def test_the_pareto_chart_is_per_gpu_when_the_endpoints_gpus_are_known() -> None:
+    from harness.serving_report import load_points
+
+    recs = [
+        {
+            "trial": 1,
+            "benchmark": "a",
+            "node_label": "n1",
+            "params": {"url": "u", "concurrency": 4},
+            "detail_metrics": ["ttft", "tpot"],
+            "unit": "",
+            "metric": name,
+            "median": value,
+        }
+        for name, value in (("output_throughput", 800.0), ("tpot", 20.0))
+    ]
+    [point] = load_points(recs, {1: {"server_gpus": 8}})
+    assert point["gpus"] == 8 and point["interactivity"] == 50.0
+    [point] = load_points(recs, {1: {}})
+    assert point["gpus"] is None

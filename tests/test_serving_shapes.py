@@ -163,7 +163,7 @@ def test_a_starved_client_marks_its_run_client_bound() -> None:
         telemetry={"sources": []},
     ).model_dump()
     with spawned("--engine", "synthetic", "--token-ms", "2") as url:
-        params = {"url": url, "rate": 50, "min_requests": 40, "output_len": 8}
+        params = {"url": url, "rate": 50, "min_requests": 20, "output_len": 8}
         calm = run_trial("inference.serving", params, settings)
         stop = threading.Event()
 

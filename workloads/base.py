@@ -133,6 +133,7 @@ class Workload(ABC):
     # Metric -> MEMORY_CEILING or MATMUL_CEILING: the peak the figure is a share of.
     ceilings: ClassVar[dict[str, str]] = {}
     multi_rank: ClassVar[bool] = False  # runs as one process per rank (collectives)
+    ranks_optional: ClassVar[bool] = False  # multi-rank when a benchmark gives ranks, else one
     min_ranks: ClassVar[int] = 1
     max_ranks: ClassVar[int | None] = None
     # Per-GPU placement (`each: gpu`): whether trials on different GPUs of one node may run

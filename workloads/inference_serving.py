@@ -24,6 +24,7 @@ import functools
 import math
 import os
 import statistics
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
@@ -39,6 +40,7 @@ from workloads.base import (
     Work,
     Workload,
 )
+from workloads.lazy import lazy_module
 from workloads.serving_client import (
     Endpoint,
     LengthDist,
@@ -46,9 +48,14 @@ from workloads.serving_client import (
     RequestPlan,
     SharedPrefix,
     first_model,
+    merge_runs,
     plan_stream,
 )
 from workloads.serving_tokens import TokenCounter
+
+# Bound now, imported on first use; its submodules are reached as attributes (torch.distributed):
+# an `import torch.distributed` statement beside a lazily bound torch runs c10d's set-up twice.
+torch = lazy_module("torch")
 
 SCENARIOS = ("custom", "single_stream", "offline", "server")
 PREFLIGHT_TIMEOUT_S = 5.0
@@ -257,6 +264,10 @@ class ServingWorkload(Workload):
         SLO_RATE,
     )
     primary_metric = "output_throughput"
+    # `ranks: N` spreads the load over N client processes (on N nodes, or per_node on each):
+    # each sends its share, rank 0 merges every request into the one trial.
+    multi_rank = True
+    ranks_optional = True
     detail_metrics = ("ttft", "tpot", "itl", "e2e_latency")
     sweep_params = ("concurrency", "rate")  # a load sweep: throughput and latency against load
     # One iteration is a whole load run with its own warm-up requests.
@@ -284,6 +295,7 @@ class ServingWorkload(Workload):
         return (str(params.get("api_key_env") or "OPENAI_API_KEY"), "OPENAI_BASE_URL")
 
     def setup(self) -> None:
+        self._join_ranks()  # first: torch.distributed is set up before any HTTP client
         p = self.params
         url = p.url or os.environ.get("OPENAI_BASE_URL")
         if not url:
@@ -310,6 +322,61 @@ class ServingWorkload(Workload):
         self.runs: list[LoadRun] = []
         self.counter = TokenCounter.load(p.tokenizer) if p.tokenizer else None
         self.trace_requests = p.trace.requests() if p.trace else []
+
+    def _join_ranks(self) -> None:
+        """Which share of the load this process sends; with several ranks, the process group
+        (gloo) that starts them together and gathers their requests to rank 0."""
+        p = self.params
+        self.rank, self.world = (self.ranks.rank, self.ranks.world_size) if self.ranks else (0, 1)
+        self.seed = p.seed + 7919 * self.rank  # different prompts and gaps per rank
+        self.min_requests = -(-p.min_requests // self.world)
+        self.rank_counts: list[int] = []
+        if self.world == 1:
+            return
+        if p.slo_search is not None:
+            raise UnsupportedParams("slo_search probes from one client: remove ranks")
+        if p.concurrency is not None and p.concurrency < self.world:
+            raise UnsupportedParams(
+                f"concurrency {p.concurrency} over {self.world} ranks: give each a stream"
+            )
+        from datetime import timedelta
+
+        ctx = self.ranks
+        assert ctx is not None
+        torch.distributed.init_process_group(
+            "gloo",
+            init_method=f"tcp://{ctx.master_addr}:{ctx.master_port}",
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+            timeout=timedelta(seconds=300),
+        )
+
+    def _share(
+        self, concurrency: int | None, rate: float | None
+    ) -> tuple[int | None, float | None]:
+        """This rank's part of the load: streams split as evenly as they go, the rate by N."""
+        n, r = self.world, self.rank
+        if concurrency is not None:
+            concurrency = concurrency // n + (1 if r < concurrency % n else 0)
+        if rate is not None:
+            rate = rate / n
+        return concurrency, rate
+
+    def _gather(self, run: LoadRun) -> LoadRun:
+        """Every rank's run to rank 0, merged there; the other ranks keep their own."""
+        runs: list[Any] | None = [None] * self.world if self.rank == 0 else None
+        torch.distributed.gather_object(run, runs, dst=0)
+        if runs is None:
+            return run
+        self.rank_counts = [len(x.results) for x in runs]
+        return merge_runs(runs)
+
+    def agree(self, stop: bool, batch: int) -> tuple[bool, int]:
+        if self.world == 1:
+            return stop, batch
+        decision = torch.tensor([float(stop), float(batch)], dtype=torch.float64)
+        torch.distributed.broadcast(decision, src=0)
+        return bool(decision[0].item()), int(decision[1].item())
 
     def metric_specs(self) -> tuple[MetricSpec, ...]:
         left_out = set()
@@ -342,14 +409,17 @@ class ServingWorkload(Workload):
         return _unreachable(str(url))
 
     def run_iteration(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()  # every rank starts its share together
         if self.params.trace is not None:
-            self.runs.append(self._replay(self.params.trace))
-            return
-        if self.params.slo_search is not None:
+            run = self._replay(self.params.trace)
+        elif self.params.slo_search is not None:
             self._search(self.params.slo_search)
             return
-        concurrency, rate = self.params.arrivals()
-        self.runs.append(self._load(rate, concurrency))
+        else:
+            concurrency, rate = self._share(*self.params.arrivals())
+            run = self._load(rate, concurrency)
+        self.runs.append(self._gather(run) if self.world > 1 else run)
 
     def _load(self, rate: float | None, concurrency: int | None) -> LoadRun:
         """One load run at ``rate`` (None: as fast as ``concurrency`` allows)."""
@@ -358,7 +428,7 @@ class ServingWorkload(Workload):
         p = self.params
         plans = self._fitted(
             plan_stream(
-                p.seed,
+                self.seed,
                 p.prompt_len.dist_spec(),
                 p.output_len.dist_spec(),
                 rate,
@@ -375,7 +445,7 @@ class ServingWorkload(Workload):
                 warmup,
                 concurrency,
                 p.duration_s,
-                p.min_requests,
+                self.min_requests,
                 p.max_duration_s,
                 self._scrape_url(),
             )
@@ -386,7 +456,12 @@ class ServingWorkload(Workload):
         from workloads.serving_client import plan_trace, run_load
 
         p = self.params
-        plans = list(self._fitted(plan_trace(self.trace_requests, p.seed, self._prefix())))
+        mine = [  # this rank's requests; a conversation's turns stay on one rank
+            r
+            for i, r in enumerate(self.trace_requests)
+            if (zlib.crc32(r.session.encode()) if r.session else i) % self.world == self.rank
+        ]
+        plans = list(self._fitted(plan_trace(mine, p.seed, self._prefix())))
         warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
         warmup = [next(warm) for _ in range(p.warmup_requests)]
         return asyncio.run(
@@ -405,7 +480,7 @@ class ServingWorkload(Workload):
     def _scrape_url(self) -> str | None:
         from workloads.server_metrics import metrics_url
 
-        return metrics_url(self.url) if self.params.server_metrics else None
+        return metrics_url(self.url) if self.params.server_metrics and self.rank == 0 else None
 
     def _fitted(self, plans: Iterable[RequestPlan]) -> Iterator[RequestPlan]:
         """Prompts cut to exactly their length in the tokenizer's tokens, when one is given
@@ -464,6 +539,8 @@ class ServingWorkload(Workload):
         # the run measure what was asked?
         p = self.params
         wanted = len(self.trace_requests) if p.trace else p.min_requests
+        if self.rank != 0:  # its own share; rank 0 holds everyone's requests
+            wanted = 0 if p.trace else self.min_requests
         for run in self.runs:
             sent = len(run.results) + run.cancelled
             if sent < wanted:
@@ -539,6 +616,11 @@ class ServingWorkload(Workload):
             "served_model": self.endpoint.model,
             "api_key": "from $" + self.params.api_key_env if self.key else "none",
             "token_counts": self._count_source(),
+            **(
+                {"client_ranks": self.world, "requests_by_rank": self.rank_counts}
+                if self.world > 1
+                else {}
+            ),
             **self._mean_lengths(),
             "requests": sum(len(run.results) for run in runs),
             "completed": sum(r.ok for run in runs for r in run.results),
@@ -610,6 +692,8 @@ class ServingWorkload(Workload):
 
     def teardown(self) -> None:
         self.__dict__.pop("runs", None)
+        if getattr(self, "world", 1) > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
     def _redact(self, text: str) -> str:
         key = getattr(self, "key", None)

@@ -3,8 +3,10 @@ CLI's `workloads`, `playbook validate`) does not pay torch's ~1.4 s import.
 
 After the first attribute access the object is the real module (importlib's LazyLoader
 swaps its class back), so a timed loop pays nothing for it. Submodules are reached through
-it (``torch.nn.functional``, ``torch.distributed``), never imported at module level, since
-importing a submodule loads its parent at once.
+it (``torch.nn.functional``, ``torch.distributed``), never by an ``import torch.x``
+statement, anywhere in a process where the parent is bound lazily: that statement finds the
+submodule through the parent's not-yet-run ``__init__``, which imports it too, and the
+submodule then runs twice (for torch.distributed, c10d's set-up twice: the process aborts).
 """
 
 from __future__ import annotations

@@ -325,6 +325,7 @@ class LoadRun:
     send_lag_s: list[float] = field(default_factory=list)
     client_cpu: float = 0.0
     server: Scrape = field(default_factory=Scrape)  # the endpoint's /metrics, when scraped
+    started_wall: float = 0.0  # time.time() at the first measured send: ranks merge by it
 
 
 async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
@@ -370,6 +371,7 @@ async def run_load(
         sessions: dict[str, _Conversation] = {}
         send_lag: list[float] = []
         cpu0 = time.process_time()
+        wall0 = time.time()
         t0 = time.perf_counter()
         stop = "plans exhausted"
         for plan in plans:
@@ -412,7 +414,25 @@ async def run_load(
         duration = (max(ends) if ends else time.perf_counter()) - t0
         wall = time.perf_counter() - t0
         cpu = (time.process_time() - cpu0) / wall if wall > 0 else 0.0
-        return LoadRun(results, duration, lags, len(pending), stop, send_lag, cpu, server)
+        return LoadRun(results, duration, lags, len(pending), stop, send_lag, cpu, server, wall0)
+
+
+def merge_runs(runs: Sequence[LoadRun]) -> LoadRun:
+    """One run of several clients' (ranks') runs of the same load at once: their requests
+    together, over the span from the first send to the last answer on the wall clock."""
+    start = min(r.started_wall for r in runs)
+    end = max(r.started_wall + r.duration_s for r in runs)
+    return LoadRun(
+        results=[x for r in runs for x in r.results],
+        duration_s=end - start,
+        loop_lag_s=[x for r in runs for x in r.loop_lag_s],
+        cancelled=sum(r.cancelled for r in runs),
+        stop="; ".join(sorted({r.stop for r in runs})),
+        send_lag_s=[x for r in runs for x in r.send_lag_s],
+        client_cpu=max(r.client_cpu for r in runs),
+        server=runs[0].server,  # rank 0 scrapes
+        started_wall=start,
+    )
 
 
 @dataclass
