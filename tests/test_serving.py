@@ -24,20 +24,14 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.playbook import Settings
 from harness.runner import run_trial
 from harness.serve_model import spawned
+from tests.serving_helpers import ONE_LOAD_RUN
 from workloads.inference_serving import ServingParams
 from workloads.serving_client import LengthDist, plan_stream
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
-SETTINGS = Settings(
-    warmup_iterations=0,
-    min_repetitions=1,
-    max_repetitions=1,
-    min_duration_s=0,
-    telemetry={"sources": []},
-).model_dump()
+SETTINGS = ONE_LOAD_RUN
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from harness.placement import PlacedTrial
 from harness.playbook import Settings
 from harness.serve_model import spawned
 from harness.serving_report import pareto_front
+from tests.serving_helpers import ONE_LOAD_RUN
 
 runner = CliRunner()
 
@@ -217,13 +218,7 @@ def test_slo_search_converges_on_the_servers_capacity() -> None:
     grows and TTFT passes 100 ms. The search must land near 26.7 req/s."""
     from harness.runner import run_trial
 
-    settings = Settings(
-        warmup_iterations=0,
-        min_repetitions=1,
-        max_repetitions=1,
-        min_duration_s=0,
-        telemetry={"sources": []},
-    ).model_dump()
+    settings = ONE_LOAD_RUN
     with spawned(
         "--engine", "synthetic", "--first-token-ms", "40", "--token-ms", "10", "--max-running", "4"
     ) as url:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.serve_model import spawned
+from tests.serving_helpers import ONE_LOAD_RUN
 from workloads.serving_client import (
     Endpoint,
     LengthDist,
@@ -124,19 +125,12 @@ def test_a_bad_trace_stops_the_run_before_any_load(tmp_path: Path) -> None:
 
 
 def test_a_trace_trial_sends_every_request_and_says_so(tmp_path: Path) -> None:
-    from harness.playbook import Settings
     from harness.runner import run_trial
 
     rows = [{"timestamp": 0.02 * i, "input_length": 6, "output_length": 3} for i in range(5)]
     rows.append({"timestamp": 0.01, "input_length": 4, "output_length": 3, "session_id": 7})
     path = write_trace(tmp_path / "t.jsonl", rows)
-    settings = Settings(
-        warmup_iterations=0,
-        min_repetitions=1,
-        max_repetitions=1,
-        min_duration_s=0,
-        telemetry={"sources": []},
-    ).model_dump()
+    settings = ONE_LOAD_RUN
     with spawned("--engine", "synthetic") as url:
         params = {"url": url, "trace": {"path": str(path)}, "prefix": {"tokens": 2}}
         out = run_trial("inference.serving", params, settings)
@@ -152,16 +146,9 @@ def test_a_starved_client_marks_its_run_client_bound() -> None:
     import threading
     import time
 
-    from harness.playbook import Settings
     from harness.runner import run_trial
 
-    settings = Settings(
-        warmup_iterations=0,
-        min_repetitions=1,
-        max_repetitions=1,
-        min_duration_s=0,
-        telemetry={"sources": []},
-    ).model_dump()
+    settings = ONE_LOAD_RUN
     with spawned("--engine", "synthetic", "--token-ms", "2") as url:
         params = {"url": url, "rate": 50, "min_requests": 20, "output_len": 8}
         calm = run_trial("inference.serving", params, settings)
@@ -194,16 +181,9 @@ def test_a_starved_client_marks_its_run_client_bound() -> None:
 def test_the_servers_metrics_are_scraped_during_the_load() -> None:
     """serve-model generates 2 requests at once; 6 in flight leave 4 waiting. Its /metrics
     (vLLM's names) is read during the run and stored as the trial's server telemetry."""
-    from harness.playbook import Settings
     from harness.runner import run_trial
 
-    settings = Settings(
-        warmup_iterations=0,
-        min_repetitions=1,
-        max_repetitions=1,
-        min_duration_s=0,
-        telemetry={"sources": []},
-    ).model_dump()
+    settings = ONE_LOAD_RUN
     with spawned(
         "--engine", "synthetic", "--first-token-ms", "20", "--token-ms", "20", "--max-running", "2"
     ) as url:
@@ -276,17 +256,10 @@ def test_a_local_tokenizer_counts_tokens_and_says_so(tmp_path: Path) -> None:
     """The server streams words "w<id>", one token each by its usage. A tokenizer that splits
     the digits off counts two per word: with it, output tokens (and so throughput) double,
     prompts are exactly prompt_len of its tokens, and the context names the tokenizer."""
-    from harness.playbook import Settings
     from harness.runner import run_trial
 
     folder = save_tokenizer(tmp_path / "tok", split_digits=True)
-    settings = Settings(
-        warmup_iterations=0,
-        min_repetitions=1,
-        max_repetitions=1,
-        min_duration_s=0,
-        telemetry={"sources": []},
-    ).model_dump()
+    settings = ONE_LOAD_RUN
     with spawned("--engine", "synthetic", "--token-ms", "5") as url:
         params = {
             "url": url,

@@ -20,17 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.playbook import Settings
 from harness.runner import run_trial
 from harness.serve_model import tiny_hf_llama
+from tests.serving_helpers import ONE_LOAD_RUN
 
-SETTINGS = Settings(
-    warmup_iterations=0,
-    min_repetitions=1,
-    max_repetitions=1,
-    min_duration_s=0,
-    telemetry={"sources": []},
-).model_dump()
+SETTINGS = ONE_LOAD_RUN
 TRANSFORMERS = Path(sys.executable).with_name("transformers")
 
 

@@ -423,37 +423,20 @@ class ServingWorkload(Workload):
 
     def _load(self, rate: float | None, concurrency: int | None) -> LoadRun:
         """One load run at ``rate`` (None: as fast as ``concurrency`` allows)."""
-        from workloads.serving_client import run_load
-
         p = self.params
-        plans = self._fitted(
-            plan_stream(
-                self.seed,
-                p.prompt_len.dist_spec(),
-                p.output_len.dist_spec(),
-                rate,
-                p.burstiness,
-                self._prefix(),
-            )
+        plans = plan_stream(
+            self.seed,
+            p.prompt_len.dist_spec(),
+            p.output_len.dist_spec(),
+            rate,
+            p.burstiness,
+            self._prefix(),
         )
-        warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
-        warmup = [next(warm) for _ in range(p.warmup_requests)]
-        return asyncio.run(
-            run_load(
-                self.endpoint,
-                plans,
-                warmup,
-                concurrency,
-                p.duration_s,
-                self.min_requests,
-                p.max_duration_s,
-                self._scrape_url(),
-            )
-        )
+        return self._send(self._fitted(plans), concurrency, p.duration_s, self.min_requests)
 
     def _replay(self, trace: Trace) -> LoadRun:
         """Every request of the trace at its (scaled) time; a session's turns in order."""
-        from workloads.serving_client import plan_trace, run_load
+        from workloads.serving_client import plan_trace
 
         p = self.params
         mine = [  # this rank's requests; a conversation's turns stay on one rank
@@ -462,6 +445,19 @@ class ServingWorkload(Workload):
             if (zlib.crc32(r.session.encode()) if r.session else i) % self.world == self.rank
         ]
         plans = list(self._fitted(plan_trace(mine, p.seed, self._prefix())))
+        return self._send(plans, p.concurrency, 0.0, len(plans))
+
+    def _send(
+        self,
+        plans: Iterable[RequestPlan],
+        concurrency: int | None,
+        duration_s: float,
+        min_requests: int,
+    ) -> LoadRun:
+        """Warm up (not counted), then send ``plans``; the endpoint's /metrics read meanwhile."""
+        from workloads.serving_client import run_load
+
+        p = self.params
         warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
         warmup = [next(warm) for _ in range(p.warmup_requests)]
         return asyncio.run(
@@ -469,9 +465,9 @@ class ServingWorkload(Workload):
                 self.endpoint,
                 plans,
                 warmup,
-                p.concurrency,
-                0.0,
-                len(plans),
+                concurrency,
+                duration_s,
+                min_requests,
                 p.max_duration_s,
                 self._scrape_url(),
             )
