@@ -5,11 +5,12 @@ A trial claims all of each of its nodes' CPUs and GPUs (split among its ranks th
 nothing runs beside a measurement, a GPU never serves two trials, and Ray sets
 OMP_NUM_THREADS to the CPUs granted (it would be 1 otherwise). Trials on disjoint nodes run
 concurrently; a trial waiting for nodes reserves them, so later smaller trials cannot starve
-it. A per-GPU trial (`each: gpu`) whose workload is isolated on its GPU claims that GPU and
-its share of the node's CPUs, so the node's GPUs are measured at once; any other per-GPU
-trial claims the whole node. Ray cannot be asked for one particular GPU, so the dispatcher
-keeps the GPUs apart itself and shows the trial its GPU through CUDA_VISIBLE_DEVICES, in a
-fresh worker process (CUDA reads the variable once per process). A trial past its timeout is
+it. What a trial holds beyond that (one GPU of a node, an endpoint, a ladder, the hosts it
+loads) is in ``harness.claims``. Ray cannot be asked for one particular GPU, so the
+dispatcher keeps GPUs apart itself and shows a per-GPU trial its GPU through
+CUDA_VISIBLE_DEVICES, in a fresh worker process (CUDA reads the variable once per process).
+The hosts of an endpoint a load names (`server_on`) are watched by a telemetry actor in the
+trial's window. A trial past its timeout is
 cancelled (its processes killed) and recorded as a timeout; one whose node leaves the cluster
 fails with "node lost".
 """
@@ -27,8 +28,8 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from harness.claims import claims, isolated, overlaps
 from harness.cluster import NodeInfo
-from harness.ladder import group_of
 from harness.placement import PlacedTrial, gpu_ids
 from harness.playbook_model import Settings
 from harness.runner import TrialOutcome, measure_idle, run_trial
@@ -120,39 +121,6 @@ def _share(node: NodeInfo, ways: int = 1) -> dict[str, float]:
         "num_cpus": node.resources.get("CPU", 0.0) / ways,
         "num_gpus": node.resources.get("GPU", 0.0) / ways,
     }
-
-
-def isolated(trial: PlacedTrial) -> bool:
-    """A single-GPU trial whose workload leaves the node's other GPUs undisturbed."""
-    spec = trial.spec
-    return len(trial.gpus) == 1 and get_workload(spec.workload).isolated_on_gpu(spec.params)
-
-
-def claims(trial: PlacedTrial) -> frozenset[tuple[str, str | None]]:
-    """What the trial holds while it runs: (node, GPU id) for an isolated per-GPU trial,
-    else (node, None) for each of its nodes, whole; and, whole, anything it shares outside
-    its nodes (a serving endpoint), so two load runs never hit one server at once."""
-    spec = trial.spec
-    shared = {(s, None) for s in get_workload(spec.workload).shared_resources(spec.params)}
-    ladder = group_of(trial)
-    if ladder is not None:  # a ladder's steps climb one at a time
-        shared.add((ladder, None))
-    shared |= {(n.ray_node_id, None) for n in trial.servers}  # an endpoint's hosts, whole
-    if isolated(trial):
-        return frozenset({(trial.node.ray_node_id, trial.gpu_ids[0]), *shared})
-    return frozenset({*((nid, None) for nid in trial.node_ids), *shared})
-
-
-def overlaps(
-    a: frozenset[tuple[str, str | None]] | set[tuple[str, str | None]],
-    b: frozenset[tuple[str, str | None]] | set[tuple[str, str | None]],
-) -> bool:
-    """Whether two sets of claims share a GPU, or a node one of them holds whole."""
-    whole_a = {n for n, g in a if g is None}
-    whole_b = {n for n, g in b if g is None}
-    nodes_a = {n for n, _ in a}
-    nodes_b = {n for n, _ in b}
-    return bool(whole_a & nodes_b or whole_b & nodes_a or a & b)
 
 
 def _gpu_request(trial: PlacedTrial) -> dict[str, float]:

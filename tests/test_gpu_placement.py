@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from harness.claims import claims, overlaps
 from harness.cli import app
 from harness.cluster import NodeInfo
-from harness.dispatch import claims, overlaps
 from harness.expand import expand
 from harness.placement import PlacementError, gpu_ids, place, placed_count
 from harness.playbook import PlaybookError, load_playbook_text

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from harness.claims import claims, overlaps
 from harness.cli import app
 from harness.cluster import NodeInfo
-from harness.dispatch import claims, overlaps
 from harness.expand import TrialSpec
 from harness.placement import PlacedTrial
 from harness.playbook import Settings
