@@ -49,7 +49,7 @@ def load_points(
         gpus = ((contexts or {}).get(first["trial"]) or {}).get("server_gpus") or None
         points.append(
             {
-                "config": f"{first['benchmark']} {first['node_label']}",
+                "benchmark": first["benchmark"],
                 "config_params": config,
                 "load": fmt_params(load) or "-",
                 "load_value": next(iter(load.values()), 0.0),
@@ -59,7 +59,24 @@ def load_points(
                 "metrics": metrics,
             }
         )
+    _name_configs(points)
     return sorted(points, key=lambda p: (p["config"], p["load_value"]))
+
+
+def _name_configs(points: list[dict[str, Any]]) -> None:
+    """A configuration is a benchmark and its params but the load (the client's node does
+    not make one: a sweep's steps may run from different nodes); named by the benchmark and
+    the params that differ between its configurations."""
+    differing: dict[str, set[str]] = defaultdict(set)
+    seen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for p in points:
+        for k, v in p["config_params"].items():
+            seen[p["benchmark"]][k].add(repr(v))
+    for bench, values in seen.items():
+        differing[bench] = {k for k, vs in values.items() if len(vs) > 1}
+    for p in points:
+        shown = {k: v for k, v in p["config_params"].items() if k in differing[p["benchmark"]]}
+        p["config"] = " ".join(x for x in (p["benchmark"], fmt_params(shown)) if x)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
