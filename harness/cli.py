@@ -569,7 +569,7 @@ def serve_model(
     """Serve our Llama-style decoder over an OpenAI-compatible streaming API (to try and test
     inference.serving without a GPU or a serving engine)."""
     from harness.serve_model import FAILURE_KINDS, ServeOptions, serve_forever
-    from workloads.llama import PRESETS
+    from workloads.llama_config import PRESETS
 
     with handled():
         if model not in PRESETS:

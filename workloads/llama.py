@@ -12,8 +12,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 # Imported only where a model is built (torch's import is paid then); the shapes live in
 # workloads.llama_config and are re-exported here.
@@ -21,6 +19,11 @@ from workloads.llama_config import ATTENTION_BACKENDS as ATTENTION_BACKENDS
 from workloads.llama_config import PRESETS as PRESETS
 from workloads.llama_config import LlamaConfig as LlamaConfig
 from workloads.llama_config import RopeScaling as RopeScaling
+
+# Submodules as attributes, not `import torch.x` statements: torch may be bound lazily in this
+# process (workloads/lazy.py says why that matters).
+F = torch.nn.functional
+nn = torch.nn
 
 
 def inverse_frequencies(cfg: LlamaConfig) -> torch.Tensor:
