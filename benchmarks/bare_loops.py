@@ -102,7 +102,8 @@ def stream(p: dict[str, Any], budget: Budget) -> list[float]:
 
 
 def copy(p: dict[str, Any], budget: Budget) -> list[float]:
-    """``dst.copy_(src)`` GB/s per call: h2d, d2h (pinned or pageable), d2d, h2h."""
+    """``dst.copy_(src)`` GB/s per call: h2d, d2h (pinned or pageable), d2d, p2p (device to
+    ``peer``), h2h."""
     direction = p["direction"]
     gpu = torch.device(p.get("device", "cuda"))
     host = torch.device("cpu")
@@ -110,6 +111,7 @@ def copy(p: dict[str, Any], budget: Budget) -> list[float]:
         "h2d": (host, gpu),
         "d2h": (gpu, host),
         "d2d": (gpu, gpu),
+        "p2p": (gpu, torch.device(p.get("peer", "cuda:1"))),
         "h2h": (host, host),
     }[direction]
     n = int(p["size_mib"] * 2**20) // 4

@@ -2,7 +2,9 @@
 
 One playbook covers device STREAM, H2D/D2H/D2D copies, GEMM in fp32/tf32/bf16/fp16/fp8,
 the L2 flush and CUDA graphs, attention, the decoder's attention backends, decode of the 1b
-and 8b presets, a one-rank NCCL all_reduce and NVML energy. Each round runs the bare loops
+and 8b presets, a one-rank NCCL all_reduce, NVML energy, and per-GPU dispatch (`each: gpu`
+GEMM and D2D on every GPU; `each: gpu_pair` peer copies over every ordered pair where the
+machine has two GPUs or more). Each round runs the bare loops
 (`bare_loops.py`, CUDA events, nothing of the harness) and the playbook, in alternating
 order. The table gives per check: the harness's median, the bare median, the median of the
 per-round ratios, the bare loop's best round (its measured ceiling), the datasheet peak,
@@ -49,7 +51,8 @@ GEMM = {"m": 8192, "n": 8192, "k": 8192}
 class Goal:
     """What a row must show on a GPU: ``kind`` is ratio (harness/bare at least ``value``),
     ceiling (harness/bare best at least ``value``), within (|harness/bare - 1| at most
-    ``value``), applied (context[``key``] true), or energy (|harness/direct - 1| at most)."""
+    ``value``), applied (context[``key``] true), energy (|harness/direct - 1| at most), or
+    per_gpu (one good trial per GPU or ordered GPU pair, each with its GPU's UUID stored)."""
 
     kind: str
     value: float = 0.0
@@ -62,13 +65,15 @@ class Goal:
             "within": f"within {self.value:.0%} of bare",
             "applied": f"{self.key} applied",
             "energy": f"within {self.value:.0%} of counter",
+            "per_gpu": "a trial per GPU, UUID stored",
         }[self.kind]
 
 
 @dataclass(frozen=True)
 class Check:
     """One row: a benchmark of the playbook, its bare twin and its goals. ``cuda``/``cpu``
-    are the params on each device (None: the check does not exist there)."""
+    are the params on each device (None: the check does not exist there); ``each`` places
+    it per GPU (gpu) or per ordered GPU pair (gpu_pair), on machines with ``min_gpus``."""
 
     name: str
     workload: str
@@ -80,8 +85,11 @@ class Check:
     settings: dict[str, Any] = field(default_factory=dict)
     cpu_settings: dict[str, Any] = field(default_factory=dict)
     ranks: int | None = None
+    each: str | None = None
+    min_gpus: int = 1
 
 
+PER_GPU = (Goal("ratio", 0.97), Goal("per_gpu"))
 FAST = {"warmup_iterations": 1, "min_repetitions": 3, "min_duration_s": 0}
 CHECKS = (
     Check("stream-copy", "memory.stream", "bandwidth",
@@ -140,12 +148,24 @@ CHECKS = (
     Check("gemm-bf16-energy", "kernel.gemm", "throughput",
           {**GEMM, "dtype": "bf16"}, {"m": 512, "n": 512, "k": 512, "dtype": "fp32"}, None,
           (Goal("energy", 0.02),), {"min_duration_s": 8}, {"min_duration_s": 1}),
+    # Per-GPU dispatch: a fresh worker per trial, shown its one GPU (all GPUs at once for
+    # these isolated workloads); the bare loop ran on GPU 0 alone.
+    Check("gemm-bf16-each-gpu", "kernel.gemm", "throughput",
+          {**GEMM, "dtype": "bf16"}, None, "gemm", PER_GPU, each="gpu"),
+    Check("copy-d2d-each-gpu", "memory.copy", "bandwidth",
+          {"direction": "d2d", "size_mib": 1024, "count": "read_write"}, None, "copy",
+          PER_GPU, each="gpu"),
+    Check("copy-p2p-each-pair", "memory.copy", "bandwidth",
+          {"direction": "p2p", "device": "cuda:0", "peer": "cuda:1", "size_mib": 256}, None,
+          "copy", (Goal("per_gpu"),), each="gpu_pair", min_gpus=2),  # pairs differ by topology
 )  # fmt: skip
 
 
-def active_checks(device: str) -> list[Check]:
-    """The checks that exist on ``device`` (cuda or cpu)."""
-    return [c for c in CHECKS if (c.cuda if device == "cuda" else c.cpu) is not None]
+def active_checks(device: str, gpus: int = 1) -> list[Check]:
+    """The checks that exist on ``device`` (cuda or cpu) with ``gpus`` GPUs."""
+    if device != "cuda":
+        return [c for c in CHECKS if c.cpu is not None]
+    return [c for c in CHECKS if c.cuda is not None and c.min_gpus <= gpus]
 
 
 def params_of(check: Check, device: str) -> dict[str, Any]:
@@ -153,7 +173,7 @@ def params_of(check: Check, device: str) -> dict[str, Any]:
     p = dict(check.cuda if device == "cuda" else check.cpu or {})
     if check.workload in ("kernel.attention", "inference.decode"):
         p.setdefault("dtype", "bf16")  # both workloads' default, spelled out for the bare side
-    p["device"] = device
+    p.setdefault("device", device)  # a GPU pair's are cuda:0 and cuda:1 already
     return p
 
 
@@ -162,16 +182,18 @@ def settings_of(check: Check, device: str) -> dict[str, Any]:
     return check.settings if device == "cuda" else check.cpu_settings
 
 
-def playbook(device: str, defaults: dict[str, Any]) -> dict[str, Any]:
+def playbook(device: str, defaults: dict[str, Any], gpus: int = 1) -> dict[str, Any]:
     """The campaign every round runs: one benchmark per check."""
     benchmarks = []
-    for c in active_checks(device):
+    for c in active_checks(device, gpus):
         b: dict[str, Any] = {"name": c.name, "workload": c.workload, "params": params_of(c, device)}
         settings = settings_of(c, device)
         if settings:
             b["settings"] = dict(settings)
         if c.ranks:
             b["ranks"] = c.ranks
+        if c.each:
+            b["each"] = c.each
         benchmarks.append(b)
     return {
         "campaign": {"name": f"gpu-check-{device}", "description": "scripts/gpu-check"},
@@ -317,6 +339,7 @@ class HarnessRow:
     context: dict[str, Any] = field(default_factory=dict)
     window: tuple[float, float] | None = None
     energy: dict[str, float | None] = field(default_factory=dict)  # nvml device -> J
+    gpus: list[dict[str, Any]] = field(default_factory=list)  # per-GPU trials, one each
 
 
 def run_harness(book: dict[str, Any], work: Path, label: str) -> dict[str, HarnessRow]:
@@ -337,6 +360,9 @@ def read_rows(db: Path, benchmarks: dict[str, dict[str, Any]]) -> dict[str, Harn
     out = {}
     for name in benchmarks:
         metric = next(c.metric for c in CHECKS if c.name == name)
+        if benchmarks[name].get("each") in ("gpu", "gpu_pair"):
+            out[name] = read_per_gpu(sql, name, metric)
+            continue
         row = sql.execute(
             "select id, status, failure_reason, context, window_start, window_end from trials "
             "where benchmark = ? order by id desc limit 1",
@@ -366,6 +392,31 @@ def read_rows(db: Path, benchmarks: dict[str, dict[str, Any]]) -> dict[str, Harn
     return out
 
 
+def read_per_gpu(sql: sqlite3.Connection, name: str, metric: str) -> HarnessRow:
+    """A per-GPU benchmark's trials as one row: the median over GPUs (or pairs), each
+    trial's GPU, peer, UUID, status and figure kept beside it."""
+    gpus = [
+        {"gpu": g, "peer": peer, "uuid": uuid, "status": status, "reason": reason or "",
+         "median": median}
+        for g, peer, uuid, status, reason, median in sql.execute(
+            "select t.gpu_index, t.gpu_peer, t.gpu_uuid, t.status, t.failure_reason, m.median "
+            "from trials t left join metrics m on m.trial_id = t.id and m.name = ? "
+            "where t.benchmark = ? order by t.gpu_index, t.gpu_peer",
+            (metric, name),
+        )
+    ]  # fmt: skip
+    if not gpus:
+        return HarnessRow("missing", reason="no trial stored (no GPU placed?)")
+    bad = next((g for g in gpus if g["status"] != "ok"), None)
+    medians = [g["median"] for g in gpus if g["status"] == "ok" and g["median"] is not None]
+    return HarnessRow(
+        bad["status"] if bad else "ok",
+        statistics.median(medians) if medians else None,
+        f"GPU {bad['gpu']}: {bad['reason']}" if bad else "",
+        gpus=gpus,
+    )
+
+
 # table ----------------------------------------------------------------------------------------
 
 
@@ -376,6 +427,7 @@ class Row:
     bare: list[float] = field(default_factory=list)  # per-round bare medians
     bare_error: str = ""
     direct_energy: list[float | None] = field(default_factory=list)
+    gpus: int = 0  # GPUs on this machine (how many trials a per-GPU row must have)
     peak: tuple[float, str] | None = None
     verdicts: list[str] = field(default_factory=list)
 
@@ -432,6 +484,8 @@ def goal_verdict(goal: Goal, row: Row, device: str) -> tuple[str, bool]:
         got = [bool(h.context.get(goal.key)) for h in row.harness]
         label = goal.label() if want else f"{goal.key} recorded as not applied on cpu"
         return label, bool(got) and all(g == want for g in got)
+    if goal.kind == "per_gpu":
+        return per_gpu_verdict(row)
     if goal.kind == "energy":
         pairs = energy_pairs(row)
         if not pairs:
@@ -439,6 +493,51 @@ def goal_verdict(goal: Goal, row: Row, device: str) -> tuple[str, bool]:
         worst = max(abs(h / d - 1) for h, d in pairs)
         return f"{goal.label()} (worst {worst:.2%})", worst <= goal.value
     raise ValueError(goal.kind)
+
+
+def per_gpu_verdict(row: Row) -> tuple[str, bool]:
+    """Every round placed one trial per GPU (per ordered pair), on distinct GPUs whose UUIDs
+    were stored, and each GPU's figure is within 10% of the row's median (no GPU left behind;
+    not asked of pairs, whose links differ with the topology on PCIe machines)."""
+    n = row.gpus
+    want = n * (n - 1) if row.check.each == "gpu_pair" else n
+    problems = []
+    for rnd, h in enumerate(row.harness, 1):
+        places = {(g["gpu"], g["peer"]) for g in h.gpus}
+        uuids = {g["uuid"] for g in h.gpus if g["uuid"]}
+        if len(h.gpus) != want or len(places) != want:
+            problems.append(f"round {rnd}: {len(places)} placements, expected {want}")
+        if len(uuids) != n or any(not g["uuid"] for g in h.gpus):
+            problems.append(f"round {rnd}: {len(uuids)} GPU UUIDs stored, expected {n}")
+        far = [
+            g["gpu"]
+            for g in h.gpus
+            if g["peer"] is None
+            and h.median
+            and g["median"]
+            and abs(g["median"] / h.median - 1) > 0.10
+        ]
+        if far:
+            problems.append(f"round {rnd}: GPU {', '.join(map(str, far))} >10% off the median")
+    label = Goal("per_gpu").label() + f" ({want} trial{'s' * (want != 1)})"
+    return (f"{label}: {'; '.join(problems)}" if problems else label), not problems
+
+
+def per_gpu_lines(rows: list[Row]) -> list[str]:
+    """One line per per-GPU row and round: each GPU's (or pair's) figure and UUID."""
+    lines = []
+    for r in rows:
+        for rnd, h in enumerate(r.harness, 1):
+            if not h.gpus:
+                continue
+            cells = [
+                f"GPU {g['gpu']}" + (f"->{g['peer']}" if g["peer"] is not None else "")
+                + f" {fmt(g['median'])}" + (f" ({g['uuid']})" if g["uuid"] else "")
+                + ("" if g["status"] == "ok" else f" {g['status'].upper()}")
+                for g in h.gpus
+            ]  # fmt: skip
+            lines.append(f"\nPer GPU, {r.check.name} round {rnd}: {'; '.join(cells)}")
+    return lines
 
 
 def energy_pairs(row: Row) -> list[tuple[float, float]]:
@@ -485,6 +584,7 @@ def table(rows: list[Row], units: dict[str, str]) -> str:
                 f"polled directly {direct:.2f} J over the same {span:.2f} s window "
                 f"(ratio {mine / direct:.4f}; avg power {mine / span:.1f} W)"
             )
+    lines += per_gpu_lines(rows)
     return "\n".join(lines)
 
 
@@ -531,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.out or Path(tempfile.mkdtemp(prefix="gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
     defaults = defaults_for(args.device)
-    book = playbook(args.device, defaults)
+    gpus = torch.cuda.device_count() if args.device == "cuda" else 0
+    book = playbook(args.device, defaults, gpus)
     if args.only:
         wanted = set(args.only.split(","))
         unknown = wanted - {b["name"] for b in book["benchmarks"]}
@@ -540,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         book["benchmarks"] = [b for b in book["benchmarks"] if b["name"] in wanted]
     names = [b["name"] for b in book["benchmarks"]]
-    rows = [Row(c) for c in CHECKS if c.name in names]
+    rows = [Row(c, gpus=gpus) for c in CHECKS if c.name in names]
     bare = BareRunner(args.device, defaults)
     print(f"gpu-check on {machine(args.device)}; output in {work}", flush=True)
     t0 = time.perf_counter()
@@ -559,8 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     text = f"{machine(args.device)}\n\n{table(rows, units)}\n"
     if args.device == "cuda" and torch.cuda.device_count() < 2:
         text += (
-            "\nNCCL across GPUs (all_reduce busbw at 2+ ranks, peer-to-peer copies) needs a "
-            "machine with several GPUs: only the one-rank path ran here.\n"
+            "\nNCCL across GPUs (all_reduce busbw at 2+ ranks) and peer-to-peer copies over "
+            "GPU pairs need a machine with several GPUs: neither ran here.\n"
         )
     print(text)
     (work / "table.md").write_text(text)
@@ -626,6 +727,7 @@ def summary(r: Row) -> dict[str, Any]:
             for h in r.harness
         ],
         "energy": energy_pairs(r),
+        "per_gpu": [h.gpus for h in r.harness if h.gpus],
         "verdicts": r.verdicts,
     }
 

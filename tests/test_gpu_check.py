@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
-from gpu_check import active_checks  # noqa: E402
+from gpu_check import CHECKS, HarnessRow, Row, active_checks, judge, playbook  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -88,3 +88,45 @@ def test_gpu_check_without_cuda_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "no CUDA device" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _gpu(gpu: int, peer: int | None, median: float, uuid: str | None = "x") -> dict:
+    uuid = f"GPU-{gpu}" if uuid == "x" else uuid
+    return {"gpu": gpu, "peer": peer, "uuid": uuid, "status": "ok", "reason": "", "median": median}
+
+
+def _per_gpu_row(name: str, gpus: int, trials: list[dict]) -> Row:
+    check = next(c for c in CHECKS if c.name == name)
+    row = Row(check, gpus=gpus, bare=[100.0])
+    median = sorted(t["median"] for t in trials)[len(trials) // 2]
+    row.harness.append(HarnessRow("ok", median, gpus=trials))
+    return row
+
+
+def test_per_gpu_checks_are_placed_by_gpu_count() -> None:
+    one = [b for b in playbook("cuda", {}, 1)["benchmarks"] if "each" in b]
+    two = [b for b in playbook("cuda", {}, 2)["benchmarks"] if "each" in b]
+    assert [b["each"] for b in one] == ["gpu", "gpu"]
+    assert [b["each"] for b in two] == ["gpu", "gpu", "gpu_pair"]
+    assert two[2]["params"]["device"] == "cuda:0" and two[2]["params"]["peer"] == "cuda:1"
+    assert not any("each" in b for b in playbook("cpu", {})["benchmarks"])
+
+
+def test_per_gpu_goal_wants_every_gpu_with_its_uuid_and_none_far_off() -> None:
+    good = _per_gpu_row("gemm-bf16-each-gpu", 2, [_gpu(0, None, 100.0), _gpu(1, None, 99.0)])
+    assert judge(good, "cuda"), good.verdicts
+    assert any("a trial per GPU, UUID stored (2 trials)" in v for v in good.verdicts)
+    missing = _per_gpu_row("gemm-bf16-each-gpu", 2, [_gpu(0, None, 100.0)])
+    assert not judge(missing, "cuda")
+    assert any("1 placements, expected 2" in v for v in missing.verdicts), missing.verdicts
+    no_uuid = _per_gpu_row("copy-d2d-each-gpu", 2, [_gpu(0, None, 100), _gpu(1, None, 100, None)])
+    assert not judge(no_uuid, "cuda")
+    assert any("1 GPU UUIDs stored, expected 2" in v for v in no_uuid.verdicts)
+    slow = _per_gpu_row(
+        "copy-d2d-each-gpu", 3, [_gpu(0, None, 100.0), _gpu(1, None, 100.0), _gpu(2, None, 80.0)]
+    )
+    assert not judge(slow, "cuda")
+    assert any("GPU 2 >10% off the median" in v for v in slow.verdicts), slow.verdicts
+    pairs = [_gpu(0, 1, 100.0), _gpu(1, 0, 60.0)]  # pairs may differ (topology)
+    assert judge(_per_gpu_row("copy-p2p-each-pair", 2, pairs), "cuda")
+    assert not judge(_per_gpu_row("copy-p2p-each-pair", 3, pairs), "cuda")  # 6 pairs wanted

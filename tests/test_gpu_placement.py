@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from harness.playbook import PlaybookError, load_playbook_text
 from results_db import ResultStore, sqlite_url
 from results_db.models import Trial
 from results_db.query import Filters, query_records
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from gpu_check import read_per_gpu
 
 runner = CliRunner()
 
@@ -251,6 +256,11 @@ def test_every_gpu_runs_its_trial_isolated_ones_at_once(gpu_cluster, tmp_path: P
     assert [v for _, v in pairs] == ["0,1", "1,0", "0,1", "1,0"]
     labels = [r["node_label"] for r in records if r["benchmark"] == "pair"]
     assert sorted(x[x.index("GPU") :] for x in labels) == ["GPU 0→1"] * 2 + ["GPU 1→0"] * 2
+    # scripts/gpu-check reads per-GPU trials back from the store as one row per benchmark.
+    row = read_per_gpu(sqlite3.connect(db), "pair", "time")
+    assert row.status == "ok" and row.median and row.median > 0
+    assert sorted((g["gpu"], g["peer"]) for g in row.gpus) == [(0, 1), (0, 1), (1, 0), (1, 0)]
+    assert all(g["uuid"].startswith("GPU-fake-") and g["median"] > 0 for g in row.gpus)
 
     # Matrices: GPU to GPU on each node, node x GPU, and node to node.
     got = invoke("results", "matrix", campaign, "--db", str(db), "--format", "json")
