@@ -308,3 +308,26 @@ def test_an_unreachable_endpoint_stops_the_run_before_anything(tmp_path: Path) -
     assert len(lines) == 1, lines  # one line, though two trials name the endpoint
     assert f"benchmark load: endpoint http://127.0.0.1:{port} does not answer" in lines[0]
     assert not db.exists()
+
+
+def test_a_node_without_prometheus_client_runs_the_load_unscraped(monkeypatch) -> None:
+    """A GPU node set up from the bare wheel folder may lack prometheus-client: the scrape
+    says so and ends; it does not fail the load run."""
+    import asyncio
+    import sys
+
+    import aiohttp
+
+    from workloads.server_metrics import Scrape, scrape
+
+    monkeypatch.setitem(sys.modules, "prometheus_client.parser", None)  # import fails
+
+    async def go() -> Scrape:
+        result = Scrape()
+        async with aiohttp.ClientSession() as session:
+            await scrape(session, "http://127.0.0.1:9/metrics", result, asyncio.Event())
+        return result
+
+    assert (
+        asyncio.run(go()).status == "prometheus-client is not installed on this node: not scraped"
+    )

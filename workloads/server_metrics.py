@@ -62,6 +62,11 @@ async def scrape(
 ) -> None:
     """GET ``url`` every SCRAPE_INTERVAL_S until ``stop``; a page that is missing or holds
     none of the known names ends the scrape with a status saying so."""
+    try:  # a runtime dependency, but a node set up from a bare wheel folder may lack it
+        import prometheus_client.parser  # noqa: F401
+    except ImportError:
+        result.status = "prometheus-client is not installed on this node: not scraped"
+        return
     timeout = aiohttp.ClientTimeout(total=2.0)
     while not stop.is_set():
         try:
