@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import secrets
 import socket
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -211,18 +210,8 @@ def run_campaign(
                 f"ladder {trial.spec.benchmark} on {where} stopped: {reason}; "
                 f"{len(taken)} higher step(s) not run"
             )
-        now = time.time()
         for t in taken:
-            record(
-                t,
-                TrialOutcome(
-                    status=TrialStatus.SKIPPED,
-                    failure_phase="ladder",
-                    failure_reason=f"not run: {reason}",
-                    started_at=now,
-                    finished_at=now,
-                ),
-            )
+            record(t, TrialOutcome.not_run(TrialStatus.SKIPPED, "ladder", f"not run: {reason}"))
 
     dispatcher.on_done = done
 

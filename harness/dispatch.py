@@ -372,15 +372,10 @@ class Dispatcher:
                 pending.remove(trial)
                 gone = next(n for n in trial.ranks if n.ray_node_id not in alive)
                 where = f"{gone.hostname} ({gone.short_id})"
-                now = time.time()
                 self.on_done(
                     trial,
-                    TrialOutcome(
-                        status=TrialStatus.FAILED,
-                        failure_phase="dispatch",
-                        failure_reason=f"node lost: {where} left the cluster",
-                        started_at=now,
-                        finished_at=now,
+                    TrialOutcome.not_run(
+                        TrialStatus.FAILED, "dispatch", f"node lost: {where} left the cluster"
                     ),
                 )
                 continue

@@ -59,6 +59,19 @@ class TrialOutcome:
     started_at: float = 0.0
     finished_at: float = 0.0
 
+    @classmethod
+    def not_run(cls, status: TrialStatus, phase: str, reason: str) -> TrialOutcome:
+        """The outcome of a trial the driver decided on without running it (its node left,
+        its ladder stopped below it): started and finished now."""
+        now = time.time()
+        return cls(
+            status=status,
+            failure_phase=phase,
+            failure_reason=reason,
+            started_at=now,
+            finished_at=now,
+        )
+
 
 def warm_up(workload: Workload, iterations: int, timer: IterationTimer) -> None:
     """Run unmeasured iterations and wait for them to finish."""
