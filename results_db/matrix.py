@@ -68,11 +68,12 @@ def _cell(r: dict[str, Any], kind: str) -> tuple[str, str, str]:
     return "", first, second
 
 
-def matrices(
-    records: list[dict[str, Any]], metric: str | None = None, *, params_apart: bool = True
-) -> list[Matrix]:
+def matrices(records: list[dict[str, Any]], metric: str | None = None) -> list[Matrix]:
     """Every matrix the records hold, for ``metric`` (default: each trial's primary metric).
-    A benchmark swept over params gives one matrix per params (``params_apart``)."""
+    A benchmark swept over params gives one matrix per params, its title naming them."""
+    params_of: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        params_of[r["benchmark"]].add(repr(sorted(r["params"].items())))
     groups: dict[tuple[str, str, str, str], Matrix] = {}
     values: dict[tuple[str, str, str, str], dict[tuple[str, str], list[float]]] = defaultdict(
         lambda: defaultdict(list)
@@ -86,21 +87,11 @@ def matrices(
         if r["metric"] != (metric or r.get("primary_metric") or r["metric"]):
             continue
         where, row, col = _cell(r, kind)
-        params = repr(sorted(r["params"].items())) if params_apart else ""
+        params = repr(sorted(r["params"].items()))
         key = (r["benchmark"], params, where, r["metric"])
         if key not in groups:
             title = " ".join(x for x in (r["benchmark"], where, r["metric"]) if x)
-            if (
-                params_apart
-                and len(
-                    {
-                        repr(sorted(x["params"].items()))
-                        for x in records
-                        if x["benchmark"] == r["benchmark"]
-                    }
-                )
-                > 1
-            ):
+            if len(params_of[r["benchmark"]]) > 1:
                 title += " " + ", ".join(f"{k}={v}" for k, v in sorted(r["params"].items()))
             groups[key] = Matrix(
                 title, kind, r["benchmark"], r["metric"], r["unit"], bool(r["higher_is_better"])
