@@ -257,10 +257,11 @@ async def send(
                 if data.get("usage"):
                     usage_tokens = data["usage"].get("completion_tokens")
                     result.input_tokens = data["usage"].get("prompt_tokens")
-                if not _has_text(data):
+                piece = _text(data)
+                if not piece:
                     continue
                 if keep:
-                    result.text += _text(data)
+                    result.text += piece
                 if chunks == 0:
                     result.ttft = now - sent
                 else:
@@ -298,17 +299,12 @@ async def send(
 
 
 def _text(data: dict[str, Any]) -> str:
+    """The text a chunk carries (completions' ``text``, chat's ``delta.content``); empty for
+    a chunk with none (a role, a finish_reason, usage)."""
     return "".join(
-        choice.get("text") or (choice.get("delta") or {}).get("content") or ""
+        str(choice.get("text") or (choice.get("delta") or {}).get("content") or "")
         for choice in data.get("choices") or ()
     )
-
-
-def _has_text(data: dict[str, Any]) -> bool:
-    for choice in data.get("choices") or ():
-        if choice.get("text") or (choice.get("delta") or {}).get("content"):
-            return True
-    return False
 
 
 @dataclass
