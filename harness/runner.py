@@ -210,9 +210,9 @@ def _run_trial(
         if sampler is not None:
             outcome.telemetry = sampler.samples
             outcome.sources = list(sampler.statuses.values())
-        if workload is not None:  # what the workload itself observed (a server's metrics)
-            outcome.telemetry = [*outcome.telemetry, *workload.telemetry()]
         if workload is not None:
+            # What the workload itself observed (a server's metrics), then its teardown.
+            outcome.telemetry = [*outcome.telemetry, *workload.telemetry()]
             try:
                 workload.teardown()
             except Exception as exc:
