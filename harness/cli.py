@@ -53,7 +53,7 @@ from harness.summary import planned_params, varying_params
 from harness.visible import visible
 from results_db.errors import QueryError
 from results_db.urls import MASK, safe_url, scrub
-from results_db.vocabulary import TrialStatus
+from results_db.vocabulary import TrialStatus, gpu_suffix
 
 if TYPE_CHECKING:
     from harness.cluster import ClusterSession
@@ -107,8 +107,7 @@ def running_line(running: list[PlacedTrial], width: int = 60) -> str:
         return ""
     parts = [
         f"{t.spec.benchmark}[{planned_params(t.spec.workload, t.spec.params)}] "
-        f"on {t.node.hostname} ({t.node.short_id})"
-        + (" GPU " + "→".join(map(str, t.gpus)) if t.gpus else "")
+        f"on {t.node.hostname} ({t.node.short_id})" + (gpu_suffix(*t.gpus) if t.gpus else "")
         for t in running
     ]
     text = "running: " + "; ".join(parts)
@@ -319,7 +318,7 @@ def _where(p: PlacedTrial) -> str:
     nodes = {n.ray_node_id: n for n in p.ranks}
     per_node = len(p.ranks) // len(nodes)
     suffix = f" x{per_node}" if per_node > 1 else ""
-    gpus = " GPU " + "→".join(str(g) for g in p.gpus) if p.gpus else ""
+    gpus = gpu_suffix(*p.gpus) if p.gpus else ""
     return ", ".join(f"{n.hostname} ({n.short_id}){suffix}" for n in nodes.values()) + gpus
 
 

@@ -24,7 +24,7 @@ from results_db.models import (
 )
 from results_db.peaks import datasheet_peak
 from results_db.suggest import unknown_filter
-from results_db.vocabulary import STATISTICS, STATUSES, TrialStatus
+from results_db.vocabulary import STATISTICS, STATUSES, TrialStatus, gpu_suffix
 
 # Node columns a --where filter may name as ``node.<field>``.
 NODE_FIELDS = (
@@ -358,13 +358,6 @@ def add_node_labels(records: list[dict[str, Any]]) -> None:
     for r in records:
         r["host_label"] = ", ".join(dict.fromkeys(label(n, h) for n, h in _rank_nodes(r)))
         r["node_label"] = r["host_label"] + gpu_suffix(r.get("gpu"), r.get("gpu_peer"))
-
-
-def gpu_suffix(gpu: int | None, peer: int | None = None) -> str:
-    """`` GPU 3`` for a per-GPU trial, `` GPU 0→1`` for a pair, empty otherwise."""
-    if gpu is None:
-        return ""
-    return f" GPU {gpu}" + (f"→{peer}" if peer is not None else "")
 
 
 def _rank_nodes(r: dict[str, Any]) -> list[tuple[str, str]]:

@@ -1,6 +1,6 @@
-"""The words results are stored in, defined once: the summary statistics of a metric and
-the statuses of a trial. The summarising code, the store's columns and the query records all
-use these names."""
+"""The words results are stored in, defined once: the summary statistics of a metric, the
+statuses of a trial, and how a per-GPU trial names its GPU. The summarising code, the
+store's columns, the query records and the CLI all use these names."""
 
 from __future__ import annotations
 
@@ -48,3 +48,10 @@ STATUSES: tuple[str, ...] = tuple(s.value for s in TrialStatus)
 # Record keys that only serve a table's display (which params to leave out): never written
 # to JSON, CSV or data frames.
 DISPLAY_ONLY = ("param_defaults",)
+
+
+def gpu_suffix(gpu: int | None, peer: int | None = None) -> str:
+    """`` GPU 3`` for a per-GPU trial, `` GPU 0→1`` for a pair, empty otherwise."""
+    if gpu is None:
+        return ""
+    return f" GPU {gpu}" + (f"→{peer}" if peer is not None else "")
