@@ -142,9 +142,7 @@ def placed_count(specs: list[TrialSpec], targets: dict[str, Target], nodes: list
         wanted = spec.layout.nodes if spec.layout else 1
         if spec.each in ("gpu", "gpu_pair"):
             total += sum(
-                len(gpu_groups(spec.each, n))
-                for n in matching_nodes(spec.target, targets, nodes)
-                if any(gpu_groups(spec.each, n))
+                len(gpu_groups(spec.each, n)) for n in matching_nodes(spec.target, targets, nodes)
             )
         else:
             total += math.comb(matching[spec.target], wanted) if spec.each else 1
@@ -159,9 +157,7 @@ def _shortfall(spec: TrialSpec, candidates: list[NodeInfo], wanted: int) -> str 
             f"{len(candidates) or 'no'} node(s)" + (f", needs {wanted}" if wanted > 1 else "")
         )
         return line.replace("matches no node(s)", "matches no node")
-    if spec.each in ("gpu", "gpu_pair") and not any(
-        any(gpu_groups(spec.each, n)) for n in candidates
-    ):
+    if spec.each in ("gpu", "gpu_pair") and not any(gpu_groups(spec.each, n) for n in candidates):
         need = "a GPU" if spec.each == "gpu" else "two GPUs"
         return (
             f"target {spec.target!r} (benchmark {spec.benchmark}, each: {spec.each}) matches "
@@ -213,9 +209,8 @@ def place(
         if spec.each in ("gpu", "gpu_pair"):
             for node in candidates:
                 for gpus in gpu_groups(spec.each, node):
-                    if gpus:
-                        key = trial_key(spec, (node,), gpus)
-                        placed.append(PlacedTrial(spec, (node,), key, gpus))
+                    key = trial_key(spec, (node,), gpus)
+                    placed.append(PlacedTrial(spec, (node,), key, gpus))
             continue
         per_node = spec.layout.per_node if spec.layout else 1
         if spec.each:
