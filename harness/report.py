@@ -240,12 +240,15 @@ def _health(verdicts: list[dict[str, Any]], varying: dict[str, set[str]]) -> lis
             "<p>No class reference yet: a key needs two other trials of the same hardware "
             "class (earlier campaigns or this campaign's other nodes).</p>"
         ]
+    column_of = [_health_column(v, varying) for v in judged]
     rows = sorted({v["node_label"] for v in judged})
-    columns = list(dict.fromkeys(_health_column(v, varying) for v in judged))
+    columns = list(dict.fromkeys(column_of))
+    row_at = {r: i for i, r in enumerate(rows)}  # 1,000 nodes: no list search per cell
+    column_at = {c: j for j, c in enumerate(columns)}
     values: list[list[float | None]] = [[None] * len(columns) for _ in rows]
     notes = [[""] * len(columns) for _ in rows]
-    for v in judged:
-        i, j = rows.index(v["node_label"]), columns.index(_health_column(v, varying))
+    for v, column in zip(judged, column_of, strict=True):
+        i, j = row_at[v["node_label"]], column_at[column]
         sign = 1.0 if v["higher_is_better"] else -1.0
         if v["off_spreads"] is not None:
             values[i][j] = sign * v["off_spreads"]
