@@ -320,6 +320,8 @@ class ServingWorkload(Workload):
             keep_text=p.tokenizer is not None,
         )
         self.runs: list[LoadRun] = []
+        self.slo_rates: list[float] = []  # slo_search: each iteration's answer
+        self.search_context: dict[str, Any] | None = None  # ... and its last search's probes
         self.counter = TokenCounter.load(p.tokenizer) if p.tokenizer else None
         self.trace_requests = p.trace.requests() if p.trace else []
 
@@ -527,7 +529,7 @@ class ServingWorkload(Workload):
         if not met and high / low - 1 > search.tolerance:
             note = f"max_probes reached with high/low = {high / low:.3f}"
         self.runs.append(best)
-        self.slo_rates = [*getattr(self, "slo_rates", []), low]
+        self.slo_rates.append(low)
         self.search_context = {"probes": probes, "low": low, "high": high, "stop": note}
 
     def verify(self) -> None:
@@ -572,7 +574,7 @@ class ServingWorkload(Workload):
         if self.params.slo is not None:
             out["goodput"] = []
         if self.params.slo_search is not None:
-            out["slo_rate"] = list(getattr(self, "slo_rates", []))[-len(runs) :] if runs else []
+            out["slo_rate"] = self.slo_rates[-len(runs) :] if runs else []
         for run in runs:
             done = [r for r in run.results if r.ok]
             d = run.duration_s
@@ -624,7 +626,7 @@ class ServingWorkload(Workload):
             "errors_by_kind": _error_kinds(*runs),
             "stop": last.stop if last else None,
             "duration_s": [run.duration_s for run in runs],
-            **({"slo_search": self.search_context} if hasattr(self, "search_context") else {}),
+            **({"slo_search": self.search_context} if self.search_context else {}),
             **(self._trace_context() if self.params.trace else {}),
             **client_check(runs),
             **server_summary(runs),
