@@ -96,11 +96,12 @@ def trial_summaries(
         if ok:
             spread = f" cv={100 * (r['cv'] or 0):.1f}%" if r["n"] > 1 else ""
             detail = f"n={r['n']}{spread} {r['stop_reason']}"
-            if (contexts.get(tid) or {}).get("throttled"):
+            context = contexts.get(tid) or {}
+            if context.get("throttled"):
                 detail += " THROTTLED"
-            if (contexts.get(tid) or {}).get("client_bound"):
-                detail += " CLIENT-BOUND (" + "; ".join(contexts[tid]["client_bound_reasons"]) + ")"
-            detail = "; ".join([detail, *detail_parts(r, recs, contexts.get(tid) or {})])
+            if context.get("client_bound"):
+                detail += " CLIENT-BOUND (" + "; ".join(context["client_bound_reasons"]) + ")"
+            detail = "; ".join([detail, *detail_parts(r, recs, context)])
         else:
             detail = f"{r['failure_phase']}: {r['failure_reason']}"
         out.append(
