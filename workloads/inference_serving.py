@@ -41,12 +41,14 @@ from workloads.base import (
     Workload,
 )
 from workloads.lazy import lazy_module
+from workloads.server_metrics import server_root
 from workloads.serving_client import (
     Endpoint,
     LengthDist,
     LoadRun,
     RequestPlan,
     SharedPrefix,
+    api_base,
     first_model,
     merge_runs,
     plan_stream,
@@ -288,7 +290,7 @@ class ServingWorkload(Workload):
     def shared_resources(cls, params: dict[str, Any]) -> tuple[str, ...]:
         """The endpoint: two load runs against one server at once would measure each other."""
         url = params.get("url") or os.environ.get("OPENAI_BASE_URL") or "$OPENAI_BASE_URL"
-        return (f"endpoint {str(url).rstrip('/').removesuffix('/v1')}",)
+        return (f"endpoint {server_root(str(url))}",)
 
     @classmethod
     def forwarded_env(cls, params: dict[str, Any]) -> tuple[str, ...]:
@@ -708,10 +710,11 @@ CLIENT_CPU_LIMIT = 0.9
 def _unreachable_cached(url: str) -> tuple[str, ...]:
     async def probe() -> None:
         timeout = aiohttp.ClientTimeout(total=PREFLIGHT_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            base = url.rstrip("/").removesuffix("/v1")
-            async with session.get(base + "/v1/models") as resp:
-                await resp.read()
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(api_base(url) + "/models") as resp,
+        ):
+            await resp.read()
 
     try:
         asyncio.run(probe())

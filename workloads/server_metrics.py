@@ -93,6 +93,11 @@ async def scrape(
             await asyncio.wait_for(stop.wait(), timeout=SCRAPE_INTERVAL_S)
 
 
+def server_root(url: str) -> str:
+    """The server's root URL, whether given with or without its ``/v1`` API prefix."""
+    return url.rstrip("/").removesuffix("/v1")
+
+
 def metrics_url(base: str) -> str:
     """``/metrics`` at the server's root (engines serve it beside /v1, not under it)."""
-    return base.rstrip("/").removesuffix("/v1") + "/metrics"
+    return server_root(base) + "/metrics"

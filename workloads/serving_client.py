@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from workloads.server_metrics import Scrape, scrape
+from workloads.server_metrics import Scrape, scrape, server_root
 
 
 def prompt_words() -> list[str]:
@@ -94,10 +94,7 @@ class Endpoint:
     keep_text: bool = False  # keep each prompt and answer (a tokenizer counts them after)
 
     def path(self) -> str:
-        base = self.url.rstrip("/")
-        if not base.endswith("/v1"):
-            base += "/v1"
-        return base + ("/chat/completions" if self.api == "chat" else "/completions")
+        return api_base(self.url) + ("/chat/completions" if self.api == "chat" else "/completions")
 
     def body(self, plan: RequestPlan) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -476,11 +473,14 @@ async def _send_all(
     return list(await asyncio.gather(*(one(p) for p in plans)))
 
 
+def api_base(url: str) -> str:
+    """The OpenAI API's base (``.../v1``) of an endpoint given with or without it."""
+    return server_root(url) + "/v1"
+
+
 async def first_model(url: str, headers: dict[str, str], timeout_s: float = 30.0) -> str:
     """The id of the first model the endpoint lists at /v1/models."""
-    base = url.rstrip("/")
-    if not base.endswith("/v1"):
-        base += "/v1"
+    base = api_base(url)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
