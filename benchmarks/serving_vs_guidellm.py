@@ -20,23 +20,17 @@ should agree; without it, the clients share the CPUs with the decoder they measu
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 from common import machine, scratch, trial_settings
 
 from harness.runner import run_trial
-from harness.serve_model import spawned, tiny_hf_llama
+from harness.serve_model import spawned, tiny_hf_llama, transformers_served
 
 TOKENIZER = """
 import sys
@@ -125,37 +119,6 @@ def guidellm(url: str, args: argparse.Namespace, tokenizer: Path, work: Path) ->
     }
 
 
-@contextlib.contextmanager
-def transformers_serve(model: Path, work: Path) -> Iterator[str]:
-    """`transformers serve MODEL` on a free port, offline (an empty hub cache of its own)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (work / "hub").mkdir(exist_ok=True)
-    env = {**os.environ, "HF_HUB_CACHE": str(work / "hub"), "HF_HUB_OFFLINE": "1"}
-    exe = str(Path(sys.executable).with_name("transformers"))
-    proc = subprocess.Popen(
-        [exe, "serve", str(model), "--port", str(port), "--host", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise SystemExit("transformers serve did not start")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
 def _p99(values: list[float]) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
@@ -195,7 +158,7 @@ def main() -> None:
         # It lists no model it did not download, and refuses vLLM's ignore_eos (HTTP 422).
         args.extra_params = {"model": str(model), "ignore_eos": False, "tokenizer": str(model)}
         server = ["transformers serve", str(model)]
-        context = transformers_serve(model, work)
+        context = transformers_served(model, work / "hub")
     else:
         server = ["--model", "tiny"]
         if args.paced:

@@ -26,10 +26,13 @@ import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -424,6 +427,48 @@ def spawned(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def transformers_served(model: Path, hub: Path, timeout_s: float = 120.0) -> Iterator[str]:
+    """Hugging Face's ``transformers serve MODEL`` (a third-party OpenAI-compatible server)
+    on a free loopback port, offline (``hub``: an empty cache of its own); yields its base
+    URL once /health answers and stops it on exit (for tests and benchmarks). Its output
+    goes to a file, not a pipe nobody reads; it is quoted when the server does not start."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hub.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+    exe = Path(sys.executable).with_name("transformers")
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [str(exe), "serve", str(model), "--port", str(port), "--host", "127.0.0.1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    urllib.request.urlopen(url + "/health", timeout=2).read()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        tail = log.read()[-2000:]
+                        raise RuntimeError(f"transformers serve did not start: {tail}") from None
+                    time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def serve_forever(options: ServeOptions, host: str, port: int) -> None:

@@ -8,30 +8,20 @@ whole (one cut before it is still a disconnect)."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.runner import run_trial
-from harness.serve_model import tiny_hf_llama
+from harness.serve_model import tiny_hf_llama, transformers_served
 from tests.serving_helpers import ONE_LOAD_RUN
 
 SETTINGS = ONE_LOAD_RUN
 TRANSFORMERS = Path(sys.executable).with_name("transformers")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,36 +30,13 @@ def transformers_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
         pytest.skip("transformers' CLI is not installed (the test extra installs it)")
     root = tmp_path_factory.mktemp("tserve")
     model = tiny_hf_llama(root / "model")
-    (root / "hub").mkdir()
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [str(TRANSFORMERS), "serve", str(model), "--port", str(port), "--host", "127.0.0.1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read() if proc.poll() is not None else ""
-                    pytest.fail(f"transformers serve did not start: {out[-2000:]}")
-                time.sleep(0.5)
-        yield url, model
-    finally:
-        proc.terminate()
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
+            url = stack.enter_context(transformers_served(model, root / "hub"))
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield url, model
 
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
