@@ -396,13 +396,7 @@ class ServingWorkload(Workload):
         trace = params.get("trace")
         if not trace:
             return []
-        from workloads.serving_trace import TraceError
-
-        try:
-            Trace.model_validate(trace).requests()
-        except TraceError as exc:
-            return [str(exc)]
-        return []
+        return list(_trace_problems(Trace.model_validate(trace), _file_stamp(trace["path"])))
 
     @classmethod
     def preflight(cls, params: dict[str, Any]) -> list[str]:
@@ -704,6 +698,28 @@ class ServingWorkload(Workload):
 # running late by more than 5 ms at p99, or its process busy 90% of one core.
 CLIENT_LAG_LIMIT_S = 0.005
 CLIENT_CPU_LIMIT = 0.9
+
+
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    """What tells one version of a file from another (mtime, size); None when unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _trace_problems(trace: Trace, stamp: tuple[int, int] | None) -> tuple[str, ...]:
+    """The trace read once per version of its file (``stamp``, the cache key), not once per
+    combination of a sweep's params: it may hold a million requests."""
+    from workloads.serving_trace import TraceError
+
+    try:
+        trace.requests()
+    except TraceError as exc:
+        return (str(exc),)
+    return ()
 
 
 @functools.cache
