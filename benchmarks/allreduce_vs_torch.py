@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=20)
     args = ap.parse_args()
-    from harness.local_cluster import NodeSpec, local_cluster
+    from harness.cluster.local import NodeSpec, local_cluster
 
     stack = contextlib.ExitStack()
     cluster = stack.enter_context(local_cluster([NodeSpec(1), NodeSpec(1)], prefix="hab"))

@@ -42,9 +42,9 @@ def fixed_iterations(iterations: int, warmup: int, sources: tuple[str, ...] = ("
 
 
 def trial_settings(iterations: int, warmup: int) -> dict:
-    """Settings for calling ``harness.runner.run_trial`` in process: ``fixed_iterations``
+    """Settings for calling ``harness.node.runner.run_trial`` in process: ``fixed_iterations``
     without telemetry."""
-    from harness.playbook import Settings
+    from harness.playbook.load import Settings
 
     return Settings(**fixed_iterations(iterations, warmup, sources=())).model_dump()
 

@@ -19,7 +19,7 @@ import time
 import torch
 from common import machine, scratch, trial_settings
 
-from harness.runner import run_trial
+from harness.node.runner import run_trial
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from collectors import TelemetrySampler, known_sources
 from collectors.rapl import POWERCAP_ROOT, ROOT_ENV
+from collectors.sampler import TelemetrySampler, known_sources
 
 
 def cpu_seconds() -> float:

@@ -19,8 +19,8 @@ import time
 
 from common import machine, trial_settings
 
-from harness.runner import run_trial
-from harness.serve_model import spawned
+from harness.node.runner import run_trial
+from workloads.serving.serve_model import spawned
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ import time
 from common import machine, scratch
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.local_cluster import NodeSpec, local_cluster
-from harness.serve_model import spawned
+from harness.cli.app import app
+from harness.cluster.local import NodeSpec, local_cluster
+from workloads.serving.serve_model import spawned
 
 os.environ["RAY_AUTH_MODE"] = "disabled"  # the private cluster this script starts
 STREAMS, REQUESTS = 1200, 2400

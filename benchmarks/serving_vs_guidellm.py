@@ -29,8 +29,8 @@ from pathlib import Path
 
 from common import machine, scratch, trial_settings
 
-from harness.runner import run_trial
-from harness.serve_model import spawned, tiny_hf_llama, transformers_served
+from harness.node.runner import run_trial
+from workloads.serving.serve_model import spawned, tiny_hf_llama, transformers_served
 
 TOKENIZER = """
 import sys
@@ -145,7 +145,7 @@ def main() -> None:
     args = ap.parse_args()
     work = scratch()
     tokenizer = work / "tokenizer"
-    from workloads.serving_client import WORDS
+    from workloads.serving.client import WORDS
 
     python = str(Path(args.guidellm).with_name("python"))
     subprocess.run([python, "-c", TOKENIZER, str(tokenizer), " ".join(WORDS)], check=True)

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Sequence
 
-from harness.stats import summarize
+from harness.node.stats import summarize
 
 
 def quadratic_median_ci(sorted_values: Sequence[float], level: float = 0.95) -> tuple:

@@ -1,6 +1,5 @@
-"""Telemetry sources (psutil, NVML) and the background sampler. No Ray, no SQL."""
+"""Telemetry sources (psutil, NVML, RAPL, amdsmi) and the background sampler. No Ray, no SQL.
 
-from collectors.base import Sample, SourceStatus, SourceUnavailable
-from collectors.sampler import TelemetrySampler, known_sources
-
-__all__ = ["Sample", "SourceStatus", "SourceUnavailable", "TelemetrySampler", "known_sources"]
+Empty on purpose: importing the package loads no source (pynvml, psutil), only the module
+asked for: ``collectors.base`` (plain data), ``collectors.sampler``, ``collectors.energy``.
+"""

@@ -36,7 +36,7 @@ class TrialStatus(str, Enum):
     OK = "ok"
     FAILED = "failed"
     TIMEOUT = "timeout"
-    SKIPPED = "skipped"  # not run: a ladder stopped below it (harness.ladder)
+    SKIPPED = "skipped"  # not run: a ladder stopped below it (harness.campaign.ladder)
 
     def __str__(self) -> str:  # f-strings and str() give the stored word, as StrEnum does
         return self.value
@@ -55,3 +55,15 @@ def gpu_suffix(gpu: int | None, peer: int | None = None) -> str:
     if gpu is None:
         return ""
     return f" GPU {gpu}" + (f"→{peer}" if peer is not None else "")
+
+
+# The energy-efficiency metric of a trial, by the kind of work its workload declares:
+# (metric, unit, higher_is_better). Named here so playbooks and tables need no energy code.
+EFFICIENCY: dict[str, tuple[str, str, bool]] = {
+    "bytes": ("energy_per_gb", "J/GB", False),
+    "flops": ("gflop_per_joule", "GFLOP/J", True),
+    "tokens": ("energy_per_token", "J/token", False),
+}
+
+# The telemetry sources a playbook may ask for (collectors.sampler holds one of each).
+TELEMETRY_SOURCES: tuple[str, ...] = ("amdsmi", "host", "nvml", "rapl")

@@ -30,7 +30,7 @@ class RayCluster:
     """A real Ray cluster of three nodes on this machine, each with its own labels/resources."""
 
     def __init__(self) -> None:
-        from harness.local_cluster import NodeSpec, local_cluster
+        from harness.cluster.local import NodeSpec, local_cluster
 
         # Token auth is on by default in Ray 2.60; this private test cluster opts out.
         os.environ["RAY_AUTH_MODE"] = "disabled"

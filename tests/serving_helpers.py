@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.playbook import Settings
+from harness.playbook.load import Settings
 
 ONE_LOAD_RUN = Settings(
     warmup_iterations=0,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
 
 runner = CliRunner()
 SMOKE = Path(__file__).parent.parent / "playbooks" / "smoke.yaml"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
 
 pytestmark = pytest.mark.ray
 runner = CliRunner()
@@ -181,8 +181,8 @@ def test_layouts_are_validated_before_anything_runs(ray_cluster, tmp_path: Path)
 
 
 def test_combine_reports_the_failed_rank_even_when_it_reports_first() -> None:
-    from harness.dispatch import combine
-    from harness.runner import TrialOutcome
+    from harness.campaign.dispatch import combine
+    from harness.node.outcome import TrialOutcome
 
     class Node:
         hostname = "h2"

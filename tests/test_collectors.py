@@ -6,9 +6,9 @@ import time
 import psutil
 import pytest
 
-from collectors import TelemetrySampler
 from collectors.host import HostCollector
 from collectors.nvml import NvmlCollector
+from collectors.sampler import TelemetrySampler
 from tests.fakes import FakeNvml
 
 
@@ -133,3 +133,10 @@ def test_the_first_cpu_point_of_a_busy_window_reads_busy_not_zero() -> None:
     # One busy core of N reads at least 100/N % (less a margin for the scheduler); psutil's
     # first cpu_percent call read 0.0 here.
     assert total >= 0.6 * 100 / psutil.cpu_count()
+
+
+def test_the_sources_a_playbook_may_name_are_the_sampler_s() -> None:
+    from collectors.sampler import known_sources
+    from results_db.vocabulary import TELEMETRY_SOURCES
+
+    assert known_sources() == list(TELEMETRY_SOURCES)

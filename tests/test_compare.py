@@ -13,8 +13,8 @@ import pytest
 from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.stats import summarize
+from harness.cli.app import app
+from harness.node.stats import summarize
 from results_db import (
     CampaignRecord,
     MetricRecord,

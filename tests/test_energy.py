@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from collectors import TelemetrySampler
 from collectors.amd import AmdSmiCollector
 from collectors.base import Sample, SourceUnavailable
 from collectors.energy import energy_readings
 from collectors.rapl import RaplCollector
-from harness.energy import trial_energy
-from harness.playbook import Settings
-from harness.runner import run_trial
+from collectors.sampler import TelemetrySampler
+from harness.campaign.energy import trial_energy
+from harness.node.runner import run_trial
+from harness.playbook.load import Settings
 from tests.fakes import CurveNvml, RaplTree
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from harness.cli import running_line
-from harness.cluster import NodeInfo
-from harness.eta import Eta, format_eta, prior_seconds
-from harness.expand import TrialSpec
-from harness.placement import PlacedTrial
-from harness.playbook_model import Settings
+from harness.campaign.eta import Eta, format_eta, prior_seconds
+from harness.campaign.placement import PlacedTrial
+from harness.cli.live import running_line
+from harness.cluster.inventory import NodeInfo
+from harness.playbook.expand import TrialSpec
+from harness.playbook.model import Settings
 
 
 class Clock:

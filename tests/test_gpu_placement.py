@@ -17,12 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from harness.claims import claims, overlaps
-from harness.cli import app
-from harness.cluster import NodeInfo
-from harness.expand import expand
-from harness.placement import PlacementError, gpu_ids, place, placed_count
-from harness.playbook import PlaybookError, load_playbook_text
+from harness.campaign.claims import claims, overlaps
+from harness.campaign.placement import PlacementError, gpu_ids, place, placed_count
+from harness.cli.app import app
+from harness.cluster.inventory import NodeInfo
+from harness.playbook.expand import expand
+from harness.playbook.load import PlaybookError, load_playbook_text
 from results_db import ResultStore, sqlite_url
 from results_db.models import Trial
 from results_db.query import Filters, query_records
@@ -181,7 +181,7 @@ def test_p2p_copy_over_gpu_pairs_validates() -> None:
 
 @pytest.fixture(scope="module")
 def gpu_cluster() -> Iterator[str]:
-    from harness.local_cluster import NodeSpec, local_cluster
+    from harness.cluster.local import NodeSpec, local_cluster
 
     os.environ["RAY_AUTH_MODE"] = "disabled"
     with contextlib.ExitStack() as stack:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
 
 HOSTILE = Path(__file__).parent / "hostile"
 ROOT = Path(__file__).parent.parent

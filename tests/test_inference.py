@@ -7,8 +7,8 @@ import torch
 from pydantic import ValidationError
 
 import workloads.llama as llama
-from harness.playbook import Settings
-from harness.runner import run_trial
+from harness.node.runner import run_trial
+from harness.playbook.load import Settings
 from workloads import UnsupportedParams, VerificationError
 from workloads.checks import max_relative_error
 from workloads.inference_decode import DecodeWorkload

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.local_cluster import NodeSpec, local_cluster
+from harness.cli.app import app
+from harness.cluster.local import NodeSpec, local_cluster
 
 pytestmark = pytest.mark.ray
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from collectors.base import Sample
-from harness.recording import throttle_flags
-from harness.runner import TrialOutcome
+from harness.campaign.recording import throttle_flags
+from harness.node.outcome import TrialOutcome
 from results_db import (
     CampaignRecord,
     Filters,

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.expand import combinations, expand
-from harness.playbook import PlaybookError, load_playbook, load_playbook_text
+from harness.playbook.expand import combinations, expand
+from harness.playbook.load import PlaybookError, load_playbook, load_playbook_text
 
 GOOD = """
 campaign: {name: unit, description: d}
@@ -210,7 +210,7 @@ def test_shipped_playbooks_are_valid() -> None:
     ],
 )
 def test_bad_expectations_are_refused(tmp_path, expect: str, message: str) -> None:
-    from harness.playbook import PlaybookError, load_playbook
+    from harness.playbook.load import PlaybookError, load_playbook
 
     path = tmp_path / "pb.yaml"
     path.write_text(

@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
 from results_db import (
     CampaignRecord,
     MetricRecord,

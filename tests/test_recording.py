@@ -7,13 +7,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from harness.cluster import NodeInfo
-from harness.expand import TrialSpec
-from harness.fingerprint import collect_facts
-from harness.placement import PlacedTrial
-from harness.playbook_model import Settings
-from harness.recording import node_record, trial_record
-from harness.runner import run_trial
+from harness.campaign.placement import PlacedTrial
+from harness.campaign.recording import node_record, trial_record
+from harness.cluster.fingerprint import collect_facts
+from harness.cluster.inventory import NodeInfo
+from harness.node.runner import run_trial
+from harness.playbook.expand import TrialSpec
+from harness.playbook.model import Settings
 from results_db import CampaignRecord, NodeRecord, ResultStore, sqlite_url
 from results_db.models import Node, Trial
 from results_db.query import RECORD_FIELDS, Filters, query_records

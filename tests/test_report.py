@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
 from tests.test_compare import fill
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -96,7 +96,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
 
 
 def test_chart_labels_from_stored_text_are_shown_as_written() -> None:
-    from harness import charts
+    from harness.present import charts
 
     svg = charts.bars(
         "kernel.gemm $x$ <b>",
@@ -110,7 +110,7 @@ def test_chart_labels_from_stored_text_are_shown_as_written() -> None:
 
 
 def test_size_ticks_read_as_written() -> None:
-    from harness.charts import _size_tick
+    from harness.present.charts import _size_tick
 
     assert [_size_tick(v) for v in (256, 1024, 65536)] == ["256", "1024", "65536"]
     assert _size_tick(2**30) == "1.07374G"

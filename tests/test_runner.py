@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from harness.playbook import Settings
-from harness.runner import run_trial
+from harness.node.runner import run_trial
+from harness.playbook.load import Settings
 
 BASE = {
     "warmup_iterations": 2,

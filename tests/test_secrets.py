@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
 from results_db.urls import safe_url, scrub, url_secrets
 
 ROOT = Path(__file__).parent.parent

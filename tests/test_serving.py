@@ -23,12 +23,12 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.runner import run_trial
-from harness.serve_model import spawned
+from harness.cli.app import app
+from harness.node.runner import run_trial
 from tests.serving_helpers import ONE_LOAD_RUN
-from workloads.inference_serving import ServingParams
-from workloads.serving_client import LengthDist, plan_stream
+from workloads.serving.client import LengthDist, plan_stream
+from workloads.serving.serve_model import spawned
+from workloads.serving.workload import ServingParams
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 SETTINGS = ONE_LOAD_RUN
@@ -111,7 +111,7 @@ def test_single_stream_sends_one_at_a_time_until_duration_and_count(paced: str) 
 
 
 def test_single_stream_requests_do_not_overlap(paced: str) -> None:
-    from workloads.inference_serving import ServingWorkload
+    from workloads.serving.workload import ServingWorkload
 
     wl = ServingWorkload(
         ServingParams(url=paced, scenario="single_stream", min_requests=4, output_len=3)

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.claims import claims, overlaps
-from harness.cli import app
-from harness.cluster import NodeInfo
-from harness.expand import TrialSpec
-from harness.placement import PlacedTrial
-from harness.playbook import Settings
-from harness.serve_model import spawned
-from harness.serving_report import pareto_front
+from harness.campaign.claims import claims, overlaps
+from harness.campaign.placement import PlacedTrial
+from harness.cli.app import app
+from harness.cluster.inventory import NodeInfo
+from harness.playbook.expand import TrialSpec
+from harness.playbook.load import Settings
+from harness.present.serving import pareto_front
 from tests.serving_helpers import ONE_LOAD_RUN
+from workloads.serving.serve_model import spawned
 
 runner = CliRunner()
 
@@ -99,7 +99,7 @@ def test_a_concurrency_sweep_shows_percentiles_and_draws_the_curves(
 
 
 def _outcome(median: float, p99: float = 1.0, requests: int = 10, completed: int = 10):
-    from harness.runner import TrialOutcome
+    from harness.node.outcome import TrialOutcome
     from results_db.vocabulary import Summary, TrialStatus
 
     def summary(m: float, p: float) -> Summary:
@@ -115,7 +115,7 @@ def _outcome(median: float, p99: float = 1.0, requests: int = 10, completed: int
 
 
 def _ladder_trials(ladder: dict) -> list[PlacedTrial]:
-    from harness.playbook_model import Ladder
+    from harness.playbook.model import Ladder
 
     node = NodeInfo("a" * 8, "", {}, {"CPU": 1.0}, {}, identity="a")
     out = []
@@ -129,7 +129,7 @@ def _ladder_trials(ladder: dict) -> list[PlacedTrial]:
 
 
 def test_ladders_climb_in_order_and_stop_on_saturation_errors_and_latency() -> None:
-    from harness.ladder import Ladders, in_climbing_order
+    from harness.campaign.ladder import Ladders, in_climbing_order
 
     trials = in_climbing_order(_ladder_trials({"over": "concurrency"}))
     assert [t.spec.params["concurrency"] for t in trials] == [1, 2, 4, 8]
@@ -160,7 +160,7 @@ def test_ladders_climb_in_order_and_stop_on_saturation_errors_and_latency() -> N
     ],
 )
 def test_bad_ladders_are_refused(ladder: str, message: str) -> None:
-    from harness.playbook import PlaybookError, load_playbook_text
+    from harness.playbook.load import PlaybookError, load_playbook_text
 
     text = (
         "campaign: {name: l}\nbenchmarks:\n  - workload: inference.serving\n"
@@ -216,7 +216,7 @@ def test_slo_search_converges_on_the_servers_capacity() -> None:
     """4 requests generate at once, each for 40 + 11 x 10 = 150 ms: the server completes
     26.7 requests/s. Below that, arrivals nearly evenly spaced never wait; above it a queue
     grows and TTFT passes 100 ms. The search must land near 26.7 req/s."""
-    from harness.runner import run_trial
+    from harness.node.runner import run_trial
 
     settings = ONE_LOAD_RUN
     with spawned(
@@ -247,7 +247,7 @@ def test_slo_search_converges_on_the_servers_capacity() -> None:
 def test_slo_search_needs_an_slo_and_no_rate() -> None:
     from pydantic import ValidationError
 
-    from workloads.inference_serving import ServingParams
+    from workloads.serving.workload import ServingParams
 
     search = {"low": 1, "high": 10}
     with pytest.raises(ValidationError, match="slo_search needs slo"):
@@ -257,7 +257,7 @@ def test_slo_search_needs_an_slo_and_no_rate() -> None:
     with pytest.raises(ValidationError, match="must be below high"):
         ServingParams(slo={"ttft_ms": 100}, slo_search={"low": 10, "high": 10})
     ok = ServingParams(slo={"ttft_ms": 100}, slo_search=search)
-    from workloads.inference_serving import ServingWorkload
+    from workloads.serving.workload import ServingWorkload
 
     assert ServingWorkload.primary_for(ok.model_dump(mode="json")) == "slo_rate"
 
@@ -266,8 +266,8 @@ def test_energy_of_a_load_is_its_servers_when_server_on_names_them() -> None:
     """RAPL on the client's node draws 100 W, on the server's 50 W: with server_on, energy
     per token is the server's (50 J over 1 s for 100 tokens), not the client's."""
     from collectors.base import Sample
-    from harness.energy import trial_energy
-    from harness.runner import TrialOutcome
+    from harness.campaign.energy import trial_energy
+    from harness.node.outcome import TrialOutcome
     from results_db.vocabulary import TrialStatus
 
     def power(device: str, watts: float) -> list[Sample]:
@@ -381,7 +381,7 @@ def test_cost_per_million_tokens_from_the_price_table(ray_cluster, tmp_path: Pat
 def test_energy_per_token_is_compared_at_one_interactivity() -> None:
     """Two configurations' load points: energy per token is read where both reach the same
     tokens/s per user (the highest they share), interpolated, not at unlike loads."""
-    from harness.serving_report import load_points, matched_energy
+    from harness.present.serving import load_points, matched_energy
 
     def records(trial: int, bench: str, conc: int, tpot: float, thr: float, joules: float):
         base = {
@@ -451,7 +451,7 @@ def test_load_from_two_nodes_is_one_trial(ray_cluster, tmp_path: Path) -> None:
 
 
 def test_the_pareto_chart_is_per_gpu_when_the_endpoints_gpus_are_known() -> None:
-    from harness.serving_report import load_points
+    from harness.present.serving import load_points
 
     recs = [
         {

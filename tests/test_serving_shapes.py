@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.serve_model import spawned
+from harness.cli.app import app
 from tests.serving_helpers import ONE_LOAD_RUN
-from workloads.serving_client import (
+from workloads.serving.client import (
     Endpoint,
     LengthDist,
     SharedPrefix,
@@ -24,7 +23,8 @@ from workloads.serving_client import (
     plan_trace,
     run_load,
 )
-from workloads.serving_trace import TraceError, load_trace
+from workloads.serving.serve_model import spawned
+from workloads.serving.trace import TraceError, load_trace
 
 runner = CliRunner()
 
@@ -125,7 +125,7 @@ def test_a_bad_trace_stops_the_run_before_any_load(tmp_path: Path) -> None:
 
 
 def test_a_trace_trial_sends_every_request_and_says_so(tmp_path: Path) -> None:
-    from harness.runner import run_trial
+    from harness.node.runner import run_trial
 
     rows = [{"timestamp": 0.02 * i, "input_length": 6, "output_length": 3} for i in range(5)]
     rows.append({"timestamp": 0.01, "input_length": 4, "output_length": 3, "session_id": 7})
@@ -146,7 +146,7 @@ def test_a_starved_client_marks_its_run_client_bound() -> None:
     import threading
     import time
 
-    from harness.runner import run_trial
+    from harness.node.runner import run_trial
 
     settings = ONE_LOAD_RUN
     with spawned("--engine", "synthetic", "--token-ms", "2") as url:
@@ -181,7 +181,7 @@ def test_a_starved_client_marks_its_run_client_bound() -> None:
 def test_the_servers_metrics_are_scraped_during_the_load() -> None:
     """serve-model generates 2 requests at once; 6 in flight leave 4 waiting. Its /metrics
     (vLLM's names) is read during the run and stored as the trial's server telemetry."""
-    from harness.runner import run_trial
+    from harness.node.runner import run_trial
 
     settings = ONE_LOAD_RUN
     with spawned(
@@ -204,7 +204,7 @@ def test_the_servers_metrics_are_scraped_during_the_load() -> None:
 
 
 def test_a_server_without_metrics_says_so() -> None:
-    from workloads.server_metrics import parse
+    from workloads.serving.server_metrics import parse
 
     assert parse("# HELP x y\nx 1\n") == {}
     got = parse(
@@ -221,7 +221,7 @@ def test_a_server_without_metrics_says_so() -> None:
 def test_params_added_later_keep_older_trials_keys() -> None:
     """Trials stored before trace, prefix, slo_search and server_metrics existed hashed
     params without them: at their defaults they stay out of the canonical params."""
-    from workloads.inference_serving import ServingParams
+    from workloads.serving.workload import ServingParams
 
     plain = ServingParams(concurrency=4).canonical()
     assert not {"trace", "prefix", "slo_search", "server_metrics"} & set(plain)
@@ -240,7 +240,7 @@ def save_tokenizer(folder: Path, split_digits: bool) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from workloads.serving_client import WORDS
+    from workloads.serving.client import WORDS
 
     vocab = {"[UNK]": 0, "w": 1, **{w: i + 2 for i, w in enumerate(dict.fromkeys(WORDS))}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
@@ -256,7 +256,7 @@ def test_a_local_tokenizer_counts_tokens_and_says_so(tmp_path: Path) -> None:
     """The server streams words "w<id>", one token each by its usage. A tokenizer that splits
     the digits off counts two per word: with it, output tokens (and so throughput) double,
     prompts are exactly prompt_len of its tokens, and the context names the tokenizer."""
-    from harness.runner import run_trial
+    from harness.node.runner import run_trial
 
     folder = save_tokenizer(tmp_path / "tok", split_digits=True)
     settings = ONE_LOAD_RUN
@@ -318,7 +318,7 @@ def test_a_node_without_prometheus_client_runs_the_load_unscraped(monkeypatch) -
 
     import aiohttp
 
-    from workloads.server_metrics import Scrape, scrape
+    from workloads.serving.server_metrics import Scrape, scrape
 
     monkeypatch.setitem(sys.modules, "prometheus_client.parser", None)  # import fails
 

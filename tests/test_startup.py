@@ -12,11 +12,15 @@ ROOT = Path(__file__).parent.parent
 PROBE = """
 import sys
 from typer.testing import CliRunner
-from harness.cli import app
+from harness.cli.app import app
 from workloads.lazy import is_loaded
 result = CliRunner().invoke(app, sys.argv[1:])
 print(result.exit_code)
-print(" ".join(m for m in ("torch", "ray", "scipy", "sqlalchemy") if is_loaded(m)))
+heavy = [m for m in ("torch", "ray", "scipy", "sqlalchemy") if is_loaded(m)]
+# What runs on a node (the runner, the telemetry sources) is no business of these commands.
+heavy += [m for m in ("harness.node.runner", "collectors") if m in sys.modules]
+heavy += sorted(m for m in sys.modules if m.startswith("collectors."))
+print(" ".join(heavy))
 """
 
 
@@ -45,6 +49,7 @@ def test_workload_listing_and_validation_load_neither_torch_nor_ray(argv: tuple[
     code, loaded = loaded_by(*argv)
     assert code == 0
     assert not loaded & {"torch", "ray"}
+    assert not {m for m in loaded if m.startswith(("collectors", "harness.node"))}, loaded
 
 
 def test_results_commands_load_the_store_but_not_torch_or_ray(tmp_path: Path) -> None:

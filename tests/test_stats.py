@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from harness.stats import median_ci, percentile, summarize
+from harness.node.stats import median_ci, percentile, summarize
 
 
 def test_summary_matches_numpy() -> None:

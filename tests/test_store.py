@@ -195,7 +195,7 @@ def test_urls_never_show_passwords() -> None:
 def test_an_older_database_is_upgraded_in_place_keeping_its_rows(db_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from harness.cli import app
+    from harness.cli.app import app
     from results_db.schema import upgrade
 
     engine = create_engine(sqlite_url(db_path))
@@ -348,7 +348,7 @@ def test_json_is_stored_strict_and_old_infinity_rows_are_repaired(db_path: Path)
 
     from typer.testing import CliRunner
 
-    from harness.cli import app
+    from harness.cli.app import app
     from results_db.schema import upgrade
 
     store = ResultStore(sqlite_url(db_path))

@@ -8,8 +8,8 @@ import re
 
 from rich.console import Console
 
-from harness.output import emit, records_table, table
-from harness.summary import shown_params
+from harness.present.output import emit, records_table, table
+from harness.present.summary import shown_params
 from results_db.query import add_node_labels
 
 # Words that must stay whole at 100 columns (params and details fold first when the

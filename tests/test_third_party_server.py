@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner import run_trial
-from harness.serve_model import tiny_hf_llama, transformers_served
+from harness.node.runner import run_trial
 from tests.serving_helpers import ONE_LOAD_RUN
+from workloads.serving.serve_model import tiny_hf_llama, transformers_served
 
 SETTINGS = ONE_LOAD_RUN
 TRANSFORMERS = Path(sys.executable).with_name("transformers")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
 from results_db import ResultStore, sqlite_url
 from tests.test_store import campaign, node, trial
 

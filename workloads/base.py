@@ -1,6 +1,6 @@
 """What every workload is: parameters, one measured iteration, a verification, its work.
 
-A workload knows nothing of Ray or SQL. The on-node runner (``harness.runner``) owns the
+A workload knows nothing of Ray or SQL. The on-node runner (``harness.node.runner``) owns the
 loop: it calls :meth:`Workload.setup`, runs warm-up and measured iterations through the
 timer the workload hands it, then :meth:`Workload.verify` and :meth:`Workload.teardown`.
 """

@@ -31,7 +31,7 @@ _BUILTINS = {
     "collective.send_recv": "workloads.collective:SendRecv",
     "network.p2p": "workloads.network:P2PWorkload",
     "inference.decode": "workloads.inference_decode:DecodeWorkload",
-    "inference.serving": "workloads.inference_serving:ServingWorkload",
+    "inference.serving": "workloads.serving.workload:ServingWorkload",
 }
 
 

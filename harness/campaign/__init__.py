@@ -1,0 +1,1 @@
+"""One campaign: plan, dispatch, record, verdict."""

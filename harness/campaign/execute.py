@@ -1,0 +1,221 @@
+"""Carrying out a campaign's plan: the campaign row opened (or resumed), nodes recorded, idle
+power measured, trials dispatched over Ray, each outcome recorded as it arrives."""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import socket
+from datetime import datetime, timezone
+from typing import Protocol
+
+from collectors.energy import energy_readings
+from harness import __version__
+from harness.campaign.dispatch import Dispatcher, idle_telemetry
+from harness.campaign.ladder import Ladders
+from harness.campaign.placement import PlacedTrial
+from harness.campaign.plan import CampaignPlan
+from harness.campaign.recording import node_record, trial_record
+from harness.campaign.verdict import CampaignResult
+from harness.cluster.inventory import NodeInfo
+from harness.node.outcome import TrialOutcome
+from harness.playbook.load import LoadedPlaybook
+from results_db import (
+    CampaignRecord,
+    IdleBaselineRecord,
+    ResultStore,
+)
+from results_db.vocabulary import TrialStatus
+
+
+class Observer(Protocol):
+    """What the CLI shows while a campaign runs."""
+
+    def planned(self, campaign_id: str, trials: list[PlacedTrial], skipped: int) -> None: ...
+
+    def started(self, trial: PlacedTrial) -> None: ...
+
+    def finished(self, trial: PlacedTrial, outcome: TrialOutcome) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+
+def new_campaign_id(name: str, now: datetime) -> str:
+    """``name-YYYYmmdd-HHMMSS-xxxx``: sortable, readable, unique."""
+    return f"{name}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def open_campaign(
+    loaded: LoadedPlaybook, store: ResultStore, cluster: str, resume: str | None
+) -> str:
+    """The campaign's id: a new campaign row, or the resumed one marked running again."""
+    if resume is not None:
+        store.set_campaign_status(resume, "running")
+        return resume
+    now = datetime.now(timezone.utc)
+    campaign_id = new_campaign_id(loaded.model.campaign.name, now)
+    store.start_campaign(
+        CampaignRecord(
+            id=campaign_id,
+            name=loaded.model.campaign.name,
+            description=loaded.model.campaign.description,
+            playbook_path=loaded.path,
+            playbook_text=loaded.text,
+            playbook_hash=loaded.text_hash,
+            effective=loaded.effective,
+            created_at=now,
+            harness_version=__version__,
+            user=_user(),
+            driver_host=socket.gethostname(),
+            cluster=cluster,
+        )
+    )
+    return campaign_id
+
+
+def record_nodes(store: ResultStore, campaign_id: str, nodes: list[NodeInfo]) -> dict[str, int]:
+    """Store each node (one row per fingerprint) and how the cluster presented it to this
+    campaign; {Ray node id: node row id}."""
+    node_ids: dict[str, int] = {}
+    for node in nodes:
+        node_ids[node.ray_node_id] = store.upsert_node(node_record(node))
+        store.link_node(
+            campaign_id, node.ray_node_id, node_ids[node.ray_node_id], node.labels, node.resources
+        )
+    return node_ids
+
+
+def execute(
+    loaded: LoadedPlaybook,
+    plan: CampaignPlan,
+    store: ResultStore,
+    cluster: str,
+    observer: Observer,
+) -> CampaignResult:
+    """Run the plan's trials and store them; the result counts what each attempt came to.
+
+    The campaign is marked interrupted (Ctrl-C) or failed (anything else) before the
+    exception goes on, completed otherwise."""
+    campaign_id = open_campaign(loaded, store, cluster, plan.resume)
+    todo, attempts = plan.todo, plan.attempts
+    prices, currency = plan.prices, plan.currency
+    result = CampaignResult(plan, store, campaign_id)
+    node_ids = record_nodes(store, campaign_id, plan.nodes)
+
+    observer.planned(campaign_id, todo, plan.already_done)
+    idle: dict[str, dict[tuple[str, str], float]] = {}
+    warned: set[tuple[str, str]] = set()
+
+    dispatcher = Dispatcher(on_start=observer.started)
+    ladders = Ladders(todo)
+
+    def done(trial: PlacedTrial, outcome: TrialOutcome) -> None:
+        record(trial, outcome)
+        above, reason = ladders.after(trial, outcome)
+        taken = dispatcher.drop(above)
+        if taken:
+            where = f"{trial.node.hostname} ({trial.node.short_id})"
+            observer.info(
+                f"ladder {trial.spec.benchmark} on {where} stopped: {reason}; "
+                f"{len(taken)} higher step(s) not run"
+            )
+        for t in taken:
+            record(t, TrialOutcome.not_run(TrialStatus.SKIPPED, "ladder", f"not run: {reason}"))
+
+    dispatcher.on_done = done
+
+    def record(trial: PlacedTrial, outcome: TrialOutcome) -> None:
+        attempt = attempts.get(trial.key, (0, ""))[0] + 1
+        store.record_trial(
+            trial_record(
+                campaign_id,
+                trial,
+                outcome,
+                node_ids[trial.node.ray_node_id],
+                attempt,
+                idle.get(trial.node.ray_node_id),
+                (prices[trial.key], currency) if trial.key in prices else None,
+            )
+        )
+        result.ran += 1
+        result.counts[TrialStatus(outcome.status).value] += 1
+        for s in outcome.sources:
+            if not s.available and (trial.node.ray_node_id, s.source) not in warned:
+                warned.add((trial.node.ray_node_id, s.source))
+                observer.warn(
+                    f"telemetry source {s.source} unavailable on {trial.node.hostname} "
+                    f"({trial.node.short_id}): {s.reason}"
+                )
+        observer.finished(trial, outcome)
+
+    try:
+        with store.heartbeat(campaign_id):
+            idle.update(
+                measure_idle_baselines(loaded, store, campaign_id, todo, node_ids, observer)
+            )
+            dispatcher.run(todo)
+    except KeyboardInterrupt:
+        store.set_campaign_status(campaign_id, "interrupted")
+        raise
+    except BaseException:
+        store.set_campaign_status(campaign_id, "failed")
+        raise
+    store.set_campaign_status(campaign_id, "completed")
+    if loaded.model.campaign.calibrate:
+        for c in store.update_ceilings(campaign_id):
+            observer.info(
+                f"ceiling {c.key} for hardware class {c.hardware_class}: {c.value:.4g} {c.unit}"
+            )
+    return result
+
+
+def measure_idle_baselines(
+    loaded: LoadedPlaybook,
+    store: ResultStore,
+    campaign_id: str,
+    todo: list[PlacedTrial],
+    node_ids: dict[str, int],
+    observer: Observer,
+) -> dict[str, dict[tuple[str, str], float]]:
+    """Idle power per (source, device) of each node that has trials, when the playbook asks."""
+    telemetry = loaded.model.defaults.telemetry
+    nodes = list({t.node.ray_node_id: t.node for t in todo}.values())
+    if telemetry.idle_baseline_s <= 0 or not nodes:
+        return {}
+    observer.info(
+        f"measuring idle power on {len(nodes)} node(s) for {telemetry.idle_baseline_s:g} s"
+    )
+    samples = idle_telemetry(
+        nodes, telemetry.sources, telemetry.interval_s, telemetry.idle_baseline_s
+    )
+    now = datetime.now(timezone.utc)
+    rows, idle = [], {}
+    for node_id, node_samples in samples.items():
+        for r in energy_readings(node_samples, telemetry.interval_s):
+            rows.append(
+                IdleBaselineRecord(
+                    campaign_id,
+                    node_id,
+                    node_ids.get(node_id),
+                    r.source,
+                    r.device,
+                    r.method,
+                    r.duration_s,
+                    r.avg_power_w,
+                    r.flag,
+                    now,
+                )
+            )
+            if r.avg_power_w is not None:
+                idle.setdefault(node_id, {})[(r.source, r.device)] = r.avg_power_w
+    store.record_idle_baselines(rows)
+    return idle
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""

@@ -1,0 +1,64 @@
+"""One campaign pipeline for `harness run` and its dry run: preflight, the store, the resume
+check, Ray, the plan, then (unless a dry run) execution and the verdict.
+
+The order matters and lives here only: what is cheap and can refuse comes first (an endpoint
+not answering, an unknown campaign id) so that Ray never starts for nothing; the plan (and so
+its price check) is made the same way for a dry run as for a run, so a dry run never shows a
+plan that the run would refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.campaign.execute import Observer, execute
+from harness.campaign.plan import check_resume, plan_campaign
+from harness.campaign.verdict import CampaignResult, judged_expectations
+from harness.playbook.load import LoadedPlaybook
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """How to run a loaded playbook (the command line's options, parsed)."""
+
+    db_url: str
+    address: str | None = None  # None: an embedded local Ray cluster
+    resume: str | None = None  # a campaign id: run only its missing or failed trials
+    dry_run: bool = False  # plan and show; store nothing, run nothing
+    preflight: bool = True  # ask serving endpoints from here before anything starts
+
+
+def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer) -> CampaignResult:
+    """Plan a playbook's campaign on the cluster and, unless it is a dry run, run and judge it.
+
+    Raises the one-line errors of bad input (PlaybookError's kin) before anything is stored;
+    KeyboardInterrupt after the campaign has been marked interrupted."""
+    import results_db as db_api
+    from harness.cluster.session import ClusterSession
+
+    if request.preflight and not request.dry_run:
+        from harness.campaign.preflight import preflight
+
+        preflight(loaded)  # before anything is stored or sent
+    store = None
+    if not request.dry_run:
+        store = db_api.ResultStore(request.db_url)
+    elif request.resume is not None:  # a dry run reads which trials are done; it writes nothing
+        store = db_api.ResultStore(request.db_url, upgrade=False)
+    if request.resume is not None:
+        assert store is not None
+        check_resume(store, request.resume, loaded, observer)  # before Ray: instant
+    address = request.address or loaded.model.cluster.address
+    with ClusterSession(address) as session:
+        plan = plan_campaign(loaded, session.inventory(), store, request.resume)
+        for line in plan.optional_skipped:
+            observer.warn(f"optional benchmark skipped: {line}")
+        for line in plan.left_failed:
+            observer.warn(f"stays failed, {line}")
+        if request.dry_run:
+            return CampaignResult(plan, store, dry_run=True)
+        assert store is not None
+        result = execute(loaded, plan, store, session.description, observer)
+    with store.session() as s:
+        result.expectations = judged_expectations(s, result.campaign_id)
+    return result

@@ -1,0 +1,70 @@
+"""The `harness` command line (Typer + rich).
+
+Bad input (playbook, option, database URL, campaign id) prints one line per problem and
+exits 2; `--debug` shows tracebacks. `harness run` exits 1 when any trial failed.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from harness.cli import info, local, run, store
+from harness.cli.common import DebugOpt, err, state
+from harness.cli.fleet import baseline_app, check
+from harness.cli.results import results_app
+from results_db.urls import scrub
+
+# Ray, torch and scipy are imported inside the commands that use them (the campaign
+# pipeline, the cluster session): `--help`, `playbook validate` and the results commands
+# start in well under a second without them.
+
+app = typer.Typer(
+    help="Distributed benchmarking harness: run playbooks over Ray, query stored results.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+playbook_app = typer.Typer(help="Check playbooks.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Try multi-node campaigns on one machine.", no_args_is_help=True)
+app.add_typer(results_app, name="results")
+app.add_typer(playbook_app, name="playbook")
+app.add_typer(db_app, name="db")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(baseline_app, name="baseline")
+app.command("check")(check)
+
+
+@app.callback()
+def _root(debug: DebugOpt = False) -> None:
+    state["debug"] = debug
+
+
+app.command()(run.run)
+app.command()(info.nodes)
+app.command()(info.workloads)
+playbook_app.command("validate")(info.playbook_validate)
+app.command()(store.report)
+db_app.command("upgrade")(store.db_upgrade)
+cluster_app.command("local")(local.cluster_local)
+app.command("serve-model")(local.serve_model)
+
+
+def main() -> None:
+    """Console-script entry point: an unexpected error is one line unless --debug is given;
+    with --debug the traceback is printed with every known secret masked."""
+    try:
+        app()
+    except Exception as exc:
+        if "--debug" in sys.argv:
+            sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
+            sys.exit(1)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err.print(
+            f"error: internal: {type(exc).__name__}: {scrub(first)} (rerun with --debug)",
+            markup=False,
+        )
+        sys.exit(1)

@@ -1,0 +1,176 @@
+"""`harness run`: parse options, load the playbook, call the campaign pipeline, print."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from harness.cli.common import (
+    AddressOpt,
+    DbOpt,
+    DebugOpt,
+    MaxBytesOpt,
+    MaxTrialsOpt,
+    WideOpt,
+    db_url,
+    err,
+    handled,
+    out,
+)
+from harness.cli.fleet import print_expectations
+from harness.cli.live import Live, planned_params
+from harness.cli.results import print_trials
+from harness.playbook.limits import Limits
+from harness.playbook.load import load_playbook
+from harness.present.output import table
+from harness.present.summary import varying_params
+from results_db.urls import MASK, safe_url
+from results_db.vocabulary import gpu_suffix
+
+if TYPE_CHECKING:
+    from harness.campaign.placement import PlacedTrial
+    from harness.campaign.verdict import CampaignResult
+
+
+def run(
+    playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
+    db: DbOpt = None,
+    address: AddressOpt = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a playbook field: KEY.PATH=VALUE (repeatable)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the trials and their nodes; run nothing")
+    ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="campaign id: run only its missing or failed trials"),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a live progress bar")] = True,
+    max_playbook_bytes: MaxBytesOpt = None,
+    max_trials: MaxTrialsOpt = None,
+    wide: WideOpt = False,
+    skip_preflight: Annotated[
+        bool,
+        typer.Option(
+            "--skip-preflight", help="do not check endpoints from here before the run starts"
+        ),
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run a playbook's campaign and store every trial."""
+    with handled(debug):
+        from harness.campaign.pipeline import RunRequest, run_playbook
+
+        loaded = load_playbook(
+            playbook, set_ or [], Limits.from_env(max_playbook_bytes, max_trials)
+        )
+        request = RunRequest(
+            db_url=db_url(db),
+            address=address,
+            resume=resume,
+            dry_run=dry_run,
+            preflight=not skip_preflight,
+        )
+        again = resume_command(playbook, db, address, set_ or [], max_playbook_bytes, max_trials)
+        live = Live(progress and sys.stderr.isatty() and not dry_run)
+        try:
+            result = run_playbook(loaded, request, live)
+        except KeyboardInterrupt:
+            live.stop()
+            if live.campaign_id:
+                err.print(f"interrupted: to finish it, {again(live.campaign_id)}", markup=False)
+            else:
+                err.print("interrupted before any trial ran", markup=False)
+            raise typer.Exit(130) from None
+        finally:
+            live.stop()
+        if result.dry_run:
+            print_plan(result)
+            return
+        print_outcome(result, again, wide)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
+
+
+def print_plan(result: CampaignResult) -> None:
+    """A dry run: the trials a run would start (only those left with --resume), in order."""
+    plan = result.plan
+    if plan.resume is not None:
+        done = plan.already_done
+        err.print(f"resuming {plan.resume}: {done} trial(s) already done", markup=False)
+    _print_plan(plan.todo)
+
+
+def print_outcome(result: CampaignResult, again: Callable[[str], str], wide: bool) -> None:
+    """After a run: its trials, its expectations, the verdict line, how to retry."""
+    assert result.store is not None
+    print_trials(result.store, result.campaign_id, "table", wide)
+    if result.expectations:
+        print_expectations(result.expectations, wide)
+    out.print(f"{result.summary()}; stored in {result.store.describe()}", markup=False)
+    if result.retry:
+        out.print(f"to retry failed trials: {again(result.campaign_id)}", markup=False)
+
+
+def resume_command(
+    playbook: Path,
+    db: str | None,
+    address: str | None,
+    sets: list[str],
+    max_playbook_bytes: int | None,
+    max_trials: int | None,
+) -> Callable[[str], str]:
+    """The command that resumes a campaign with the options this one was given (a masked
+    password is noted: the shell history is no place for it)."""
+    args = ["harness", "run", str(playbook)]
+    if db:
+        args += ["--db", safe_url(db)]
+    if address:
+        args += ["--address", address]
+    for assignment in sets:
+        args += ["--set", assignment]
+    if max_playbook_bytes:
+        args += ["--max-playbook-bytes", str(max_playbook_bytes)]
+    if max_trials:
+        args += ["--max-trials", str(max_trials)]
+    note = (
+        " (put the database password back where *** stands)" if db and MASK in safe_url(db) else ""
+    )
+    return lambda campaign_id: shlex.join([*args, "--resume", campaign_id]) + note
+
+
+def _where(p: PlacedTrial) -> str:
+    """The node of a trial, or each node of a multi-rank one with its rank count, and the
+    GPU (pair) of a per-GPU trial."""
+    nodes = {n.ray_node_id: n for n in p.ranks}
+    per_node = len(p.ranks) // len(nodes)
+    suffix = f" x{per_node}" if per_node > 1 else ""
+    gpus = gpu_suffix(*p.gpus) if p.gpus else ""
+    return ", ".join(f"{n.hostname} ({n.short_id}){suffix}" for n in nodes.values()) + gpus
+
+
+def _print_plan(placed: list[PlacedTrial]) -> None:
+    varying = varying_params([(p.spec.benchmark, p.spec.params) for p in placed])
+    rows = [
+        (
+            i + 1,
+            p.spec.benchmark,
+            p.spec.workload,
+            planned_params(p.spec.workload, p.spec.params, varying[p.spec.benchmark]),
+            _where(p),
+            p.key,
+        )
+        for i, p in enumerate(placed)
+    ]
+    out.print(
+        table(
+            f"{len(placed)} trial(s)", ["#", "benchmark", "workload", "params", "node", "key"], rows
+        )
+    )

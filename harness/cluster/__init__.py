@@ -1,0 +1,1 @@
+"""What nodes there are: the Ray session, the node inventory, local test clusters."""

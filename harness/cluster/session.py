@@ -1,0 +1,134 @@
+"""Ray: an embedded local cluster or an existing one, and the inventory of its nodes.
+
+Token authentication is left as Ray configures it (on by default since 2.60): joining a
+cluster that requires a token uses the one Ray finds (RAY_AUTH_TOKEN or ~/.ray/auth_token).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from harness.cluster.fingerprint import collect_facts, fingerprint, hardware_class
+from harness.cluster.inventory import NodeInfo, assign_identities, selector_fields
+from harness.errors import ClusterError as ClusterError
+
+INVENTORY_TIMEOUT_S = 180
+REACH_TIMEOUT_S = 5.0
+ray_messages = logging.getLogger("harness.ray")
+
+
+def _quiet_ray_messages() -> None:
+    """Send the messages Ray's driver thread prints about the cluster (a raylet that died, a
+    worker killed: dozens of coloured lines) to a logger instead of our stdout.
+
+    With log_to_driver off, Ray still prints errors the GCS publishes through
+    ``ray._private.worker.print_to_stdstream``; there is no option for it, so that one
+    function is replaced. Our own dispatcher reports the same events as trial failures.
+    """
+    import ray._private.worker as ray_worker
+
+    # "Token authentication is enabled for this Ray cluster ..." at every embedded start: the
+    # README says how auth works; the line said on each run only pushed our output down.
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+
+    current = getattr(ray_worker, "print_to_stdstream", None)
+    if current is None or getattr(current, "_harness_quiet", False):
+        return
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", []):
+            ray_messages.info("(%s) %s", data.get("pid", "ray"), line)
+
+    to_log._harness_quiet = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = to_log
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    if "://" in address or address == "auto" or ":" not in address:
+        return  # Ray Client, discovery, or something Ray resolves itself
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ClusterError(f"cannot connect to Ray at {address}: expected HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"cannot connect to Ray at {address}: {exc.strerror or exc} "
+            "(is `ray start --head` running there?)"
+        ) from None
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _facts_task() -> dict[str, Any]:
+    return collect_facts()
+
+
+class ClusterSession:
+    """Connect on enter, disconnect on exit. ``address=None`` starts an embedded cluster."""
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+
+    @property
+    def description(self) -> str:
+        return self.address or "embedded local Ray cluster"
+
+    def __enter__(self) -> ClusterSession:
+        kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+        _quiet_ray_messages()
+        try:
+            if self.address:
+                check_reachable(self.address)
+                ray.init(address=self.address, **kwargs)
+            else:
+                # "local" always starts a fresh cluster, never one a stale address file names.
+                ray.init(address="local", include_dashboard=False, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(f"cannot connect to Ray at {self.description}: {message}") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ray.shutdown()
+
+    def inventory(self) -> list[NodeInfo]:
+        """Facts of every alive node, gathered by one task pinned to each node."""
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        refs = [
+            _facts_task.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote()
+            for n in alive
+        ]
+        try:
+            facts = ray.get(refs, timeout=INVENTORY_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise ClusterError(
+                f"node inventory did not finish in {INVENTORY_TIMEOUT_S} s"
+            ) from None
+        except ray.exceptions.RayError as exc:
+            raise ClusterError(f"node inventory failed: {str(exc).splitlines()[0]}") from None
+        nodes = []
+        for raw, node_facts in zip(alive, facts, strict=True):
+            labels = {
+                k: v for k, v in (raw.get("Labels") or {}).items() if not k.startswith("ray.io/")
+            }
+            resources = dict(raw.get("Resources") or {})
+            info = NodeInfo(
+                ray_node_id=raw["NodeID"],
+                address=raw.get("NodeManagerAddress", ""),
+                labels=labels,
+                resources=resources,
+                facts=node_facts,
+                fingerprint=fingerprint(node_facts, resources, labels),
+                hardware_class=hardware_class(node_facts),
+            )
+            info.fields = selector_fields(info)
+            nodes.append(info)
+        return assign_identities(nodes)

@@ -1,0 +1,1 @@
+"""Playbooks: YAML read within limits, validated, expanded into trial specs."""

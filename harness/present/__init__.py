@@ -1,0 +1,1 @@
+"""What people see: tables, the HTML report, charts (from stored rows)."""

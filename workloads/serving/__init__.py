@@ -1,0 +1,1 @@
+"""Serving load: the workload, its client, traces, token counts, server metrics, test server."""

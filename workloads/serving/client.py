@@ -1,0 +1,495 @@
+"""The load generator behind ``inference.serving``: asyncio + aiohttp, OpenAI-compatible SSE.
+
+Timing follows vLLM's serving benchmark (REFERENCES.md): TTFT is request sent -> first
+streamed token, E2E is sent -> end of stream, ITL is the gap between streamed chunks that
+carry text, TPOT per request is (E2E - TTFT) / (output_tokens - 1). Output tokens come from
+the server's ``usage`` when it reports it, else one per text chunk.
+
+The client measures its own delay: an event-loop lag probe, and, against servers that stamp
+each chunk with ``harness_sent_ns`` (``harness serve-model`` does), the delivery delay from
+the server's write to our timestamp (both CLOCK_MONOTONIC on one machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from workloads.serving.server_metrics import Scrape, scrape, server_root
+
+
+def prompt_words() -> list[str]:
+    """Common English words (workloads/data/prompt_words.txt): most BPE tokenizers spell each
+    (with its leading space) as one token, so a prompt of N words is close to N tokens; the
+    server's usage says exactly."""
+    text = (resources.files("workloads") / "data" / "prompt_words.txt").read_text()
+    return [w for w in (line.strip() for line in text.splitlines()) if w and not w.startswith("#")]
+
+
+WORDS = prompt_words()
+
+LAG_PROBE_S = 0.005
+
+
+@dataclass
+class RequestPlan:
+    """One request to send: when (seconds after the start), and its lengths."""
+
+    arrival_s: float
+    prompt: str
+    prompt_len: int
+    output_len: int
+    session: str | None = None  # a conversation's turns: sent in order, with the history
+    turn: int = 0
+    history: list[tuple[str, str]] = field(default_factory=list)  # (role, text), at send
+
+
+@dataclass
+class RequestResult:
+    """What one request measured (seconds; perf_counter based)."""
+
+    ok: bool
+    prompt_len: int
+    output_len: int  # requested
+    sent_at: float = 0.0
+    ttft: float | None = None
+    e2e: float | None = None
+    itl: list[float] = field(default_factory=list)
+    output_tokens: int = 0
+    input_tokens: int | None = None
+    error: str | None = None  # kind: http_<status>, connect, timeout, disconnect, stream_error
+    detail: str = ""
+    delivery_ns: list[int] = field(default_factory=list)
+    text: str = ""  # the answer: for a conversation's next turn, or a tokenizer to count
+    prompt_text: str = ""  # what was sent as the prompt, when the endpoint keeps text
+    usage_counted: bool = False  # output_tokens came from the server's usage
+
+    @property
+    def tpot(self) -> float | None:
+        if self.ttft is None or self.e2e is None or self.output_tokens < 2:
+            return None
+        return (self.e2e - self.ttft) / (self.output_tokens - 1)
+
+
+@dataclass
+class Endpoint:
+    """Where and how to send: base URL, ``completions`` or ``chat``, model, headers."""
+
+    url: str
+    api: str
+    model: str
+    headers: dict[str, str]
+    ignore_eos: bool = True
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 300.0
+    keep_text: bool = False  # keep each prompt and answer (a tokenizer counts them after)
+
+    def path(self) -> str:
+        return api_base(self.url) + ("/chat/completions" if self.api == "chat" else "/completions")
+
+    def body(self, plan: RequestPlan) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": 0.0,
+        }
+        if self.api == "chat":
+            body["messages"] = [
+                *({"role": role, "content": text} for role, text in plan.history),
+                {"role": "user", "content": plan.prompt},
+            ]
+            body["max_completion_tokens"] = plan.output_len
+        else:  # the conversation so far as one text, then the new input
+            body["prompt"] = " ".join([*(text for _, text in plan.history), plan.prompt])
+            body["max_tokens"] = plan.output_len
+        if self.ignore_eos:  # vLLM's extension: generate exactly output_len tokens
+            body["ignore_eos"] = True
+            body["min_tokens"] = plan.output_len
+        body.update(self.extra_body)
+        return body
+
+
+@dataclass(frozen=True)
+class LengthDist:
+    """Token lengths around ``mean``: fixed, uniform in mean x [1-spread, 1+spread], or normal
+    with std = spread x mean; never below 1."""
+
+    mean: int
+    dist: str = "fixed"
+    spread: float = 0.0
+
+    def draw(self, rng: np.random.Generator) -> int:
+        if self.dist == "fixed" or self.spread == 0:
+            return self.mean
+        if self.dist == "uniform":
+            value = rng.uniform(self.mean * (1 - self.spread), self.mean * (1 + self.spread))
+        elif self.dist == "normal":
+            value = rng.normal(self.mean, self.spread * self.mean)
+        else:
+            raise ValueError(f"unknown length distribution {self.dist!r}")
+        return max(1, round(value))
+
+
+@dataclass(frozen=True)
+class SharedPrefix:
+    """``tokens`` words every prompt of a ``share`` of the requests starts with (the rest of
+    its length random), to measure prefix caching; without one, every prompt is random words
+    from its first, so a prefix cache never hits."""
+
+    tokens: int
+    share: float = 1.0
+
+
+def _words(rng: np.random.Generator, n: int) -> str:
+    return " ".join(WORDS[i] for i in rng.integers(0, len(WORDS), n))
+
+
+def _prompt(rng: np.random.Generator, n_in: int, prefix: SharedPrefix | None, text: str) -> str:
+    if prefix is not None and rng.random() < prefix.share:
+        return text + " " + _words(rng, max(1, n_in - prefix.tokens))
+    return _words(rng, n_in)
+
+
+def plan_stream(
+    seed: int,
+    prompt_len: LengthDist,
+    output_len: LengthDist,
+    rate: float | None,
+    burstiness: float = 1.0,
+    prefix: SharedPrefix | None = None,
+) -> Iterator[RequestPlan]:
+    """Requests without end, seeded: the same seed gives the same prompts, lengths and times.
+
+    Send times are 0 without a rate (or an infinite one: everything at once, or as fast as
+    the concurrency allows); else the cumulative sum of gamma gaps with shape = burstiness
+    and scale = 1 / (rate x burstiness), as vLLM draws them (burstiness 1 is Poisson).
+    """
+    rng = np.random.default_rng(seed)
+    shared = _words(np.random.default_rng(seed + 7), prefix.tokens) if prefix else ""
+    t = 0.0
+    first = True
+    while True:
+        if rate is not None and not math.isinf(rate) and not first:
+            t += float(rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness)))
+        first = False
+        n_in, n_out = prompt_len.draw(rng), output_len.draw(rng)
+        yield RequestPlan(t, _prompt(rng, n_in, prefix, shared), n_in, n_out)
+
+
+def plan_trace(
+    requests: Sequence[Any], seed: int, prefix: SharedPrefix | None = None
+) -> list[RequestPlan]:
+    """A trace's requests (``serving_trace.TraceRequest``) as plans: its times and lengths,
+    random words (seeded) of its input lengths; a turn's words are its new input only."""
+    rng = np.random.default_rng(seed)
+    shared = _words(np.random.default_rng(seed + 7), prefix.tokens) if prefix else ""
+    return [
+        RequestPlan(
+            r.arrival_s,
+            _prompt(rng, r.input_len, prefix, shared),
+            r.input_len,
+            r.output_len,
+            r.session,
+            r.turn,
+        )
+        for r in requests
+    ]
+
+
+async def send(
+    session: aiohttp.ClientSession, endpoint: Endpoint, plan: RequestPlan
+) -> RequestResult:
+    """Send one streaming request and time its chunks."""
+    result = RequestResult(ok=False, prompt_len=plan.prompt_len, output_len=plan.output_len)
+    payload_body = endpoint.body(plan)
+    if endpoint.keep_text:
+        result.prompt_text = payload_body.get("prompt") or " ".join(
+            m["content"] for m in payload_body.get("messages", [])
+        )
+    body = json.dumps(payload_body)
+    keep = endpoint.keep_text or plan.session is not None
+    timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
+    chunks = 0
+    usage_tokens: int | None = None
+    done = False
+    finished = False  # a choice said why it ended (finish_reason): the answer is whole
+    result.sent_at = sent = time.perf_counter()
+    last = sent
+    try:
+        async with session.post(
+            endpoint.path(), data=body, headers=endpoint.headers, timeout=timeout
+        ) as resp:
+            if resp.status != 200:
+                text = (await resp.text())[:200]
+                result.error, result.detail = f"http_{resp.status}", text
+                return result
+            async for raw in resp.content:
+                now = time.perf_counter()
+                line = raw.strip()
+                if not line.startswith(b"data:"):
+                    continue  # blank separators, comments, "event:" lines
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    done = True
+                    break
+                data = json.loads(payload)
+                if "error" in data:
+                    result.error, result.detail = "stream_error", str(data["error"])[:200]
+                    return result
+                stamp = data.get("harness_sent_ns")
+                if stamp is not None:
+                    result.delivery_ns.append(time.monotonic_ns() - stamp)
+                if any(c.get("finish_reason") for c in data.get("choices") or ()):
+                    finished = True
+                if data.get("usage"):
+                    usage_tokens = data["usage"].get("completion_tokens")
+                    result.input_tokens = data["usage"].get("prompt_tokens")
+                piece = _text(data)
+                if not piece:
+                    continue
+                if keep:
+                    result.text += piece
+                if chunks == 0:
+                    result.ttft = now - sent
+                else:
+                    result.itl.append(now - last)
+                last = now
+                chunks += 1
+            result.e2e = time.perf_counter() - sent
+    except TimeoutError:
+        result.error, result.detail = "timeout", f"no answer within {endpoint.timeout_s:g} s"
+        return result
+    except aiohttp.ClientConnectorError as exc:
+        result.error, result.detail = "connect", str(exc)[:200]
+        return result
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        result.error, result.detail = "disconnect", f"{type(exc).__name__}: {exc}"[:200]
+        return result
+    except aiohttp.ClientError as exc:
+        result.error, result.detail = "client", f"{type(exc).__name__}: {exc}"[:200]
+        return result
+    except ValueError as exc:  # a data line that is not JSON
+        result.error, result.detail = "bad_stream", str(exc)[:200]
+        return result
+    # `transformers serve` ends its streams after the finish_reason chunk with no [DONE]: a
+    # stream that closed cleanly after a finish_reason is whole; one cut before it is not.
+    if not done and not finished:
+        result.error, result.detail = "disconnect", "stream ended without [DONE]"
+        return result
+    if chunks == 0:
+        result.error, result.detail = "empty", "no text in the stream"
+        return result
+    result.output_tokens = usage_tokens if usage_tokens is not None else chunks
+    result.usage_counted = usage_tokens is not None
+    result.ok = True
+    return result
+
+
+def _text(data: dict[str, Any]) -> str:
+    """The text a chunk carries (completions' ``text``, chat's ``delta.content``); empty for
+    a chunk with none (a role, a finish_reason, usage)."""
+    return "".join(
+        str(choice.get("text") or (choice.get("delta") or {}).get("content") or "")
+        for choice in data.get("choices") or ()
+    )
+
+
+@dataclass
+class LoadRun:
+    """A finished run: measured results in send order, and the client's own delays."""
+
+    results: list[RequestResult]
+    duration_s: float  # first measured send -> last measured completion
+    loop_lag_s: list[float]
+    cancelled: int = 0
+    stop: str = ""
+    # The client's own check: how late each open-loop request left against its schedule,
+    # and the CPU the client's process used over the run (1.0 = one core, all the time).
+    send_lag_s: list[float] = field(default_factory=list)
+    client_cpu: float = 0.0
+    server: Scrape = field(default_factory=Scrape)  # the endpoint's /metrics, when scraped
+    started_wall: float = 0.0  # time.time() at the first measured send: ranks merge by it
+
+
+async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
+    """How long a ready callback waits for the loop: the delay a chunk's timestamp can
+    carry when the loop is busy with other streams (timer granularity left out)."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        await asyncio.sleep(LAG_PROBE_S)
+        ready = loop.create_future()
+        t = time.perf_counter()
+        loop.call_soon(ready.set_result, None)
+        await ready
+        lags.append(time.perf_counter() - t)
+
+
+async def run_load(
+    endpoint: Endpoint,
+    plans: Iterable[RequestPlan],
+    warmup: Sequence[RequestPlan],
+    concurrency: int | None,
+    duration_s: float,
+    min_requests: int,
+    max_duration_s: float,
+    scrape_url: str | None = None,
+) -> LoadRun:
+    """Warm up, then send ``plans`` at their arrival times (at most ``concurrency`` in flight)
+    until both ``duration_s`` has passed and ``min_requests`` were sent; ``max_duration_s``
+    cancels what is still running. ``scrape_url``: the server's /metrics, read meanwhile."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        gate = asyncio.Semaphore(concurrency) if concurrency else None
+        await _send_all(session, endpoint, warmup, gate)
+        lags: list[float] = []
+        stop_probe = asyncio.Event()
+        probe = asyncio.create_task(_lag_probe(lags, stop_probe))
+        server = Scrape()
+        scraper = (
+            asyncio.create_task(scrape(session, scrape_url, server, stop_probe))
+            if scrape_url
+            else None
+        )
+        tasks: list[asyncio.Task[RequestResult]] = []
+        sessions: dict[str, _Conversation] = {}
+        send_lag: list[float] = []
+        cpu0 = time.process_time()
+        wall0 = time.time()
+        t0 = time.perf_counter()
+        stop = "plans exhausted"
+        for plan in plans:
+            elapsed = time.perf_counter() - t0
+            if len(tasks) >= min_requests and elapsed >= duration_s:
+                stop = "duration and min_requests met"
+                break
+            if max(elapsed, plan.arrival_s) >= max_duration_s:
+                stop = "max_duration_s"
+                break
+            if plan.arrival_s > elapsed:
+                await asyncio.sleep(plan.arrival_s - elapsed)
+            if plan.arrival_s > 0:  # on a schedule: how late the client is against it
+                send_lag.append(max(0.0, time.perf_counter() - t0 - plan.arrival_s))
+            if gate is not None:
+                # Closed loop: wait for a free slot, but not past max_duration_s.
+                left = max_duration_s - (time.perf_counter() - t0)
+                try:
+                    await asyncio.wait_for(gate.acquire(), timeout=max(left, 0.0))
+                except TimeoutError:
+                    stop = "max_duration_s"
+                    break
+            conversation = None
+            if plan.session is not None:
+                conversation = sessions.setdefault(plan.session, _Conversation())
+            tasks.append(asyncio.create_task(_gated(session, endpoint, plan, gate, conversation)))
+        left = max(0.0, max_duration_s - (time.perf_counter() - t0))
+        done, pending = await asyncio.wait(tasks, timeout=left) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        if pending:
+            stop = "max_duration_s"
+            await asyncio.gather(*pending, return_exceptions=True)
+        stop_probe.set()
+        await probe
+        if scraper is not None:
+            await scraper
+        results = [t.result() for t in tasks if t in done]
+        ends = [r.sent_at + (r.e2e or 0.0) for r in results]
+        duration = (max(ends) if ends else time.perf_counter()) - t0
+        wall = time.perf_counter() - t0
+        cpu = (time.process_time() - cpu0) / wall if wall > 0 else 0.0
+        return LoadRun(results, duration, lags, len(pending), stop, send_lag, cpu, server, wall0)
+
+
+def merge_runs(runs: Sequence[LoadRun]) -> LoadRun:
+    """One run of several clients' (ranks') runs of the same load at once: their requests
+    together, over the span from the first send to the last answer on the wall clock."""
+    start = min(r.started_wall for r in runs)
+    end = max(r.started_wall + r.duration_s for r in runs)
+    return LoadRun(
+        results=[x for r in runs for x in r.results],
+        duration_s=end - start,
+        loop_lag_s=[x for r in runs for x in r.loop_lag_s],
+        cancelled=sum(r.cancelled for r in runs),
+        stop="; ".join(sorted({r.stop for r in runs})),
+        send_lag_s=[x for r in runs for x in r.send_lag_s],
+        client_cpu=max(r.client_cpu for r in runs),
+        server=runs[0].server,  # rank 0 scrapes
+        started_wall=start,
+    )
+
+
+@dataclass
+class _Conversation:
+    """A session's history; its lock (FIFO) sends the turns one after another, in order."""
+
+    history: list[tuple[str, str]] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+async def _gated(
+    session: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    plan: RequestPlan,
+    gate: asyncio.Semaphore | None,
+    conversation: _Conversation | None = None,
+) -> RequestResult:
+    try:
+        if conversation is None:
+            return await send(session, endpoint, plan)
+        async with conversation.lock:  # the previous turn's answer is in the history
+            plan.history = list(conversation.history)
+            result = await send(session, endpoint, plan)
+            if result.ok:
+                conversation.history += [("user", plan.prompt), ("assistant", result.text)]
+            if not endpoint.keep_text:
+                result.text = ""  # kept in the history only
+            return result
+    finally:
+        if gate is not None:
+            gate.release()
+
+
+async def _send_all(
+    session: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    plans: Sequence[RequestPlan],
+    gate: asyncio.Semaphore | None,
+) -> list[RequestResult]:
+    async def one(plan: RequestPlan) -> RequestResult:
+        if gate is not None:
+            await gate.acquire()
+        return await _gated(session, endpoint, plan, gate)
+
+    return list(await asyncio.gather(*(one(p) for p in plans)))
+
+
+def api_base(url: str) -> str:
+    """The OpenAI API's base (``.../v1``) of an endpoint given with or without it."""
+    return server_root(url) + "/v1"
+
+
+async def first_model(url: str, headers: dict[str, str], timeout_s: float = 30.0) -> str:
+    """The id of the first model the endpoint lists at /v1/models."""
+    base = api_base(url)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(base + "/models", headers=headers) as resp,
+    ):
+        if resp.status != 200:
+            raise RuntimeError(f"GET {base}/models answered HTTP {resp.status}")
+        data = await resp.json()
+    models = data.get("data") or []
+    if not models:
+        raise RuntimeError(f"GET {base}/models listed no models")
+    return str(models[0]["id"])
