@@ -27,3 +27,12 @@ class PreflightError(Exception):
     def __init__(self, lines: list[str]) -> None:
         super().__init__("\n".join(lines))
         self.lines = lines
+
+
+class StoreOutageError(Exception):
+    """The store stayed unavailable past the retry window: the campaign stopped, every
+    measured trial kept in its journal. The message is one line."""
+
+    def __init__(self, message: str, campaign_id: str) -> None:
+        super().__init__(message)
+        self.campaign_id = campaign_id

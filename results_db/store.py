@@ -15,7 +15,15 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 import results_db.schema as schema
@@ -118,6 +126,34 @@ def _first_line(message: str) -> str:
     return lines[0] if lines else ""
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether a failed write means the store is unavailable for now (server down or
+    restarting, connection cut, disk full, file locked), so the same write may succeed later,
+    rather than that the write itself is wrong."""
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sqlite3.OperationalError):  # raised by the raw bulk insert
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def failure_line(exc: BaseException) -> str:
+    """A store failure's reason in one line, secrets masked."""
+    line = _first_line(str(getattr(exc, "orig", None) or exc))
+    return line or type(exc).__name__
+
+
+# Connecting to a server that does not answer (a cut link, not a refused port) must fail in
+# bounded time: the campaign retries on its own schedule.
+PG_CONNECT_TIMEOUT_S = 10
+
+
 def open_engine(url: str, *, must_exist: bool = False) -> Engine:
     """An engine for ``url``, checked by connecting once; StoreError with a safe message.
 
@@ -146,8 +182,15 @@ def open_engine(url: str, *, must_exist: bool = False) -> Engine:
             ) from None
         if path.exists() and not path.is_file():
             raise StoreError(f"database {path} is not a regular file")
+    connect_args = (
+        {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query
+        else {}
+    )
     try:
-        engine = create_engine(parsed, pool_pre_ping=True, json_serializer=strict_json)
+        engine = create_engine(
+            parsed, pool_pre_ping=True, json_serializer=strict_json, connect_args=connect_args
+        )
     except (NoSuchModuleError, ArgumentError, ImportError) as exc:
         raise StoreError(
             f"cannot use database URL {safe_url(url)!r}: {_first_line(str(exc))}"
@@ -419,6 +462,24 @@ class ResultStore:
                 )
                 for t, host in s.execute(q)
             ]
+
+    def has_trial(self, campaign_id: str, trial_key: str, attempt: int) -> bool:
+        """Whether this attempt of a trial is stored (a write whose commit was not confirmed,
+        or a journal replayed twice, must not store it again)."""
+        with self.session() as s:
+            q = select(Trial.id).where(
+                Trial.campaign_id == campaign_id,
+                Trial.trial_key == trial_key,
+                Trial.attempt == attempt,
+            )
+            return s.scalar(q) is not None
+
+    def record_trial_once(self, rec: TrialRecord) -> bool:
+        """Write a trial unless its attempt is already stored; whether it was written."""
+        if self.has_trial(rec.campaign_id, rec.trial_key, rec.attempt):
+            return False
+        self.record_trial(rec)
+        return True
 
     def record_trial(self, rec: TrialRecord) -> int:
         """Write a trial with its metrics, raw samples and telemetry in one transaction."""

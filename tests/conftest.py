@@ -25,6 +25,14 @@ from workloads import registry  # noqa: E402
 
 registry._discover.cache_clear()
 
+# Campaign journals go to a folder of the test session's own, never the user's state folder.
+_STATE = tempfile.mkdtemp(prefix="hstate", dir="/tmp")
+os.environ["HARNESS_STATE_DIR"] = _STATE
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    shutil.rmtree(_STATE, ignore_errors=True)
+
 
 class RayCluster:
     """A real Ray cluster of three nodes on this machine, each with its own labels/resources."""
@@ -132,7 +140,14 @@ class PostgresServer:
             f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1",
             "start",
         )
-        self.stop_cmd = [*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]
+        self.pg_ctl = [*as_user, f"{bindir}/pg_ctl", "-D", data, "-w"]
+        self.start_options = [
+            "-l",
+            os.path.join(self.tmp, "log"),
+            "-o",
+            f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1",
+        ]
+        self.stop_cmd = [*self.pg_ctl, "-m", "fast", "stop"]
         with self.connect("postgres", autocommit=True) as c:
             c.execute("create database harness_test")
         self.url = (
@@ -150,6 +165,29 @@ class PostgresServer:
             password=self.PASSWORD,
             dbname=dbname,
             autocommit=autocommit,
+        )
+
+    def stop(self) -> None:
+        """Stop the server (fast: connections cut), as an outage would."""
+        import subprocess
+
+        subprocess.run(self.stop_cmd, check=True, capture_output=True)
+
+    def start(self) -> None:
+        import subprocess
+
+        subprocess.run(
+            [*self.pg_ctl, *self.start_options, "start"], check=True, capture_output=True
+        )
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection cut, the server back at once."""
+        import subprocess
+
+        subprocess.run(
+            [*self.pg_ctl, *self.start_options, "-m", "fast", "restart"],
+            check=True,
+            capture_output=True,
         )
 
     def shutdown(self) -> None:

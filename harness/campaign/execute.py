@@ -16,8 +16,10 @@ from harness.campaign.ladder import Ladders
 from harness.campaign.placement import PlacedTrial
 from harness.campaign.plan import CampaignPlan
 from harness.campaign.recording import node_record, trial_record
+from harness.campaign.store_writer import DEFAULT_STORE_RETRY_S, StoreWriter
 from harness.campaign.verdict import CampaignResult
 from harness.cluster.inventory import NodeInfo
+from harness.errors import StoreOutageError
 from harness.node.outcome import TrialOutcome
 from harness.playbook.load import LoadedPlaybook
 from results_db import (
@@ -93,12 +95,16 @@ def execute(
     store: ResultStore,
     cluster: str,
     observer: Observer,
+    store_retry_s: float = DEFAULT_STORE_RETRY_S,
 ) -> CampaignResult:
     """Run the plan's trials and store them; the result counts what each attempt came to.
 
-    The campaign is marked interrupted (Ctrl-C) or failed (anything else) before the
-    exception goes on, completed otherwise."""
+    Every trial record is journaled before it is stored, and a store outage is retried for
+    ``store_retry_s`` (StoreOutageError after, the campaign marked interrupted where the
+    store allows and in the journal). The campaign is marked interrupted (Ctrl-C) or failed
+    (anything else) before the exception goes on, completed otherwise."""
     campaign_id = open_campaign(loaded, store, cluster, plan.resume)
+    writer = StoreWriter(store, campaign_id, store_retry_s, observer.warn)
     todo, attempts = plan.todo, plan.attempts
     prices, currency = plan.prices, plan.currency
     result = CampaignResult(plan, store, campaign_id)
@@ -128,7 +134,7 @@ def execute(
 
     def record(trial: PlacedTrial, outcome: TrialOutcome) -> None:
         attempt = attempts.get(trial.key, (0, ""))[0] + 1
-        store.record_trial(
+        writer.add(
             trial_record(
                 campaign_id,
                 trial,
@@ -150,21 +156,33 @@ def execute(
                 )
         observer.finished(trial, outcome)
 
+    def stop(status: str) -> None:
+        writer.close(status)
+        if not writer.try_once(lambda: store.set_campaign_status(campaign_id, status)):
+            observer.warn(
+                f"the store cannot be written: campaign {campaign_id} is marked {status} in "
+                f"its journal only, which a resume reads"
+            )
+
     try:
         with store.heartbeat(campaign_id):
             idle.update(
-                measure_idle_baselines(loaded, store, campaign_id, todo, node_ids, observer)
+                measure_idle_baselines(loaded, writer, campaign_id, todo, node_ids, observer)
             )
             dispatcher.run(todo)
-    except KeyboardInterrupt:
-        store.set_campaign_status(campaign_id, "interrupted")
+            writer.flush()
+            writer.call(
+                "the campaign's status", lambda: store.set_campaign_status(campaign_id, "completed")
+            )
+    except (KeyboardInterrupt, StoreOutageError):
+        stop("interrupted")
         raise
     except BaseException:
-        store.set_campaign_status(campaign_id, "failed")
+        stop("failed")
         raise
-    store.set_campaign_status(campaign_id, "completed")
+    writer.close("completed")
     if loaded.model.campaign.calibrate:
-        for c in store.update_ceilings(campaign_id):
+        for c in writer.call("ceilings", lambda: store.update_ceilings(campaign_id)):
             observer.info(
                 f"ceiling {c.key} for hardware class {c.hardware_class}: {c.value:.4g} {c.unit}"
             )
@@ -173,7 +191,7 @@ def execute(
 
 def measure_idle_baselines(
     loaded: LoadedPlaybook,
-    store: ResultStore,
+    writer: StoreWriter,
     campaign_id: str,
     todo: list[PlacedTrial],
     node_ids: dict[str, int],
@@ -210,7 +228,7 @@ def measure_idle_baselines(
             )
             if r.avg_power_w is not None:
                 idle.setdefault(node_id, {})[(r.source, r.device)] = r.avg_power_w
-    store.record_idle_baselines(rows)
+    writer.call("idle power", lambda: writer.store.record_idle_baselines(rows))
     return idle
 
 

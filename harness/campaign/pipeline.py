@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from harness.campaign.execute import Observer, execute
 from harness.campaign.plan import check_resume, plan_campaign
+from harness.campaign.store_writer import DEFAULT_STORE_RETRY_S
 from harness.campaign.verdict import CampaignResult, judged_expectations
 from harness.playbook.load import LoadedPlaybook
 
@@ -26,6 +27,7 @@ class RunRequest:
     resume: str | None = None  # a campaign id: run only its missing or failed trials
     dry_run: bool = False  # plan and show; store nothing, run nothing
     preflight: bool = True  # ask serving endpoints from here before anything starts
+    store_retry_s: float = DEFAULT_STORE_RETRY_S  # how long a store outage is waited out
 
 
 def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer) -> CampaignResult:
@@ -35,6 +37,7 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
     KeyboardInterrupt after the campaign has been marked interrupted."""
     import results_db as db_api
     from harness.cluster.session import ClusterSession
+    from results_db.replay import replay_campaign
 
     if request.preflight and not request.dry_run:
         from harness.campaign.preflight import preflight
@@ -47,6 +50,12 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
         store = db_api.ResultStore(request.db_url, upgrade=False)
     if request.resume is not None:
         assert store is not None
+        if not request.dry_run:  # trials an outage kept in the journal go in first
+            replayed = replay_campaign(store, request.resume)
+            if replayed is not None and replayed.written:
+                observer.info(
+                    f"stored {replayed.written} trial(s) of {request.resume} from its journal"
+                )
         check_resume(store, request.resume, loaded, observer)  # before Ray: instant
     address = request.address or loaded.model.cluster.address
     with ClusterSession(address) as session:
@@ -58,7 +67,7 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
         if request.dry_run:
             return CampaignResult(plan, store, dry_run=True)
         assert store is not None
-        result = execute(loaded, plan, store, session.description, observer)
+        result = execute(loaded, plan, store, session.description, observer, request.store_retry_s)
     with store.session() as s:
         result.expectations = judged_expectations(s, result.campaign_id)
     return result

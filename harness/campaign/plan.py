@@ -16,6 +16,7 @@ from harness.errors import CampaignError
 from harness.playbook.expand import expand
 from harness.playbook.load import LoadedPlaybook, short_hash
 from results_db.heartbeat import grace_s, seconds_since_beat
+from results_db.journal import journal_path, read_journal
 from results_db.vocabulary import TrialStatus
 
 if TYPE_CHECKING:
@@ -123,7 +124,11 @@ def check_resume(
             f"not {loaded.model.campaign.name!r}"
         )
     since = seconds_since_beat(campaign, datetime.now(timezone.utc))
-    if campaign.status == "running" and since is not None:
+    # A driver that ended while the store was down could not mark the campaign; its local
+    # journal says it ended (or that its process is gone).
+    journal = read_journal(journal_path(resume))
+    ended_here = journal.pid is not None and not journal.driver_alive()
+    if campaign.status == "running" and since is not None and not ended_here:
         wait = grace_s() - since
         if wait > 0:
             raise CampaignError(

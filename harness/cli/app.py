@@ -49,6 +49,7 @@ app.command()(info.workloads)
 playbook_app.command("validate")(info.playbook_validate)
 app.command()(store.report)
 db_app.command("upgrade")(store.db_upgrade)
+db_app.command("replay")(store.db_replay)
 cluster_app.command("local")(local.cluster_local)
 app.command("serve-model")(local.serve_model)
 

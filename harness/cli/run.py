@@ -25,11 +25,13 @@ from harness.cli.common import (
 from harness.cli.fleet import print_expectations
 from harness.cli.live import Live, planned_params
 from harness.cli.results import print_trials
+from harness.errors import StoreOutageError
 from harness.playbook.limits import Limits
 from harness.playbook.load import load_playbook
 from harness.present.output import table
 from harness.present.summary import varying_params
-from results_db.urls import MASK, safe_url
+from results_db.journal import DEFAULT_STORE_RETRY_S
+from results_db.urls import MASK, safe_url, scrub
 from results_db.vocabulary import gpu_suffix
 
 if TYPE_CHECKING:
@@ -62,6 +64,15 @@ def run(
             "--skip-preflight", help="do not check endpoints from here before the run starts"
         ),
     ] = False,
+    store_retry: Annotated[
+        float,
+        typer.Option(
+            "--store-retry",
+            min=0,
+            help="seconds to keep retrying a store that fails (down, restarting, full) while "
+            "trials go on; measured trials wait in a local journal meanwhile",
+        ),
+    ] = DEFAULT_STORE_RETRY_S,
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
@@ -77,6 +88,7 @@ def run(
             resume=resume,
             dry_run=dry_run,
             preflight=not skip_preflight,
+            store_retry_s=store_retry,
         )
         again = resume_command(playbook, db, address, set_ or [], max_playbook_bytes, max_trials)
         live = Live(progress and sys.stderr.isatty() and not dry_run)
@@ -89,6 +101,14 @@ def run(
             else:
                 err.print("interrupted before any trial ran", markup=False)
             raise typer.Exit(130) from None
+        except StoreOutageError as exc:
+            live.stop()
+            err.print(f"error: {scrub(str(exc))}", markup=False)
+            err.print(
+                f"once the store is back, store them and finish: {again(exc.campaign_id)}",
+                markup=False,
+            )
+            raise typer.Exit(1) from None
         finally:
             live.stop()
         if result.dry_run:

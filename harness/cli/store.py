@@ -41,6 +41,41 @@ def report(
     out.print(f"report of {campaign} -> {output}", markup=False)
 
 
+def db_replay(
+    campaigns: Annotated[
+        list[str] | None,
+        typer.Argument(help="campaign ids (default: every journal written for this store)"),
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Store the trials that a store outage kept in local campaign journals."""
+    from results_db.journal import journal_path, read_journal
+    from results_db.replay import journals_for, replay_journal
+
+    with handled():
+        store = db_api.ResultStore(db_url(db), upgrade=False)
+        if campaigns:
+            states = []
+            for cid in campaigns:
+                path = journal_path(cid)
+                if not path.exists():
+                    raise CampaignError(f"no journal for campaign {cid!r} (looked for {path})")
+                states.append(read_journal(path))
+        else:
+            states = journals_for(store)
+        replayed = [replay_journal(store, s) for s in states]
+    if not replayed:
+        out.print(f"no campaign journal for {store.describe()}", markup=False)
+    for r in replayed:
+        if r.live:
+            line = "left alone: its driver is still running"
+        else:
+            line = f"{r.written} trial(s) stored, {r.present} already there"
+            line += f"; marked {r.status}" if r.status else ""
+            line += "; journal removed" if r.removed else ""
+        out.print(f"{r.campaign_id}: {line}", markup=False)
+
+
 def db_upgrade(db: DbOpt = None) -> None:
     """Apply the schema migrations to the database."""
     from results_db.store import upgrade_schema
