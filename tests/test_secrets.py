@@ -98,3 +98,69 @@ def test_masking_works_on_the_text_not_on_a_parse_that_splits_the_secret() -> No
     )
     assert url_secrets("postgresql://u:a%40b@h/d") == ["a%40b", "a@b"]
     assert scrub("x a@b y", ["a@b"]) == "x *** y"
+
+
+EXFILTRATE = """
+campaign: {{name: exfil}}
+benchmarks:
+  - {{workload: inference.serving, params: {{url: "http://127.0.0.1:{port}", api_key_env: {name},
+     concurrency: 1, min_requests: 1, warmup_requests: 0}}}}
+"""
+
+
+@pytest.mark.parametrize(
+    "name, allowed",
+    [
+        ("HARNESS_DB_URL", ()),
+        ("HARNESS_DB_URL", ("HARNESS_DB_URL",)),  # never, even when allowed
+        ("RAY_AUTH_TOKEN", ()),
+        ("PGPASSWORD", ()),
+        ("GITHUB_TOKEN", ()),  # a token, but not an API key: only with --allow-env
+        ("AWS_SECRET_ACCESS_KEY", ()),
+    ],
+)
+def test_api_key_env_cannot_send_other_secrets(name: str, allowed: tuple, tmp_path: Path) -> None:
+    import socket
+
+    # An endpoint that would see any request: nothing may reach it, not even the preflight.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0)
+        port = listener.getsockname()[1]
+        pb = tmp_path / "pb.yaml"
+        pb.write_text(EXFILTRATE.format(port=port, name=name))
+        db = tmp_path / "r.sqlite"
+        env = {name: "postgresql://u:Sekr1tPw@db/x"}
+        args = ["run", str(pb), "--db", str(db)]
+        for a in allowed:
+            args += ["--allow-env", a]
+        result = CliRunner().invoke(app, args, env=env)
+        assert result.exit_code == 2, result.output + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"api_key_env {name}" in lines[0], lines
+        assert f"http://127.0.0.1:{port}" in lines[0]
+        assert_clean(result.output + result.stderr)
+        assert not db.exists()
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+def test_the_key_rule_and_allow_env(tmp_path: Path) -> None:
+    from harness.campaign.secrets_rule import check_sent_secrets
+    from harness.errors import CampaignError
+    from harness.playbook.limits import Limits
+    from harness.playbook.load import load_playbook
+
+    def pairs(name: str, allow: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        pb = tmp_path / f"{name}.yaml"
+        pb.write_text(EXFILTRATE.format(port=9, name=name).replace("127.0.0.1", "h.example"))
+        return check_sent_secrets(load_playbook(pb, [], Limits()), allow)
+
+    assert pairs("OPENAI_API_KEY") == [("OPENAI_API_KEY", "http://h.example:9")]
+    assert pairs("VLLM_API_TOKEN") == [("VLLM_API_TOKEN", "http://h.example:9")]
+    assert pairs("HF_TOKEN", frozenset({"HF_TOKEN"})) == [("HF_TOKEN", "http://h.example:9")]
+    with pytest.raises(CampaignError, match="--allow-env"):
+        pairs("HF_TOKEN")
+    with pytest.raises(CampaignError, match="never sent"):
+        pairs("RAY_API_KEY", frozenset({"RAY_API_KEY"}))

@@ -183,6 +183,13 @@ class Workload(ABC):
         return ()
 
     @classmethod
+    def sent_secrets(cls, params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        """(environment variable, where its value is sent) for each credential these params
+        send off the machine: the campaign checks each name against the secrets rule and
+        shows it in the plan."""
+        return ()
+
+    @classmethod
     def check_params(cls, params: dict[str, Any]) -> list[str]:
         """Problems with these (validated) params that only reading something can show (a
         trace file), one line each; found before anything runs."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from harness.campaign.execute import Observer, execute
 from harness.campaign.plan import check_resume, plan_campaign
+from harness.campaign.secrets_rule import check_sent_secrets
 from harness.campaign.store_writer import DEFAULT_STORE_RETRY_S
 from harness.campaign.verdict import CampaignResult, judged_expectations
 from harness.playbook.load import LoadedPlaybook
@@ -28,6 +29,7 @@ class RunRequest:
     dry_run: bool = False  # plan and show; store nothing, run nothing
     preflight: bool = True  # ask serving endpoints from here before anything starts
     store_retry_s: float = DEFAULT_STORE_RETRY_S  # how long a store outage is waited out
+    allow_env: frozenset[str] = frozenset()  # variables allowed as keys beyond the rule
 
 
 def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer) -> CampaignResult:
@@ -39,6 +41,10 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
     from harness.cluster.session import ClusterSession
     from results_db.replay import replay_campaign
 
+    # Which variable goes to which endpoint: refused before anything is sent.
+    secrets = check_sent_secrets(loaded, request.allow_env)
+    for name, where in secrets:
+        observer.info(f"sends ${name} (if set) as the API key to {where}")
     if request.preflight and not request.dry_run:
         from harness.campaign.preflight import preflight
 

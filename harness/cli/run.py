@@ -73,6 +73,14 @@ def run(
             "trials go on; measured trials wait in a local journal meanwhile",
         ),
     ] = DEFAULT_STORE_RETRY_S,
+    allow_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-env",
+            help="let the playbook send this environment variable as an endpoint's API key "
+            "though its name does not end in API_KEY or API_TOKEN (repeatable)",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
@@ -89,8 +97,24 @@ def run(
             dry_run=dry_run,
             preflight=not skip_preflight,
             store_retry_s=store_retry,
+            allow_env=frozenset(allow_env or []),
         )
-        again = resume_command(playbook, db, address, set_ or [], max_playbook_bytes, max_trials)
+        again = resume_command(
+            playbook,
+            db,
+            address,
+            set_ or [],
+            max_playbook_bytes,
+            max_trials,
+            [
+                *(
+                    ["--store-retry", f"{store_retry:g}"]
+                    if store_retry != DEFAULT_STORE_RETRY_S
+                    else []
+                ),
+                *(a for name in allow_env or [] for a in ("--allow-env", name)),
+            ],
+        )
         live = Live(progress and sys.stderr.isatty() and not dry_run)
         try:
             result = run_playbook(loaded, request, live)
@@ -146,6 +170,7 @@ def resume_command(
     sets: list[str],
     max_playbook_bytes: int | None,
     max_trials: int | None,
+    more: list[str] | None = None,
 ) -> Callable[[str], str]:
     """The command that resumes a campaign with the options this one was given (a masked
     password is noted: the shell history is no place for it)."""
@@ -160,6 +185,7 @@ def resume_command(
         args += ["--max-playbook-bytes", str(max_playbook_bytes)]
     if max_trials:
         args += ["--max-trials", str(max_trials)]
+    args += more or []
     note = (
         " (put the database password back where *** stands)" if db and MASK in safe_url(db) else ""
     )

@@ -98,6 +98,18 @@ def server_root(url: str) -> str:
     return url.rstrip("/").removesuffix("/v1")
 
 
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: where whatever is sent to it goes."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
 def metrics_url(base: str) -> str:
     """``/metrics`` at the server's root (engines serve it beside /v1, not under it)."""
     return server_root(base) + "/metrics"

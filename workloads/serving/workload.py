@@ -52,7 +52,7 @@ from workloads.serving.client import (
     merge_runs,
     plan_stream,
 )
-from workloads.serving.server_metrics import server_root
+from workloads.serving.server_metrics import origin, server_root
 from workloads.serving.tokens import TokenCounter
 
 # Bound now, imported on first use; its submodules are reached as attributes (torch.distributed):
@@ -295,6 +295,12 @@ class ServingWorkload(Workload):
     @classmethod
     def forwarded_env(cls, params: dict[str, Any]) -> tuple[str, ...]:
         return (str(params.get("api_key_env") or "OPENAI_API_KEY"), "OPENAI_BASE_URL")
+
+    @classmethod
+    def sent_secrets(cls, params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        """The API key's variable and the endpoint's origin it goes to as a bearer token."""
+        url = params.get("url") or os.environ.get("OPENAI_BASE_URL") or "$OPENAI_BASE_URL"
+        return ((str(params.get("api_key_env") or "OPENAI_API_KEY"), origin(str(url))),)
 
     def setup(self) -> None:
         self._join_ranks()  # first: torch.distributed is set up before any HTTP client
