@@ -209,7 +209,15 @@ class ServingParams(Params):
         if self.trace is not None:
             if s != "custom" or self.rate is not None or self.slo_search is not None:
                 raise ValueError("a trace sets the arrival times: no rate, scenario or slo_search")
-            clash = {"prompt_len", "output_len", "duration_s", "min_requests"} & given
+            # Set and not at its default: `harness run` validates the stored params again,
+            # with every default filled in, so "given" alone would refuse every trace there.
+            clash = {
+                f
+                for f in ("prompt_len", "output_len", "duration_s", "min_requests")
+                if f in given
+                and getattr(self, f)
+                != type(self).model_fields[f].get_default(call_default_factory=True)
+            }
             if clash:
                 raise ValueError(f"a trace sets {', '.join(sorted(clash))} itself: remove it")
         quiet = self.concurrency is None and self.rate is None
