@@ -181,12 +181,17 @@ def test_the_api_key_is_sent_and_never_kept(tmp_path: Path, ray_cluster) -> None
         os.environ["MY_KEY"] = key
         try:
             result = CliRunner().invoke(
-                app, ["run", str(playbook), "--db", str(db), "--address", ray_cluster.address]
+                app,
+                [
+                    *("run", str(playbook), "--db", str(db), "--address", ray_cluster.address),
+                    *("--allow-env", "MY_KEY"),  # not a name the rule takes for a key
+                ],
             )
         finally:
             del os.environ["MY_KEY"]
     assert result.exit_code == 0, result.output + result.stderr
     assert key not in result.output + result.stderr
+    assert f"sends $MY_KEY (if set) as the API key to {url}" in result.stderr
     assert key.encode() not in db.read_bytes()
     rows = (
         sqlite3.connect(db)

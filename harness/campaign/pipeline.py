@@ -43,12 +43,12 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
 
     # Which variable goes to which endpoint: refused before anything is sent.
     secrets = check_sent_secrets(loaded, request.allow_env)
-    for name, where in secrets:
-        observer.info(f"sends ${name} (if set) as the API key to {where}")
     if request.preflight and not request.dry_run:
         from harness.campaign.preflight import preflight
 
         preflight(loaded)  # before anything is stored or sent
+    for name, where in secrets:
+        observer.info(f"sends ${name} (if set) as the API key to {where}")
     store = None
     if not request.dry_run:
         store = db_api.ResultStore(request.db_url)

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from aiohttp.http_exceptions import LineTooLong
 
 from workloads.serving.server_metrics import Scrape, scrape, server_root
 
@@ -206,101 +207,174 @@ def plan_trace(
     ]
 
 
+# What a failed request is counted as (the README's list is this one). Each stays on its
+# request: the load run goes on and the other requests keep their figures.
+ERROR_KINDS = {
+    "http_<status>": "the server answered with another status than 200",
+    "connect": "no connection (refused, unreachable, DNS)",
+    "timeout": "no whole answer within the request timeout",
+    "disconnect": "the connection closed or was reset before the stream ended",
+    "stream_error": "the stream carried an error object",
+    "bad_stream": "a data line that is not JSON, not UTF-8, or JSON of the wrong shape",
+    "line_too_long": "a line longer than the client reads (128 KiB)",
+    "too_large": "an answer over MAX_RESPONSE_BYTES",
+    "empty": "a whole stream with no text in it",
+    "client": "any other failure of the HTTP client on this request",
+}
+# An answer is read up to this many bytes: a server streaming without end cannot grow the
+# client past it (the load's other requests share its memory).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = 128 * 1024  # one SSE line (a chunk of a few tokens is well under 1 KiB)
+MAX_DETAIL_CHARS = 200
+
+
+class BadChunk(ValueError):
+    """A data line that is JSON but not an OpenAI stream chunk."""
+
+
+def _chunk(payload: bytes) -> dict[str, Any]:
+    """A data line's JSON, checked for the shape read from it (BadChunk, ValueError)."""
+    data = json.loads(payload)
+    if not isinstance(data, dict):
+        raise BadChunk(f"a data line is {type(data).__name__}, not an object")
+    choices = data.get("choices")
+    if choices is not None:
+        if not isinstance(choices, list):
+            raise BadChunk(f"choices is {type(choices).__name__}, not a list")
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise BadChunk(f"a choice is {type(choice).__name__}, not an object")
+            delta = choice.get("delta")
+            if delta is not None and not isinstance(delta, dict):
+                raise BadChunk(f"a delta is {type(delta).__name__}, not an object")
+    usage = data.get("usage")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            raise BadChunk(f"usage is {type(usage).__name__}, not an object")
+        for key in ("completion_tokens", "prompt_tokens"):
+            count = usage.get(key)
+            if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+                raise BadChunk(f"usage.{key} is {count!r:.40}, not a count")
+    stamp = data.get("harness_sent_ns")
+    if stamp is not None and (not isinstance(stamp, int) or isinstance(stamp, bool)):
+        raise BadChunk("harness_sent_ns is not an integer")
+    return data
+
+
+def _fail(result: RequestResult, kind: str, detail: str) -> RequestResult:
+    result.error, result.detail = kind, detail[:MAX_DETAIL_CHARS]
+    return result
+
+
 async def send(
     session: aiohttp.ClientSession, endpoint: Endpoint, plan: RequestPlan
 ) -> RequestResult:
-    """Send one streaming request and time its chunks."""
+    """Send one streaming request and time its chunks; any failure is this request's, named
+    by one of ERROR_KINDS."""
     result = RequestResult(ok=False, prompt_len=plan.prompt_len, output_len=plan.output_len)
     payload_body = endpoint.body(plan)
     if endpoint.keep_text:
         result.prompt_text = payload_body.get("prompt") or " ".join(
             m["content"] for m in payload_body.get("messages", [])
         )
-    body = json.dumps(payload_body)
+    try:
+        return await _stream(session, endpoint, plan, json.dumps(payload_body), result)
+    except TimeoutError:
+        return _fail(result, "timeout", f"no answer within {endpoint.timeout_s:g} s")
+    except aiohttp.ClientConnectorError as exc:
+        return _fail(result, "connect", str(exc))
+    except (
+        aiohttp.ClientPayloadError,
+        aiohttp.ServerDisconnectedError,
+        ConnectionError,
+        asyncio.IncompleteReadError,
+    ) as exc:
+        return _fail(result, "disconnect", f"{type(exc).__name__}: {exc}")
+    except LineTooLong:
+        return _fail(result, "line_too_long", f"a line over {MAX_LINE_BYTES:,} bytes")
+    except ValueError as exc:  # not JSON, not UTF-8, or the wrong shape (BadChunk)
+        return _fail(result, "bad_stream", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        return _fail(result, "client", f"{type(exc).__name__}: {exc}")
+
+
+async def _stream(
+    session: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    plan: RequestPlan,
+    body: str,
+    result: RequestResult,
+) -> RequestResult:
     keep = endpoint.keep_text or plan.session is not None
     timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
     chunks = 0
     usage_tokens: int | None = None
     done = False
     finished = False  # a choice said why it ended (finish_reason): the answer is whole
+    received = 0
     result.sent_at = sent = time.perf_counter()
     last = sent
-    try:
-        async with session.post(
-            endpoint.path(), data=body, headers=endpoint.headers, timeout=timeout
-        ) as resp:
-            if resp.status != 200:
-                text = (await resp.text())[:200]
-                result.error, result.detail = f"http_{resp.status}", text
-                return result
-            async for raw in resp.content:
-                now = time.perf_counter()
-                line = raw.strip()
-                if not line.startswith(b"data:"):
-                    continue  # blank separators, comments, "event:" lines
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    done = True
-                    break
-                data = json.loads(payload)
-                if "error" in data:
-                    result.error, result.detail = "stream_error", str(data["error"])[:200]
-                    return result
-                stamp = data.get("harness_sent_ns")
-                if stamp is not None:
-                    result.delivery_ns.append(time.monotonic_ns() - stamp)
-                if any(c.get("finish_reason") for c in data.get("choices") or ()):
-                    finished = True
-                if data.get("usage"):
-                    usage_tokens = data["usage"].get("completion_tokens")
-                    result.input_tokens = data["usage"].get("prompt_tokens")
-                piece = _text(data)
-                if not piece:
-                    continue
-                if keep:
-                    result.text += piece
-                if chunks == 0:
-                    result.ttft = now - sent
-                else:
-                    result.itl.append(now - last)
-                last = now
-                chunks += 1
-            result.e2e = time.perf_counter() - sent
-    except TimeoutError:
-        result.error, result.detail = "timeout", f"no answer within {endpoint.timeout_s:g} s"
-        return result
-    except aiohttp.ClientConnectorError as exc:
-        result.error, result.detail = "connect", str(exc)[:200]
-        return result
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-        result.error, result.detail = "disconnect", f"{type(exc).__name__}: {exc}"[:200]
-        return result
-    except aiohttp.ClientError as exc:
-        result.error, result.detail = "client", f"{type(exc).__name__}: {exc}"[:200]
-        return result
-    except ValueError as exc:  # a data line that is not JSON
-        result.error, result.detail = "bad_stream", str(exc)[:200]
-        return result
+    async with session.post(
+        endpoint.path(), data=body, headers=endpoint.headers, timeout=timeout
+    ) as resp:
+        if resp.status != 200:
+            head = await resp.content.read(4 * MAX_DETAIL_CHARS)
+            return _fail(result, f"http_{resp.status}", head.decode("utf-8", "replace"))
+        while raw := await resp.content.readline(max_line_length=MAX_LINE_BYTES):
+            now = time.perf_counter()
+            received += len(raw)
+            if received > MAX_RESPONSE_BYTES:
+                return _fail(result, "too_large", f"more than {MAX_RESPONSE_BYTES:,} bytes")
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue  # blank separators, comments, "event:" lines
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                done = True
+                break
+            data = _chunk(payload)
+            if "error" in data:
+                return _fail(result, "stream_error", str(data["error"]))
+            stamp = data.get("harness_sent_ns")
+            if stamp is not None:
+                result.delivery_ns.append(time.monotonic_ns() - stamp)
+            choices = data.get("choices") or ()
+            if any(c.get("finish_reason") for c in choices):
+                finished = True
+            usage = data.get("usage")
+            if usage:
+                usage_tokens = usage.get("completion_tokens")
+                result.input_tokens = usage.get("prompt_tokens")
+            piece = _text(choices)
+            if not piece:
+                continue
+            if keep:
+                result.text += piece
+            if chunks == 0:
+                result.ttft = now - sent
+            else:
+                result.itl.append(now - last)
+            last = now
+            chunks += 1
+        result.e2e = time.perf_counter() - sent
     # `transformers serve` ends its streams after the finish_reason chunk with no [DONE]: a
     # stream that closed cleanly after a finish_reason is whole; one cut before it is not.
     if not done and not finished:
-        result.error, result.detail = "disconnect", "stream ended without [DONE]"
-        return result
+        return _fail(result, "disconnect", "stream ended without [DONE]")
     if chunks == 0:
-        result.error, result.detail = "empty", "no text in the stream"
-        return result
+        return _fail(result, "empty", "no text in the stream")
     result.output_tokens = usage_tokens if usage_tokens is not None else chunks
     result.usage_counted = usage_tokens is not None
     result.ok = True
     return result
 
 
-def _text(data: dict[str, Any]) -> str:
-    """The text a chunk carries (completions' ``text``, chat's ``delta.content``); empty for
-    a chunk with none (a role, a finish_reason, usage)."""
+def _text(choices: Iterable[dict[str, Any]]) -> str:
+    """The text a chunk's choices carry (completions' ``text``, chat's ``delta.content``);
+    empty for a chunk with none (a role, a finish_reason, usage)."""
     return "".join(
         str(choice.get("text") or (choice.get("delta") or {}).get("content") or "")
-        for choice in data.get("choices") or ()
+        for choice in choices
     )
 
 

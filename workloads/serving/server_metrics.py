@@ -39,6 +39,24 @@ class Scrape:
     status: str = "not scraped"
 
 
+# A page is read up to this size (engines' pages are tens to hundreds of KiB): a larger one
+# marks the scrape, and is never held whole or parsed.
+MAX_PAGE_BYTES = 2 * 1024 * 1024
+SCRAPE_TIMEOUT_S = 2.0
+_WANTED = tuple(name.encode() for name in KNOWN)
+
+
+def known_lines(page: bytes) -> str:
+    """The page's lines about the metrics we read (their samples and # TYPE lines), decoded
+    leniently: what the parser needs, a small part of an engine's page."""
+    keep = []
+    for line in page.splitlines():
+        bare = line[7:] if line.startswith((b"# TYPE ", b"# HELP ")) else line
+        if bare.startswith(_WANTED):
+            keep.append(line.decode("utf-8", "replace"))
+    return "\n".join(keep) + "\n"
+
+
 def parse(text: str) -> dict[str, tuple[str, float]]:
     """Our name -> (unit, value) of the known metrics in a /metrics page, summed over label
     sets (one series per model or engine); counters by their total."""
@@ -57,40 +75,72 @@ def parse(text: str) -> dict[str, tuple[str, float]]:
     return out
 
 
+def parse_page(page: bytes) -> dict[str, tuple[str, float]]:
+    """``parse`` of a page's known lines (ValueError when they are not Prometheus text)."""
+    return parse(known_lines(page))
+
+
+async def _read_page(session: aiohttp.ClientSession, url: str) -> bytes | str:
+    """The page's bytes, or why there are none (a status, an error, a page too large)."""
+    timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
+    try:
+        async with session.get(url, timeout=timeout) as resp:
+            if resp.status != 200:
+                return f"HTTP {resp.status}"
+            page = bytearray()
+            while part := await resp.content.read(MAX_PAGE_BYTES + 1 - len(page)):
+                page += part
+                if len(page) > MAX_PAGE_BYTES:
+                    return f"page over {MAX_PAGE_BYTES // 1024 // 1024} MiB, not read"
+            return bytes(page)
+    except TimeoutError:
+        return f"no whole page within {SCRAPE_TIMEOUT_S:g} s"
+    except Exception as exc:  # a bad page marks the scrape, never the trial
+        return type(exc).__name__
+
+
 async def scrape(
     session: aiohttp.ClientSession, url: str, result: Scrape, stop: asyncio.Event
 ) -> None:
-    """GET ``url`` every SCRAPE_INTERVAL_S until ``stop``; a page that is missing or holds
-    none of the known names ends the scrape with a status saying so."""
+    """GET ``url`` every SCRAPE_INTERVAL_S until ``stop``. A page that is missing, slow, too
+    large or holds none of the known names ends the scrape with a status saying so; the load
+    is never disturbed: pages are size-capped, decoded leniently and parsed off the event
+    loop, and ``stop`` cancels a read in flight."""
     try:  # a runtime dependency, but a node set up from a bare wheel folder may lack it
         import prometheus_client.parser  # noqa: F401
     except ImportError:
         result.status = "prometheus-client is not installed on this node: not scraped"
         return
-    timeout = aiohttp.ClientTimeout(total=2.0)
-    while not stop.is_set():
-        try:
-            async with session.get(url, timeout=timeout) as resp:
-                if resp.status != 200:
-                    result.status = f"{url}: HTTP {resp.status}"
-                    return
-                text = await resp.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            result.status = f"{url}: {type(exc).__name__}"
-            return
-        now = time.time()
-        try:
-            values = parse(text)
-        except ValueError as exc:
-            result.status = f"{url}: not Prometheus text ({exc})"
-            return
-        if not values:
-            result.status = f"{url}: none of the known vLLM/SGLang/TGI metrics"
-            return
-        result.status = "ok"
-        result.readings += [(now, name, unit, v) for name, (unit, v) in values.items()]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=SCRAPE_INTERVAL_S)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        while not stop.is_set():
+            read = asyncio.create_task(_read_page(session, url))
+            await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not read.done():
+                read.cancel()
+                await asyncio.gather(read, return_exceptions=True)
+                if result.status == "not scraped":
+                    result.status = f"{url}: no page before the load ended"
+                return
+            page = read.result()
+            if isinstance(page, str):
+                result.status = f"{url}: {page}"
+                return
+            now = time.time()
+            try:
+                values = await asyncio.to_thread(parse_page, page)
+            except Exception as exc:  # the parser's errors are not all ValueError
+                result.status = f"{url}: not Prometheus text ({type(exc).__name__}: {exc})"[:300]
+                return
+            if not values:
+                result.status = f"{url}: none of the known vLLM/SGLang/TGI metrics"
+                return
+            result.status = "ok"
+            result.readings += [(now, name, unit, v) for name, (unit, v) in values.items()]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(stopped), timeout=SCRAPE_INTERVAL_S)
+    finally:
+        stopped.cancel()
 
 
 def server_root(url: str) -> str:

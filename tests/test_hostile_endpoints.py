@@ -1,0 +1,118 @@
+"""Hostile endpoints on loopback (tests/hostile_server.py, a process of its own): one bad
+response in ten stays that request's failure, named by kind, while the load run keeps the
+other nine; a /metrics page that is binary, 300 MB or never answers marks the scrape, never
+the trial, and leaves the load's figures where they are without a scrape."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.node.runner import run_trial
+from tests.serving_helpers import ONE_LOAD_RUN
+from workloads.serving import client
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+@contextlib.contextmanager
+def hostile(*args: str) -> Iterator[str]:
+    """The hostile server on a free loopback port; stopped (its process only) after."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.hostile_server", "--port", str(port), *args],
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, "hostile server"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def load(url: str, **extra) -> object:
+    params = {
+        "url": url,
+        "concurrency": 1,
+        "min_requests": 10,
+        "prompt_len": 8,
+        "output_len": 6,
+        "warmup_requests": 0,
+        **extra,
+    }
+    return run_trial("inference.serving", params, ONE_LOAD_RUN)
+
+
+CASES = {
+    "long_line": "line_too_long",
+    "not_object": "bad_stream",
+    "bad_choices": "bad_stream",
+    "bad_usage": "bad_stream",
+    "not_utf8": "bad_stream",
+    "not_json": "bad_stream",
+    "reset": "disconnect",
+    "too_large": "too_large",
+}
+
+
+@pytest.mark.parametrize("bad", list(CASES))
+def test_one_bad_response_in_ten_is_that_requests_failure(bad: str, monkeypatch) -> None:
+    monkeypatch.setattr(client, "MAX_RESPONSE_BYTES", 4 * 1024 * 1024)  # 200 x 60 kB passes it
+    with hostile("--bad", bad) as url:
+        out = load(url, server_metrics=False)
+    assert out.status == "ok", out.failure_reason
+    assert out.context["errors_by_kind"] == {CASES[bad]: 1}
+    assert out.metrics["errors"] == [1.0]
+    assert out.context["completed"] == 9 and len(out.metrics["ttft"]) == 9
+
+
+def test_the_readme_lists_the_error_kinds_the_code_reports() -> None:
+    text = README.read_text()
+    bullet = text[text.index("- **Failed requests**") :]
+    bullet = bullet[: bullet.index("\n- **")]
+    listed = re.findall(r"`([a-z_<>]+)` \(", bullet)
+    assert listed == list(client.ERROR_KINDS)
+    assert set(CASES.values()) <= set(client.ERROR_KINDS)
+
+
+def test_hostile_metrics_pages_mark_the_scrape_and_leave_the_load_alone() -> None:
+    """Each mode's load runs without and with the scrape, alternating, twice: the means of
+    the figures agree within 2%."""
+    figures, statuses = {}, {}
+    extra = {"concurrency": 4, "min_requests": 32, "output_len": 16}
+    for mode in ("good", "binary", "huge", "hang"):
+        runs: dict[bool, list] = {False: [], True: []}
+        with hostile("--metrics", mode) as url:
+            for scraped in (False, True, False, True):
+                out = load(url, server_metrics=scraped, **extra)
+                assert out.status == "ok", out.failure_reason
+                runs[scraped].append(out)
+        statuses[mode] = {o.context["server_metrics"]["status"] for o in runs[True]}
+        for name in ("output_throughput", "e2e_latency"):
+            off, on = (sum(o.summaries[name]["median"] for o in runs[k]) / 2 for k in (False, True))
+            figures[(mode, name)] = round(on / off - 1, 4)
+    assert statuses["good"] == statuses["binary"] == {"ok"}  # junk bytes decoded leniently
+    assert all("page over 2 MiB, not read" in s for s in statuses["huge"])
+    assert all("no page before the load ended" in s for s in statuses["hang"])
+    assert all(abs(d) < 0.02 for d in figures.values()), figures
