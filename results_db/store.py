@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, fields
@@ -29,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import results_db.schema as schema
 from results_db.errors import StoreError as StoreError
 from results_db.heartbeat import Heartbeat
+from results_db.jsonsafe import strict_json
 from results_db.models import (
     Campaign,
     CampaignNode,
@@ -100,25 +99,6 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     _set_wal(cur)
     cur.close()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def strict_json(value: Any) -> str:
-    """JSON as the standard has it: inf and nan (which Python would write as ``Infinity``,
-    making SQLite's JSON functions fail on the row, and every query with them) become null."""
-    try:
-        return json.dumps(value, allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(value), allow_nan=False)
 
 
 def _first_line(message: str) -> str:

@@ -240,11 +240,94 @@ def test_length_distributions_stay_in_range() -> None:
         ({"concurrency": 1, "api_key": "sk-x"}, "Extra inputs are not permitted"),
         ({"concurrency": 1, "prompt_len": {"mean": 8, "dist": "zipf"}}, "dist"),
         ({"concurrency": 1, "slo": {}}, "an SLO needs at least one limit"),
+        ({"concurrency": 1, "prompt_len": 2_000_000_000}, "over the cap of 1,048,576"),
+        (
+            {"concurrency": 1, "output_len": {"mean": 600_000, "dist": "uniform", "spread": 1}},
+            "a length of 1,200,000 tokens is over the cap",
+        ),
+        ({"concurrency": 1, "prefix": {"tokens": 2_000_000}}, "a prefix of 2,000,000 tokens"),
+        ({"concurrency": 1, "seed": -1}, "seed"),
+        ({"slo": {"ttft_ms": 1}, "slo_search": {"low": 1e-320, "high": 10}}, "slo_search.low"),
+        ({"slo": {"ttft_ms": 1}, "slo_search": {"low": 1, "high": 1e300}}, "slo_search.high"),
     ],
 )
 def test_bad_parameters_are_refused(params: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ServingParams(**params)
+
+
+def test_the_token_cap_is_raised_by_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("HARNESS_MAX_REQUEST_TOKENS", "4000000")
+    assert ServingParams(concurrency=1, prompt_len=2_000_000).prompt_len.mean == 2_000_000
+
+
+def test_an_endpoint_that_never_answers_is_a_reason_not_a_blank(tmp_path: Path) -> None:
+    """A server that accepts and never answers (--skip-preflight case): the stored reason
+    says what happened; and the warm-up is bounded by max_duration_s."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        t0 = time.monotonic()
+        out = trial(
+            {
+                "url": url,
+                "model": "m",
+                "concurrency": 1,
+                "min_requests": 2,
+                "warmup_requests": 2,
+                "max_duration_s": 1.0,
+            }
+        )
+        assert time.monotonic() - t0 < 10
+        assert out.status == "failed" and out.failure_reason.strip()
+        assert "warm-up did not finish within max_duration_s" in out.failure_reason
+
+
+def test_a_probe_cut_short_never_counts_as_meeting_the_slo(paced: str) -> None:
+    """At 2 req/s, 1 s of max_duration_s sends 2 or 3 of the 8 requests asked: the probe
+    met its SLO on what it sent, but measured too little to say so."""
+    out = trial(
+        {
+            "url": paced,
+            "min_requests": 8,
+            "max_duration_s": 1.0,
+            "slo": {"ttft_ms": 5000},
+            "slo_search": {"low": 2, "high": 4},
+            "warmup_requests": 0,
+        }
+    )
+    assert out.status == "failed" and "low=2 req/s already misses the SLO" in out.failure_reason
+
+
+def test_bad_tokenizers_prices_and_infinities_are_caught_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    from harness.present.output import to_json
+
+    def validate(extra_params: str, extra: str = "") -> tuple[int, str]:
+        pb = tmp_path / "pb.yaml"
+        pb.write_text(
+            "campaign: {name: v}\n" + extra + "benchmarks:\n  - workload: inference.serving\n"
+            f"    params: {{url: 'http://127.0.0.1:9', concurrency: 1{extra_params}}}\n"
+        )
+        result = CliRunner().invoke(app, ["playbook", "validate", str(pb)])
+        return result.exit_code, result.stderr
+
+    code, err = validate(f", tokenizer: '{tmp_path / 'none'}'")
+    assert code == 2 and f"tokenizer {tmp_path / 'none'}: no such folder here" in err
+    broken = tmp_path / "tok"
+    broken.mkdir()
+    (broken / "tokenizer.json").write_text('{"version": "1.0", "model": ')
+    code, err = validate(f", tokenizer: '{broken}'")
+    assert code == 2 and f"{broken / 'tokenizer.json'}: not readable JSON" in err, err
+    code, err = validate("", "prices: {currency: USD, per_hour: {'*': 1e308}}\n")
+    assert code == 2 and "prices must be at most 1,000,000 an hour" in err, err
+    assert to_json([{"cost": float("inf"), "x": [float("nan")]}]).split() == (
+        ['[', '{', '"cost":', 'null,', '"x":', '[', 'null', ']', '}', ']']
+    )
 
 
 def test_serve_model_refuses_bad_options_in_one_line() -> None:

@@ -4,6 +4,7 @@ its GPU model, CPU model or hardware class) applied to the nodes a load runs aga
 
 from __future__ import annotations
 
+import math
 from fnmatch import fnmatchcase
 
 from harness.campaign.placement import PlacedTrial
@@ -63,6 +64,7 @@ def trial_prices(trials: list[PlacedTrial], prices: Prices | None) -> dict[str, 
 def cost_per_mtok(per_hour: float, tokens_per_s: float) -> float | None:
     """Currency per million output tokens at ``tokens_per_s`` on hardware costing
     ``per_hour``."""
-    if tokens_per_s <= 0:
+    if not tokens_per_s > 0:
         return None
-    return per_hour / (tokens_per_s * 3600.0) * 1e6
+    cost = per_hour / (tokens_per_s * 3600.0) * 1e6
+    return cost if math.isfinite(cost) else None  # a trickle of tokens: no meaningful cost

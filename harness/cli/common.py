@@ -106,6 +106,24 @@ MaxTrialsOpt = Annotated[
     ),
 ]
 
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-request-tokens",
+        min=1,
+        help="refuse serving requests longer than this many tokens "
+        "[default: 1,048,576; env: HARNESS_MAX_REQUEST_TOKENS]",
+        show_default=False,
+    ),
+]
+
+
+def set_token_cap(value: int | None) -> None:
+    """--max-request-tokens: the cap the serving parameters read, here and (forwarded with
+    the trial) on the node."""
+    if value is not None:
+        os.environ["HARNESS_MAX_REQUEST_TOKENS"] = str(value)
+
 
 class BadOption(ValueError):
     """An option value a command cannot use (beyond what its type already checks)."""

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import AddressOpt, ListFormat, MaxBytesOpt, MaxTrialsOpt, err, handled, out
+from harness.cli.common import (
+    AddressOpt,
+    ListFormat,
+    MaxBytesOpt,
+    MaxTokensOpt,
+    MaxTrialsOpt,
+    err,
+    handled,
+    out,
+    set_token_cap,
+)
 from harness.playbook.limits import Limits
 from harness.playbook.load import load_playbook
 from harness.present.output import emit, table
@@ -101,10 +111,12 @@ def playbook_validate(
     ] = None,
     max_playbook_bytes: MaxBytesOpt = None,
     max_trials: MaxTrialsOpt = None,
+    max_request_tokens: MaxTokensOpt = None,
 ) -> None:
     """Check a playbook without running it: every problem, one line each."""
     from harness.playbook.expand import expand
 
+    set_token_cap(max_request_tokens)
     with handled():
         limits = Limits.from_env(max_playbook_bytes, max_trials)
         loaded = load_playbook(playbook, set_ or [], limits)

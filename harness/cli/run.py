@@ -15,12 +15,14 @@ from harness.cli.common import (
     DbOpt,
     DebugOpt,
     MaxBytesOpt,
+    MaxTokensOpt,
     MaxTrialsOpt,
     WideOpt,
     db_url,
     err,
     handled,
     out,
+    set_token_cap,
 )
 from harness.cli.fleet import print_expectations
 from harness.cli.live import Live, planned_params
@@ -57,6 +59,7 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a live progress bar")] = True,
     max_playbook_bytes: MaxBytesOpt = None,
     max_trials: MaxTrialsOpt = None,
+    max_request_tokens: MaxTokensOpt = None,
     wide: WideOpt = False,
     skip_preflight: Annotated[
         bool,
@@ -84,6 +87,7 @@ def run(
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
+    set_token_cap(max_request_tokens)
     with handled(debug):
         from harness.campaign.pipeline import RunRequest, run_playbook
 
@@ -106,14 +110,7 @@ def run(
             set_ or [],
             max_playbook_bytes,
             max_trials,
-            [
-                *(
-                    ["--store-retry", f"{store_retry:g}"]
-                    if store_retry != DEFAULT_STORE_RETRY_S
-                    else []
-                ),
-                *(a for name in allow_env or [] for a in ("--allow-env", name)),
-            ],
+            _options_kept(store_retry, allow_env or [], max_request_tokens),
         )
         live = Live(progress and sys.stderr.isatty() and not dry_run)
         try:
@@ -161,6 +158,14 @@ def print_outcome(result: CampaignResult, again: Callable[[str], str], wide: boo
     out.print(f"{result.summary()}; stored in {result.store.describe()}", markup=False)
     if result.retry:
         out.print(f"to retry failed trials: {again(result.campaign_id)}", markup=False)
+
+
+def _options_kept(store_retry: float, allow_env: list[str], max_tokens: int | None) -> list[str]:
+    """The options besides the playbook's own a resume must be given again."""
+    kept = [] if store_retry == DEFAULT_STORE_RETRY_S else ["--store-retry", f"{store_retry:g}"]
+    for name in allow_env:
+        kept += ["--allow-env", name]
+    return kept + (["--max-request-tokens", str(max_tokens)] if max_tokens else [])
 
 
 def resume_command(

@@ -218,8 +218,9 @@ def measure_idle(sources: list[str], interval_s: float, seconds: float) -> list[
 def _fail(outcome: TrialOutcome, phase: str, exc: BaseException) -> None:
     outcome.status = TrialStatus.FAILED
     outcome.failure_phase = phase
-    if isinstance(exc, (UnsupportedParams, VerificationError)):
-        outcome.failure_reason = str(exc)  # the workload's own words say it all
-    else:
-        outcome.failure_reason = f"{type(exc).__name__}: {exc}"
+    words = str(exc).strip()
+    if isinstance(exc, (UnsupportedParams, VerificationError)) and words:
+        outcome.failure_reason = words  # the workload's own words say it all
+    else:  # never empty: an exception without a message is named by its type
+        outcome.failure_reason = f"{type(exc).__name__}: {words or 'no message'} (in {phase})"
     outcome.failure_detail = "".join(traceback.format_exception(exc))

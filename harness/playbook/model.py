@@ -215,6 +215,9 @@ class Benchmark(_Strict):
     )
 
 
+MAX_PRICE_PER_HOUR = 1e6
+
+
 class Prices(_Strict):
     """What hardware costs an hour, for cost per million tokens: keys are a hardware class,
     or a glob on a node's GPU model or CPU model (the first that matches prices the node)."""
@@ -228,6 +231,13 @@ class Prices(_Strict):
         bad = [k for k, price in v.items() if price <= 0]
         if bad:
             raise ValueError(f"prices must be above 0: {', '.join(bad)}")
+        # No hardware costs this much an hour; a figure past it is a typo, and would make
+        # cost per million tokens overflow to infinity.
+        dear = [k for k, price in v.items() if not price <= MAX_PRICE_PER_HOUR]
+        if dear:
+            raise ValueError(
+                f"prices must be at most {MAX_PRICE_PER_HOUR:,.0f} an hour: {', '.join(dear)}"
+            )
         return v
 
 

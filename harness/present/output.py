@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.present.visible import visible
+from results_db.jsonsafe import finite
 from results_db.vocabulary import DISPLAY_ONLY
 
 FORMATS = ("table", "csv", "json")
@@ -43,7 +44,8 @@ def _compact(value: Any) -> str:
 
 
 def to_json(records: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(list(records), indent=2, default=str)
+    # Strict JSON: a non-finite figure is null (bare Infinity is not JSON; jq refuses it).
+    return json.dumps(finite(list(records)), indent=2, default=str, allow_nan=False)
 
 
 def to_csv(records: Sequence[dict[str, Any]]) -> str:

@@ -424,7 +424,10 @@ async def run_load(
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as session:
         gate = asyncio.Semaphore(concurrency) if concurrency else None
-        await _send_all(session, endpoint, warmup, gate)
+        try:  # the warm-up, too, is bounded by max_duration_s
+            await asyncio.wait_for(_send_all(session, endpoint, warmup, gate), max_duration_s)
+        except TimeoutError:
+            return LoadRun([], 0.0, [], stop="warm-up did not finish within max_duration_s")
         lags: list[float] = []
         stop_probe = asyncio.Event()
         probe = asyncio.create_task(_lag_probe(lags, stop_probe))

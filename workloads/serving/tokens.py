@@ -6,10 +6,30 @@ the generated text without); without it, the server's ``usage`` counts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from workloads.errors import UnsupportedParams
+
+# The files a Hugging Face tokenizer folder is read from that are JSON.
+JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def unreadable_file(folder: Path) -> str | None:
+    """``path: why`` for the first tokenizer file of the folder that cannot be read as JSON,
+    or for a folder holding none; None when they read (transformers' own errors rarely name
+    the file)."""
+    present = [folder / name for name in JSON_FILES if (folder / name).exists()]
+    if not present and not any(folder.glob("*.model")) and not (folder / "vocab.json").exists():
+        return f"{folder}: no tokenizer.json, tokenizer_config.json or vocabulary file in it"
+    for path in present:
+        try:
+            json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            return f"{path}: not readable JSON ({reason})"
+    return None
 
 
 class TokenCounter:
@@ -19,16 +39,19 @@ class TokenCounter:
         self.tokenizer = tokenizer
 
     @classmethod
-    def load(cls, folder: str) -> TokenCounter:
-        """The tokenizer saved in ``folder``; one line when it cannot be loaded."""
+    def load(cls, folder: str, where: str = "on this node") -> TokenCounter:
+        """The tokenizer saved in ``folder``; one line naming the file when it cannot be."""
         if not Path(folder).is_dir():
-            raise UnsupportedParams(f"tokenizer {folder}: no such folder on this node")
+            raise UnsupportedParams(f"tokenizer {folder}: no such folder {where}")
+        broken = unreadable_file(Path(folder))
+        if broken:
+            raise UnsupportedParams(f"tokenizer {broken}")
         try:
             from transformers import AutoTokenizer
         except ImportError:
             raise UnsupportedParams(
-                "tokenizer: counting with a tokenizer needs transformers on the node "
-                "(pip install 'harness[hf]')"
+                "tokenizer: counting with a tokenizer needs transformers "
+                f"{where} (pip install 'harness[hf]')"
             ) from None
         try:
             tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workloads.serving.limits import check_tokens
+
 MAX_TRACE_BYTES = 256 * 2**20
 MAX_TRACE_LINES = 1_000_000
 INPUT_KEYS = ("input_length", "input_tokens", "prompt_len")
@@ -48,7 +50,10 @@ def _length(row: dict[str, Any], keys: tuple[str, ...], where: str) -> int:
             value = row[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TraceError(f"{where}: {key} must be a whole number of tokens >= 1")
-            return value
+            try:
+                return check_tokens(value, key)
+            except ValueError as exc:
+                raise TraceError(f"{where}: {exc}") from None
     raise TraceError(f"{where}: no {keys[0]} (or {', '.join(keys[1:])})")
 
 

@@ -52,6 +52,7 @@ from workloads.serving.client import (
     merge_runs,
     plan_stream,
 )
+from workloads.serving.limits import MAX_TOKENS_ENV, check_tokens
 from workloads.serving.server_metrics import origin, server_root
 from workloads.serving.tokens import TokenCounter
 
@@ -71,6 +72,13 @@ class Lengths(BaseModel):
     mean: int = Field(ge=1)
     dist: Literal["fixed", "uniform", "normal"] = "fixed"
     spread: float = Field(0.0, ge=0, le=1, description="uniform: +-spread x mean; normal: std")
+
+    @model_validator(mode="after")
+    def _capped(self) -> Lengths:
+        # A normal draw is not bounded: the cap holds for mean + 4 std.
+        reach = self.spread * (4 if self.dist == "normal" else 1) if self.dist != "fixed" else 0
+        check_tokens(math.ceil(self.mean * (1 + reach)), "a length")
+        return self
 
     def dist_spec(self) -> LengthDist:
         return LengthDist(self.mean, self.dist, self.spread)
@@ -101,8 +109,9 @@ class SloSearch(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     attainment: float = Field(0.99, gt=0, le=1)
-    low: float = Field(gt=0, description="req/s: a rate expected to meet the SLO")
-    high: float = Field(gt=0, description="req/s: a rate expected to miss it")
+    # Rates a client can send and a probe can measure: 1 request in 1,000 s up to 100,000/s.
+    low: float = Field(ge=1e-3, le=1e5, description="req/s: a rate expected to meet the SLO")
+    high: float = Field(ge=1e-3, le=1e5, description="req/s: a rate expected to miss it")
     tolerance: float = Field(0.05, gt=0, le=1, description="stop when high/low - 1 is below")
     max_probes: int = Field(10, ge=2, le=50)
 
@@ -141,6 +150,11 @@ class Prefix(BaseModel):
 
     tokens: int = Field(ge=1)
     share: float = Field(1.0, ge=0, le=1)
+
+    @field_validator("tokens")
+    @classmethod
+    def _capped(cls, value: int) -> int:
+        return check_tokens(value, "a prefix")
 
 
 class ServingParams(Params):
@@ -189,7 +203,7 @@ class ServingParams(Params):
     )
     ignore_eos: bool = Field(True, description="ask for exactly output_len tokens (vLLM)")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="merged into requests")
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="prompts, lengths and arrival gaps follow it")
 
     @field_validator("prompt_len", "output_len", mode="before")
     @classmethod
@@ -302,7 +316,8 @@ class ServingWorkload(Workload):
 
     @classmethod
     def forwarded_env(cls, params: dict[str, Any]) -> tuple[str, ...]:
-        return (str(params.get("api_key_env") or "OPENAI_API_KEY"), "OPENAI_BASE_URL")
+        key = str(params.get("api_key_env") or "OPENAI_API_KEY")
+        return (key, "OPENAI_BASE_URL", MAX_TOKENS_ENV)
 
     @classmethod
     def sent_secrets(cls, params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -323,8 +338,11 @@ class ServingWorkload(Workload):
             headers["Authorization"] = f"Bearer {self.key}"
         try:
             model = p.model or asyncio.run(first_model(url, headers))
+        except TimeoutError:
+            raise UnsupportedParams(f"endpoint {url}: no answer to GET /v1/models") from None
         except Exception as exc:  # unreachable, refused, not OpenAI-compatible
-            raise UnsupportedParams(self._redact(f"endpoint {url}: {exc}")) from None
+            why = str(exc).strip() or type(exc).__name__
+            raise UnsupportedParams(self._redact(f"endpoint {url}: {why}")) from None
         self.endpoint = Endpoint(
             url=url,
             api=p.api,
@@ -406,11 +424,16 @@ class ServingWorkload(Workload):
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> list[str]:
-        """A trace is read before anything runs: missing, malformed or empty is one line."""
+        """A trace is read, and a tokenizer folder loaded, before anything runs: missing,
+        malformed or empty is one line naming the file."""
+        problems: list[str] = []
         trace = params.get("trace")
-        if not trace:
-            return []
-        return list(_trace_problems(Trace.model_validate(trace), _file_stamp(trace["path"])))
+        if trace:
+            problems += _trace_problems(Trace.model_validate(trace), _file_stamp(trace["path"]))
+        folder = params.get("tokenizer")
+        if folder:
+            problems += _tokenizer_problems(str(folder), _folder_stamp(str(folder)))
+        return problems
 
     @classmethod
     def preflight(cls, params: dict[str, Any]) -> list[str]:
@@ -515,7 +538,13 @@ class ServingWorkload(Workload):
         def probe(rate: float) -> tuple[LoadRun, bool]:
             run = self._load(rate, self.params.concurrency)
             share = self._attainment(run)
-            probes.append({"rate": rate, "attainment": share, "sent": len(run.results)})
+            sent = len(run.results) + run.cancelled
+            probes.append({"rate": rate, "attainment": share, "sent": sent})
+            # A probe cut short (max_duration_s) measured too few requests to say it met
+            # the SLO: it counts as a miss.
+            if sent < self.min_requests:
+                probes[-1]["short"] = True
+                return run, False
             return run, share >= search.attainment
 
         low, high = search.low, search.high
@@ -553,8 +582,9 @@ class ServingWorkload(Workload):
             sent = len(run.results) + run.cancelled
             if sent < wanted:
                 what = "the trace's requests" if p.trace else "min_requests"
+                why = f" ({run.stop})" if run.stop.startswith("warm-up") else ""
                 raise VerificationError(
-                    f"only {sent} of {what} {wanted} sent within max_duration_s"
+                    f"only {sent} of {what} {wanted} sent within max_duration_s{why}"
                 )
             if not any(r.ok for r in run.results):
                 kinds = _error_kinds(run)
@@ -732,6 +762,25 @@ def _trace_problems(trace: Trace, stamp: tuple[int, int] | None) -> tuple[str, .
     try:
         trace.requests()
     except TraceError as exc:
+        return (str(exc),)
+    return ()
+
+
+def _folder_stamp(folder: str) -> tuple[tuple[str, int, int], ...]:
+    """Each file's name, mtime and size: a folder's version, for the cache."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        return tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries)
+    except OSError:
+        return ()
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer_problems(folder: str, stamp: tuple) -> tuple[str, ...]:
+    """The tokenizer folder loaded once per version (``stamp``), where validation runs."""
+    try:
+        TokenCounter.load(folder, where="here")
+    except UnsupportedParams as exc:
         return (str(exc),)
     return ()
 
