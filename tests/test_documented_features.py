@@ -141,3 +141,52 @@ def test_the_shipped_serving_playbook_runs_against_serve_model(ray_cluster, tmp_
     counts = {(b, s): n for b, s, n in rows}
     assert {b for b, s in counts if s == "ok"} == set(SERVING_BENCHMARKS), counts
     assert not {s for _, s in counts} - {"ok", "skipped"}, counts  # a ladder may stop early
+
+
+PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
+
+
+@pytest.mark.parametrize("name", ["lab", "calibrate", "inference"])
+def test_the_shipped_playbooks_plan_on_a_multi_node_cluster(ray_cluster, name: str) -> None:
+    """The CPU-runnable part of every shipped playbook plans through `harness run` (its
+    placement, ladders and prices as a run would make them) on the three-node cluster;
+    smoke.yaml runs in test_smoke_e2e, serving.yaml above, calibrate.yaml below."""
+    result = CliRunner().invoke(
+        app,
+        ["run", str(PLAYBOOKS / f"{name}.yaml"), "--dry-run", "--address", ray_cluster.address],
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    count = int(re.search(r"(\d+) trial\(s\)", result.output).group(1))
+    assert count >= 3, result.output  # every node takes part
+
+
+def test_the_acceptance_playbook_needs_gpus_and_says_so(ray_cluster) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["run", str(PLAYBOOKS / "acceptance.yaml"), "--dry-run", "--address", ray_cluster.address],
+    )
+    assert result.exit_code == 2
+    assert "target 'gpu' (benchmark gemm-per-gpu) matches no node" in result.stderr
+
+
+def test_the_calibrate_playbook_stores_ceilings(ray_cluster, tmp_path: Path) -> None:
+    """playbooks/calibrate.yaml run for real, its sizes shrunk: every node's trials ok and a
+    ceiling per hardware class and kind."""
+    db = tmp_path / "r.sqlite"
+    sets = [
+        "defaults.warmup_iterations=0",
+        "defaults.min_repetitions=2",
+        "defaults.min_duration_s=0",
+        "benchmarks.host-bandwidth.params.size_mib=32",
+        "benchmarks.host-gemm.params.m=256",
+        "benchmarks.host-gemm.params.n=256",
+        "benchmarks.host-gemm.params.k=256",
+    ]
+    args = ["run", str(PLAYBOOKS / "calibrate.yaml"), "--db", str(db)]
+    args += ["--address", ray_cluster.address, *(a for s in sets for a in ("--set", s))]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + result.stderr
+    c = sqlite3.connect(db)
+    assert {s for (s,) in c.execute("select status from trials")} == {"ok"}
+    keys = {k for (k,) in c.execute("select key from ceilings")}
+    assert len(keys) >= 2, keys  # memory bandwidth and matmul, at least

@@ -326,7 +326,7 @@ def test_bad_tokenizers_prices_and_infinities_are_caught_before_anything_runs(
     code, err = validate("", "prices: {currency: USD, per_hour: {'*': 1e308}}\n")
     assert code == 2 and "prices must be at most 1,000,000 an hour" in err, err
     assert to_json([{"cost": float("inf"), "x": [float("nan")]}]).split() == (
-        ['[', '{', '"cost":', 'null,', '"x":', '[', 'null', ']', '}', ']']
+        ["[", "{", '"cost":', "null,", '"x":', "[", "null", "]", "}", "]"]
     )
 
 
