@@ -195,3 +195,25 @@ def test_combine_reports_the_failed_rank_even_when_it_reports_first() -> None:
     assert out.status == "failed" and out.failure_reason == "rank 2 on h2: boom"
     ok = {r: TrialOutcome(status="ok", stop_reason=f"r{r}") for r in range(3)}
     assert combine(Trial(), ok).stop_reason == "r0"
+
+
+def test_a_rank_that_cannot_reach_rank_0_says_so_in_bounded_time() -> None:
+    import socket
+    import time
+
+    from workloads.base import RankContext
+    from workloads.errors import UnsupportedParams
+    from workloads.rendezvous import wait_for_rank0
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = RankContext(1, 2, 0, "127.0.0.1", port, ("h1", "h2"), node_ip="10.0.0.2")
+    t0 = time.monotonic()
+    with pytest.raises(UnsupportedParams) as exc:
+        wait_for_rank0(ctx, timeout_s=1.0)
+    assert time.monotonic() - t0 < 5
+    assert str(exc.value) == (
+        f"rank 1 on h2 (10.0.0.2) cannot reach rank 0 on h1 at 127.0.0.1:{port} within 1 s "
+        "(Connection refused)"
+    )

@@ -81,6 +81,7 @@ class RankContext:
     master_addr: str
     master_port: int
     hosts: tuple[str, ...] = ()  # hostname of every rank, in rank order
+    node_ip: str = ""  # this rank's Ray node IP: its interface carries the group's traffic
 
 
 class Params(BaseModel):

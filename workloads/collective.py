@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -40,6 +39,7 @@ from workloads.base import (
 )
 from workloads.devices import DTYPES, generator
 from workloads.lazy import lazy_module
+from workloads.rendezvous import join
 
 torch = lazy_module("torch")
 
@@ -111,13 +111,7 @@ class CollectiveWorkload(Workload):
                 raise UnsupportedParams(f"rank {ctx.rank} has no CUDA device {ctx.local_rank}")
             torch.cuda.set_device(self.dev)
         self.backend = "nccl" if on_gpu else "gloo"
-        torch.distributed.init_process_group(
-            self.backend,
-            init_method=f"tcp://{ctx.master_addr}:{ctx.master_port}",
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-            timeout=timedelta(seconds=300),
-        )
+        self.joined = join(ctx, self.backend)
         self.all_gather_single, self.reduce_scatter_single = tensor_collectives()
         self.dtype = DTYPES[p.dtype]
         self.elem = torch.empty((), dtype=self.dtype).element_size()
@@ -272,6 +266,7 @@ class CollectiveWorkload(Workload):
             "slowest_rank": slowest,
             "slowest_host": hosts[slowest] if slowest is not None and hosts else None,
             "straggler": getattr(self, "straggler", None),
+            **getattr(self, "joined", {}),
         }
 
     def teardown(self) -> None:

@@ -86,4 +86,5 @@ class P2PWorkload(CollectiveWorkload):
             "bytes": self.total_bytes,
             "hosts": list(hosts),
             "wrong": getattr(self, "wrong", None),
+            **getattr(self, "joined", {}),
         }

@@ -37,6 +37,7 @@ from harness.playbook.model import Settings
 from results_db.vocabulary import TrialStatus
 from workloads import get_workload
 from workloads.base import RankContext
+from workloads.rendezvous import IFNAME_VARIABLES
 
 POLL_S = 0.5
 RENDEZVOUS_TIMEOUT_S = 120
@@ -47,9 +48,9 @@ NODE_DEATH_GRACE_S = 30.0
 
 def forwarded_env(workload: str, params: dict) -> dict[str, str]:
     """The driver's values of the environment variables the workload reads (an endpoint's API
-    key): handed to the task as an argument, so remote nodes need not hold them, and never
-    part of the stored params."""
-    names = get_workload(workload).forwarded_env(params)
+    key), and the socket interfaces a user named for multi-rank groups: handed to the task as
+    an argument, so remote nodes need not hold them, and never part of the stored params."""
+    names = (*get_workload(workload).forwarded_env(params), *IFNAME_VARIABLES)
     return {name: os.environ[name] for name in names if name in os.environ}
 
 
@@ -76,6 +77,7 @@ class _Rank:
     def run(
         self, workload: str, params: dict, settings: Settings, ctx: RankContext, env: dict
     ) -> TrialOutcome:
+        ctx = dataclasses.replace(ctx, node_ip=ray.util.get_node_ip_address())
         return run_trial(workload, params, settings, ctx, env=env)
 
 

@@ -375,17 +375,10 @@ class ServingWorkload(Workload):
             raise UnsupportedParams(
                 f"concurrency {p.concurrency} over {self.world} ranks: give each a stream"
             )
-        from datetime import timedelta
+        from workloads.rendezvous import join
 
-        ctx = self.ranks
-        assert ctx is not None
-        torch.distributed.init_process_group(
-            "gloo",
-            init_method=f"tcp://{ctx.master_addr}:{ctx.master_port}",
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-            timeout=timedelta(seconds=300),
-        )
+        assert self.ranks is not None
+        self.joined = join(self.ranks, "gloo")
 
     def _share(
         self, concurrency: int | None, rate: float | None
@@ -654,6 +647,7 @@ class ServingWorkload(Workload):
             "served_model": self.endpoint.model,
             "api_key": "from $" + self.params.api_key_env if self.key else "none",
             "token_counts": self._count_source(),
+            **getattr(self, "joined", {}),
             **(
                 {"client_ranks": self.world, "requests_by_rank": self.rank_counts}
                 if self.world > 1

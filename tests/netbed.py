@@ -1,0 +1,250 @@
+"""A multi-host test bed on one Linux machine (root): N network namespaces on a bridge, each
+a host with its own address (10.77.x.0/24, inside namespaces this bed makes) and, through
+``unshare --uts``, its own hostname, with a Ray node in each. Links are shaped with ``tc
+tbf`` (both directions), lossy or cut with ``nftables``; processes can run in a host.
+
+It tears down exactly what it made: every process in its namespaces (``ip netns pids``),
+the namespaces, the bridge and its folder, on exit, on Ctrl-C and on a failing test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RAY_PORT = 6379
+TOOLS = ("ip", "tc", "nft", "unshare")
+
+
+def unavailable() -> str | None:
+    """Why the bed cannot be made here (one line), or None."""
+    if sys.platform != "linux":
+        return "the multi-host bed needs Linux network namespaces"
+    if os.geteuid() != 0:
+        return "the multi-host bed needs root (network namespaces, tc, nftables)"
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"the multi-host bed needs {', '.join(missing)} (.ci/run installs them)"
+    probe = f"hbprobe{secrets.token_hex(2)}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"cannot make a network namespace here: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+@dataclass
+class Host:
+    """One host of the bed: its namespace, hostname, address and interface."""
+
+    index: int
+    netns: str
+    hostname: str
+    address: str
+    peer: str  # the veth end on the bridge, in the root namespace
+    ifname: str = "eth0"
+
+    def cmd(self, *argv: str) -> list[str]:
+        """``argv`` run in this host: its namespace and hostname."""
+        return [
+            "ip", "netns", "exec", self.netns,
+            "unshare", "--uts", "sh", "-c", f'hostname {self.hostname} && exec "$@"', "sh",
+            *argv,
+        ]  # fmt: skip
+
+
+@dataclass
+class NetBed:
+    """The bed: hosts on a bridge, a Ray node in each (the first is the head)."""
+
+    tag: str
+    folder: Path
+    bridge: str
+    subnet: str  # "10.77.N"
+    hosts: list[Host] = field(default_factory=list)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"{self.hosts[0].address}:{RAY_PORT}"
+
+    # links ---------------------------------------------------------------------------------
+    def shape(self, host: Host, mbit: float) -> None:
+        """Cap the host's link at ``mbit`` Mbit/s each way (tbf, a small burst)."""
+        for ns, dev in ((["ip", "netns", "exec", host.netns], host.ifname), ([], host.peer)):
+            sh(*ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate",
+               f"{mbit}mbit", "burst", "32kb", "latency", "400ms")  # fmt: skip
+
+    def unshape(self, host: Host) -> None:
+        sh("ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", host.ifname, "root",
+           check=False)  # fmt: skip
+        sh("tc", "qdisc", "del", "dev", host.peer, "root", check=False)
+
+    def drop(self, host: Host, percent: int | None) -> None:
+        """Drop ``percent`` of the host's incoming packets (100: the link is cut); None
+        restores the link."""
+        ns = ["ip", "netns", "exec", host.netns, "nft"]
+        sh(*ns, "delete", "table", "inet", "hbed", check=False)
+        if percent is None:
+            return
+        sh(*ns, "add", "table", "inet", "hbed")
+        sh(*ns, "add", "chain", "inet", "hbed", "in",
+           "{ type filter hook input priority 0 ; }")  # fmt: skip
+        rule = ["drop"] if percent >= 100 else ["numgen", "random", "mod", "100", "<",
+                                                str(percent), "drop"]  # fmt: skip
+        sh(*ns, "add", "rule", "inet", "hbed", "in", "iif", host.ifname, *rule)
+
+    # processes -----------------------------------------------------------------------------
+    def run(self, host: Host, *argv: str, env: dict[str, str] | None = None, timeout: float = 300,
+            ) -> subprocess.CompletedProcess:  # fmt: skip
+        """Run a command in a host and wait for it."""
+        return subprocess.run(
+            host.cmd(*argv), capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+
+    def start(self, host: Host, *argv: str, env: dict[str, str] | None = None,
+              log: Path | None = None) -> subprocess.Popen:  # fmt: skip
+        """Start a command in a host; it is stopped with the bed."""
+        out = open(log or os.devnull, "w")  # noqa: SIM115 - the child holds it
+        proc = subprocess.Popen(
+            host.cmd(*argv), stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )  # fmt: skip
+        out.close()
+        self.procs.append(proc)
+        return proc
+
+
+def _ray_node(bed: NetBed, host: Host, cpus: int, labels: dict[str, str]) -> None:
+    ray = str(Path(sys.executable).with_name("ray"))
+    args = [ray, "start", "--block", f"--node-ip-address={host.address}", f"--num-cpus={cpus}",
+            "--num-gpus=0", "--disable-usage-stats",
+            f"--temp-dir={bed.folder / host.hostname}",
+            "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items())]  # fmt: skip
+    if host.index == 0:
+        args += ["--head", f"--port={RAY_PORT}", "--include-dashboard=false"]
+    else:
+        args += [f"--address={bed.address}"]
+    env = {"RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(bed.folder)}
+    bed.start(host, *args, env=env, log=bed.folder / f"{host.hostname}.log")
+
+
+def _wait_for_port(host: Host, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host.address, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"Ray head on {host.hostname} did not listen within {timeout:g} s")
+
+
+def _wait_for_nodes(bed: NetBed, count: int, timeout: float) -> None:
+    ray = str(Path(sys.executable).with_name("ray"))
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = bed.run(bed.hosts[0], ray, "status", f"--address={bed.address}",
+                         env={"RAY_AUTH_MODE": "disabled"}, timeout=60)  # fmt: skip
+        if status.stdout.count("node_") >= count:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"{count} Ray nodes did not join: {status and status.stdout[-500:]}")
+
+
+@contextlib.contextmanager
+def netbed(
+    n: int, *, cpus: int = 1, labels: Sequence[dict[str, str]] = (), ray: bool = True
+) -> Iterator[NetBed]:
+    """A bed of ``n`` hosts (h1..hn) with a Ray node in each; everything it made goes after."""
+    tag = secrets.token_hex(2)
+    subnet = f"10.77.{int(tag, 16) % 200 + 20}"
+    bed = NetBed(tag, Path(tempfile.mkdtemp(prefix=f"hb{tag}", dir="/tmp")), f"hb{tag}", subnet)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # tear down on SIGTERM too
+    try:
+        sh("ip", "link", "add", bed.bridge, "type", "bridge")
+        sh("ip", "addr", "add", f"{subnet}.1/24", "dev", bed.bridge)
+        sh("ip", "link", "set", bed.bridge, "up")
+        for i in range(n):
+            host = Host(i, f"hb{tag}-h{i + 1}", f"h{i + 1}", f"{subnet}.{11 + i}", f"hb{tag}v{i}")
+            sh("ip", "netns", "add", host.netns)
+            bed.hosts.append(host)
+            # Debian's default: the hostname resolves to a loopback address (`ip netns exec`
+            # bind-mounts /etc/netns/NS/hosts over /etc/hosts for the host's processes).
+            etc = Path("/etc/netns") / host.netns
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {host.hostname}\n")
+            sh("ip", "link", "add", host.peer, "type", "veth", "peer", "name", "hbtmp" + tag)
+            sh("ip", "link", "set", "hbtmp" + tag, "netns", host.netns, "name", host.ifname)
+            sh("ip", "link", "set", host.peer, "master", bed.bridge, "up")
+            inside = ["ip", "netns", "exec", host.netns, "ip"]
+            sh(*inside, "addr", "add", f"{host.address}/24", "dev", host.ifname)
+            sh(*inside, "link", "set", host.ifname, "up")
+            sh(*inside, "link", "set", "lo", "up")
+        if ray:
+            for host in bed.hosts:
+                _ray_node(bed, host, cpus, labels[host.index] if host.index < len(labels) else
+                          {"host": host.hostname})  # fmt: skip
+                if host.index == 0:
+                    _wait_for_port(host, RAY_PORT, 60)
+            _wait_for_nodes(bed, n, 90)
+        yield bed
+    finally:
+        teardown(bed)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def teardown(bed: NetBed) -> None:
+    """Stop every process in the bed's namespaces, then remove them, the bridge, the folder."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = set()
+        for host in bed.hosts:
+            listed = sh("ip", "netns", "pids", host.netns, check=False).stdout.split()
+            pids |= {int(p) for p in listed}
+        pids |= {p.pid for p in bed.procs if p.poll() is None}
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline:
+            pids = {p for p in pids if _alive(p)}
+            time.sleep(0.1)
+        if not pids:
+            break
+    for proc in bed.procs:
+        with contextlib.suppress(Exception):
+            proc.wait(1)
+    for host in bed.hosts:
+        sh("ip", "netns", "del", host.netns, check=False)
+        shutil.rmtree(Path("/etc/netns") / host.netns, ignore_errors=True)
+    sh("ip", "link", "del", bed.bridge, check=False)
+    shutil.rmtree(bed.folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        return state != "Z"
+    return True

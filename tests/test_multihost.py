@@ -1,0 +1,112 @@
+"""Separate hosts for real (tests/netbed.py: network namespaces on a bridge, each with its own
+address, a hostname that resolves to a loopback address as on Debian, and a Ray node): every
+multi-rank trial joins across them through the interface of its Ray node's IP, and a link
+shaped with tbf reads the planted rate."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.netbed import NetBed, netbed, unavailable
+
+pytestmark = pytest.mark.ray
+HARNESS = str(Path(sys.executable).with_name("harness"))
+RATE_MBIT = 80
+# A TCP segment of 1448 payload bytes (MSS at MTU 1500 with timestamps) travels in a frame
+# of 1514 bytes (Ethernet 14, IP 20, TCP 32): tbf counts frames, the workload payload.
+PAYLOAD_SHARE = 1448 / 1514
+PLANTED_GBPS = RATE_MBIT * 1e6 / 8 * PAYLOAD_SHARE / 1e9
+
+PLAYBOOK = """
+campaign: {name: hosts}
+defaults: {warmup_iterations: 1, min_repetitions: 3, min_duration_s: 0, max_duration_s: 30,
+           timeout_s: 180, telemetry: {sources: [host], interval_s: 0.5}}
+benchmarks:
+  - {name: links, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 4194304}}
+  - {name: ring, workload: collective.all_reduce, ranks: 3, params: {size_bytes: 16777216}}
+"""
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[NetBed]:
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    with netbed(3) as made:
+        yield made
+
+
+def harness_run(bed: NetBed, pb: Path, db: Path, **env: str) -> tuple[int, str]:
+    result = bed.run(
+        bed.hosts[0],
+        *(HARNESS, "run", str(pb), "--db", str(db), "--address", bed.address, "--no-progress"),
+        env={"RAY_AUTH_MODE": "disabled", **env},
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetBed) -> None:
+    slow = bed.hosts[2]
+    bed.shape(slow, RATE_MBIT)
+    try:
+        pb = bed.folder / "hosts.yaml"
+        pb.write_text(PLAYBOOK)
+        db = bed.folder / "r.sqlite"
+        code, output = harness_run(bed, pb, db)
+    finally:
+        bed.unshape(slow)
+    assert code == 0, output
+    c = sqlite3.connect(db)
+    rows = c.execute(
+        "select t.benchmark, t.ranks, t.context, m.median from trials t join metrics m "
+        "on m.trial_id = t.id where m.name in ('bandwidth', 'busbw') and t.status = 'ok'"
+    ).fetchall()
+    links = {}
+    for benchmark, ranks, context, median in rows:
+        hosts = frozenset(r["hostname"] for r in json.loads(ranks))
+        context = json.loads(context)
+        chosen = context["socket_ifname"]["GLOO_SOCKET_IFNAME"]
+        assert (chosen["value"], chosen["set_by"]) == ("eth0", "harness"), chosen
+        if benchmark == "links":
+            links[hosts] = median
+        else:
+            ring = median
+    assert len(links) == 3, links
+    fast = links[frozenset({"h1", "h2"})]
+    for pair, gbps in links.items():
+        if slow.hostname in pair:
+            assert gbps == pytest.approx(PLANTED_GBPS, rel=0.10), (pair, gbps, PLANTED_GBPS)
+    assert fast > 5 * PLANTED_GBPS, links
+    samples = c.execute(
+        "select s.value from samples s join metrics m on m.id = s.metric_id join trials t "
+        "on t.id = m.trial_id where t.benchmark = 'ring' and m.name = 'busbw' order by s.idx"
+    ).fetchall()
+    print("ring samples", [round(v, 5) for (v,) in samples])
+    # A ring all-reduce moves 2(n-1)/n x S through each host's link each way: busbw is
+    # what the slowest link carries.
+    assert ring == pytest.approx(PLANTED_GBPS, rel=0.10), ring
+    print(f"planted {PLANTED_GBPS:.5f} GB/s; p2p {links}; all_reduce busbw {ring:.5f} GB/s")
+
+
+def test_the_users_socket_interface_wins_and_is_recorded(bed: NetBed) -> None:
+    pb = bed.folder / "one.yaml"
+    pb.write_text(
+        "campaign: {name: mine}\n"
+        "defaults: {warmup_iterations: 0, min_repetitions: 2, min_duration_s: 0,\n"
+        "           telemetry: {sources: []}}\n"
+        "benchmarks:\n"
+        "  - {workload: network.p2p, ranks: 2, params: {size_bytes: 1024}}\n"
+    )
+    db = bed.folder / "mine.sqlite"
+    code, output = harness_run(bed, pb, db, GLOO_SOCKET_IFNAME="eth0")
+    assert code == 0, output
+    (context,) = sqlite3.connect(db).execute("select context from trials").fetchone()
+    chosen = json.loads(context)["socket_ifname"]
+    assert chosen["GLOO_SOCKET_IFNAME"] == {"value": "eth0", "set_by": "user"}
+    assert chosen["NCCL_SOCKET_IFNAME"]["set_by"] == "harness"
