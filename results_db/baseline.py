@@ -48,7 +48,7 @@ PASS, LOW, HIGH, NO_BASELINE = "pass", "low", "high", "no baseline"
 UNRELIABLE = "unreliable"  # out of bounds, but measured noisy or beside other load
 FAILING = (LOW, HIGH)
 # Trial context flags that make a figure unreliable: never a reference, never a failure.
-UNRELIABLE_FLAGS = ("noisy", "contended", "client_bound")
+UNRELIABLE_FLAGS = ("noisy", "contended", "client_bound", "cpu_throttled")
 
 # (hardware class, workload, params hash, metric, workload version)
 Key = tuple[str, str, str, str, str]

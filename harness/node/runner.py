@@ -20,6 +20,7 @@ from collectors.base import Sample
 from collectors.sampler import TelemetrySampler
 from harness.node.outcome import TrialOutcome
 from harness.node.stats import ci_fraction, summarize
+from harness.node.throttle import cgroup_folders, read_stat, throttling
 from harness.playbook.model import Settings
 from results_db.vocabulary import TrialStatus
 from workloads import UnsupportedParams, VerificationError, Workload, get_workload
@@ -150,12 +151,19 @@ def _run_trial(
         phase = "measure"
         sampler.start()
         before = cpu_snapshot()
+        cgroups = cgroup_folders()
+        quota_before = read_stat(cgroups)
         try:
             measure(workload, settings, timer, outcome)
         finally:
             sampler.stop()
+        after = cpu_snapshot()
         if ranks is None:  # a rank's peers on the same node are not "other" load
-            outcome.context.update(contention(before, cpu_snapshot(), settings.contended_cores))
+            outcome.context.update(contention(before, after, settings.contended_cores))
+        wall = after[0] - before[0]
+        outcome.context.update(throttling(quota_before, read_stat(cgroups)))
+        if wall > 0 and outcome.seconds:  # time inside iterations / the loop's wall time
+            outcome.context["duty"] = round(min(1.0, sum(outcome.seconds) / wall), 3)
         outcome.window = sampler.window
         phase = "verify"
         workload.verify()

@@ -91,6 +91,9 @@ def trial_summaries(
             context = contexts.get(tid) or {}
             if context.get("throttled"):
                 detail += " THROTTLED"
+            if context.get("cpu_throttled"):
+                share = context.get("cpu_throttled_share", 0)
+                detail += f" CPU-THROTTLED (cgroup quota: held in {100 * share:.0f}% of periods)"
             if context.get("client_bound"):
                 detail += " CLIENT-BOUND (" + "; ".join(context["client_bound_reasons"]) + ")"
             detail = "; ".join([detail, *detail_parts(r, recs, context)])
