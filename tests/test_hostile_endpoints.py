@@ -100,8 +100,8 @@ def test_hostile_metrics_pages_mark_the_scrape_and_leave_the_load_alone() -> Non
     """Each mode's load runs without and with the scrape, alternating, twice: the means of
     the figures agree within 2%."""
     figures, statuses = {}, {}
-    extra = {"concurrency": 4, "min_requests": 32, "output_len": 16}
-    for mode in ("good", "binary", "huge", "hang"):
+    extra = {"concurrency": 4, "min_requests": 24, "output_len": 16}
+    for mode in ("binary", "huge", "hang"):  # a good page: tests/test_serving_shapes.py
         runs: dict[bool, list] = {False: [], True: []}
         with hostile("--metrics", mode) as url:
             for scraped in (False, True, False, True):
@@ -112,7 +112,7 @@ def test_hostile_metrics_pages_mark_the_scrape_and_leave_the_load_alone() -> Non
         for name in ("output_throughput", "e2e_latency"):
             off, on = (sum(o.summaries[name]["median"] for o in runs[k]) / 2 for k in (False, True))
             figures[(mode, name)] = round(on / off - 1, 4)
-    assert statuses["good"] == statuses["binary"] == {"ok"}  # junk bytes decoded leniently
+    assert statuses["binary"] == {"ok"}  # junk bytes decoded leniently, known lines read
     assert all("page over 2 MiB, not read" in s for s in statuses["huge"])
     assert all("no page before the load ended" in s for s in statuses["hang"])
     assert all(abs(d) < 0.02 for d in figures.values()), figures

@@ -17,7 +17,7 @@ from tests.netbed import NetBed, netbed, unavailable
 
 pytestmark = pytest.mark.ray
 HARNESS = str(Path(sys.executable).with_name("harness"))
-RATE_MBIT = 80
+RATE_MBIT = 200
 # A TCP segment of 1448 payload bytes (MSS at MTU 1500 with timestamps) travels in a frame
 # of 1514 bytes (Ethernet 14, IP 20, TCP 32): tbf counts frames, the workload payload.
 PAYLOAD_SHARE = 1448 / 1514
@@ -25,7 +25,7 @@ PLANTED_GBPS = RATE_MBIT * 1e6 / 8 * PAYLOAD_SHARE / 1e9
 
 PLAYBOOK = """
 campaign: {name: hosts}
-defaults: {warmup_iterations: 1, min_repetitions: 3, min_duration_s: 0, max_duration_s: 30,
+defaults: {warmup_iterations: 1, min_repetitions: 2, min_duration_s: 0, max_duration_s: 30,
            timeout_s: 180, telemetry: {sources: [host], interval_s: 0.5}}
 benchmarks:
   - {name: links, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 4194304}}

@@ -33,7 +33,7 @@ benchmarks:
   - name: steps
     workload: test.flaky
     on: one
-    params: {{sleep_s: 0.4, size: {list(range(10, 10 + TRIALS))}}}
+    params: {{sleep_s: 0.25, size: {list(range(10, 10 + TRIALS))}}}
 """
 
 
