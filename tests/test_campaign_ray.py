@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -313,6 +314,48 @@ def test_nodes_lists_the_cluster_with_labels_and_resources(ray_cluster) -> None:
     assert all(n["cpu_threads"] >= 1 and n["torch"] for n in nodes.values())
     assert len({n["fingerprint"] for n in nodes.values()}) == 3
     assert len({n["hardware_class"] for n in nodes.values()}) == 1  # one kind of machine
+    from harness import __version__
+    from harness.cluster.versions import driver_versions
+
+    assert {(n["harness"], n["ray"]) for n in nodes.values()} == {
+        (__version__, driver_versions()["ray"])
+    }
+    assert "warning" not in result.stderr  # one install everywhere: no skew
+
+
+def test_a_driver_of_another_harness_version_is_refused_before_anything(
+    ray_cluster, playbook, tmp_path: Path
+) -> None:
+    """A driver from another install (a copy of the harness package whose version differs)
+    against the cluster's nodes: one line per node and exit 2, nothing stored; --allow-skew
+    runs, saying so."""
+    import shutil
+    import subprocess
+    import sys
+
+    from harness import __version__
+
+    other = tmp_path / "other"
+    shutil.copytree(Path(__file__).parent.parent / "harness", other / "harness")
+    init = other / "harness" / "__init__.py"
+    init.write_text(init.read_text() + '\n__version__ = "0.0.0+other"\n')
+    path, _ = playbook
+    db = tmp_path / "r.sqlite"
+    env = {**os.environ, "PYTHONPATH": f"{other}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    args = [sys.executable, "-m", "harness", "run", str(path), "--db", str(db)]
+    args += ["--address", ray_cluster.address, "--no-progress"]
+    run = {"env": env, "capture_output": True, "text": True, "timeout": 120, "cwd": tmp_path}
+    refused = subprocess.run(args, **run)
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 4 and "install the driver's versions there" in lines[-1], lines
+    assert all(f"harness {__version__} (the driver has 0.0.0+other)" in x for x in lines[:3])
+    assert not db.exists() or sqlite3.connect(db).execute(
+        "select count(*) from campaigns"
+    ).fetchone() == (0,)
+    allowed = subprocess.run([*args, "--allow-skew", "--dry-run"], **run)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stderr.count("warning: --allow-skew: node ") == 3
 
 
 def test_unreachable_cluster_is_one_line_exit_2(playbook, db_path: Path) -> None:

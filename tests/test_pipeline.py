@@ -73,3 +73,24 @@ def test_a_ladder_s_dry_run_lists_its_steps_in_climbing_order(ray_cluster, tmp_p
     steps = [int(s) for s in re.findall(r"concurrency=(\d+)", result.stdout)]
     assert steps and steps == sorted(steps), steps
     assert set(steps) == {1, 2, 4, 8, 16, 32}
+
+
+def test_version_skew_refuses_other_code_and_notes_mixed_classes() -> None:
+    from harness.cluster.inventory import NodeInfo
+    from harness.cluster.versions import version_skew
+
+    def node(i: int, **facts) -> NodeInfo:
+        base = {"hostname": f"h{i}", "harness": "1.0", "ray": "2.60.0", "python": "3.11.7",
+                "torch": "2.13.0", "cuda": None, "driver": None}  # fmt: skip
+        return NodeInfo(f"{i:08d}xx", "", {}, {}, {**base, **facts}, hardware_class="cls")
+
+    driver = {"harness": "1.0", "ray": "2.60.0", "python": "3.11.2"}
+    refused, mixed = version_skew([node(1), node(2, python="3.11.9")], driver)
+    assert refused == [] and mixed == []  # a Python patch release is alike
+    refused, mixed = version_skew([node(1), node(2, harness="0.9", python="3.12.1")], driver)
+    assert refused == [
+        "node h2 (00000002): harness 0.9 (the driver has 1.0), python 3.12.1 (the driver has "
+        "3.11.2)"
+    ]
+    _, mixed = version_skew([node(1), node(2, torch="2.12.0")], driver)
+    assert mixed == ["hardware class cls: mixed torch versions: h1=2.13.0, h2=2.12.0"]

@@ -16,6 +16,9 @@ from harness.campaign.plan import check_resume, plan_campaign
 from harness.campaign.secrets_rule import check_sent_secrets
 from harness.campaign.store_writer import DEFAULT_STORE_RETRY_S
 from harness.campaign.verdict import CampaignResult, judged_expectations
+from harness.cluster.inventory import NodeInfo
+from harness.cluster.versions import driver_versions, version_skew
+from harness.errors import CampaignError
 from harness.playbook.load import LoadedPlaybook
 
 
@@ -30,6 +33,7 @@ class RunRequest:
     preflight: bool = True  # ask serving endpoints from here before anything starts
     store_retry_s: float = DEFAULT_STORE_RETRY_S  # how long a store outage is waited out
     allow_env: frozenset[str] = frozenset()  # variables allowed as keys beyond the rule
+    allow_skew: bool = False  # run on nodes whose harness/Ray/Python differ from the driver's
 
 
 def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer) -> CampaignResult:
@@ -65,7 +69,9 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
         check_resume(store, request.resume, loaded, observer)  # before Ray: instant
     address = request.address or loaded.model.cluster.address
     with ClusterSession(address) as session:
-        plan = plan_campaign(loaded, session.inventory(), store, request.resume)
+        inventory = session.inventory()
+        check_versions(inventory, request.allow_skew, observer)
+        plan = plan_campaign(loaded, inventory, store, request.resume)
         for line in plan.optional_skipped:
             observer.warn(f"optional benchmark skipped: {line}")
         for line in plan.left_failed:
@@ -77,3 +83,17 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
     with store.session() as s:
         result.expectations = judged_expectations(s, result.campaign_id)
     return result
+
+
+def check_versions(nodes: list[NodeInfo], allow_skew: bool, observer: Observer) -> None:
+    """Refuse nodes whose harness, Ray or Python differ from the driver's (one line each,
+    CampaignError), unless ``allow_skew``; warn of mixed versions within a hardware class."""
+    refused, mixed = version_skew(nodes, driver_versions())
+    if refused and not allow_skew:
+        raise CampaignError(
+            "\n".join([*refused, "install the driver's versions there, or --allow-skew"])
+        )
+    for line in refused:
+        observer.warn(f"--allow-skew: {line}")
+    for line in mixed:
+        observer.warn(line)

@@ -29,9 +29,15 @@ def nodes(
 ) -> None:
     """Inventory of the cluster's nodes (starts an embedded cluster without --address)."""
     from harness.cluster.session import ClusterSession
+    from harness.cluster.versions import driver_versions, version_skew
 
     with handled(), ClusterSession(address) as session:
         inventory = session.inventory()
+    refused, mixed = version_skew(inventory, driver_versions())
+    for line in refused:
+        err.print(f"warning: {line}: `harness run` refuses it (--allow-skew)", markup=False)
+    for line in mixed:
+        err.print(f"warning: {line}", markup=False)
     records = [
         {
             "node_id": n.ray_node_id,
@@ -42,6 +48,7 @@ def nodes(
             "fingerprint": n.fingerprint,
             "hardware_class": n.hardware_class,
             **n.fields,
+            **{k: n.facts.get(k) for k in ("harness", "ray", "python")},
             "gpus": n.facts.get("gpus", []),
         }
         for n in inventory
@@ -54,6 +61,7 @@ def nodes(
             n.facts.get("cpu_threads"),
             f"{(n.facts.get('memory_bytes') or 0) / 2**30:.1f}",
             f"{n.facts.get('gpu_count', 0)} {n.facts.get('gpu_model', '')}".strip(),
+            " ".join(f"{k}={n.facts.get(k)}" for k in ("harness", "ray", "python", "torch")),
             " ".join(f"{k}={v}" for k, v in n.labels.items()),
             " ".join(
                 f"{k}={v:g}"
@@ -65,7 +73,17 @@ def nodes(
     ]
     tbl = table(
         f"{len(inventory)} node(s)",
-        ["node", "hostname", "cpu", "threads", "mem GiB", "gpus", "labels", "resources"],
+        [
+            "node",
+            "hostname",
+            "cpu",
+            "threads",
+            "mem GiB",
+            "gpus",
+            "software",
+            "labels",
+            "resources",
+        ],
         rows,
     )
     emit(out, format.value, records, tbl)

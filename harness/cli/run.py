@@ -84,6 +84,14 @@ def run(
             "though its name does not end in API_KEY or API_TOKEN (repeatable)",
         ),
     ] = None,
+    allow_skew: Annotated[
+        bool,
+        typer.Option(
+            "--allow-skew",
+            help="run on nodes whose harness, Ray or Python version differs from the driver's "
+            "(each is printed; the versions are stored with the nodes)",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
@@ -102,6 +110,7 @@ def run(
             preflight=not skip_preflight,
             store_retry_s=store_retry,
             allow_env=frozenset(allow_env or []),
+            allow_skew=allow_skew,
         )
         again = resume_command(
             playbook,
@@ -110,7 +119,10 @@ def run(
             set_ or [],
             max_playbook_bytes,
             max_trials,
-            _options_kept(store_retry, allow_env or [], max_request_tokens),
+            [
+                *_options_kept(store_retry, allow_env or [], max_request_tokens),
+                *(["--allow-skew"] if allow_skew else []),
+            ],
         )
         live = Live(progress and sys.stderr.isatty() and not dry_run)
         try:

@@ -34,6 +34,15 @@ def _sockets() -> int | None:
         return None
 
 
+def _ray_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ray")
+    except PackageNotFoundError:
+        return None
+
+
 def collect_facts() -> dict[str, Any]:
     """What this node is: CPU, memory, OS, Python/torch/CUDA versions, GPUs (torch + NVML)."""
     from collectors.base import SourceUnavailable
@@ -53,6 +62,7 @@ def collect_facts() -> dict[str, Any]:
         "arch": platform.machine(),
         "python": platform.python_version(),
         "harness": __version__,
+        "ray": _ray_version(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     torch_info = torch_facts()
