@@ -101,6 +101,8 @@ class CampaignNode(Base):
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
     labels: Mapped[dict[str, Any]] = mapped_column(JSON)
     resources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The node's clock minus the driver's: {"start": {"offset_s", "rtt_s"}, "end": {...}}
+    clock: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Trial(Base):

@@ -330,6 +330,15 @@ class ResultStore:
                     )
                 )
 
+    def set_node_clock(
+        self, campaign_id: str, ray_node_id: str, when: str, offset_s: float, rtt_s: float
+    ) -> None:
+        """Store a node's clock offset to the driver, read at the campaign's ``when``."""
+        with self._session.begin() as s:
+            row = s.get(CampaignNode, (campaign_id, ray_node_id))
+            if row is not None:
+                row.clock = {**(row.clock or {}), when: {"offset_s": offset_s, "rtt_s": rtt_s}}
+
     def _insert_telemetry(self, s: Session, trial_id: int, rows: list[TelemetryRecord]) -> None:
         """Telemetry rows in bulk, in the trial's transaction: COPY on PostgreSQL, the
         driver's executemany of tuples on SQLite (SQLAlchemy's per-row dicts cost 2-3x)."""

@@ -131,7 +131,18 @@ class NetBed:
         return proc
 
 
-def _ray_node(bed: NetBed, host: Host, cpus: int, labels: dict[str, str]) -> None:
+def faketime_env(offset_s: float) -> dict[str, str]:
+    """The environment that shifts a process's wall clock by ``offset_s`` (libfaketime; its
+    monotonic clock moves with it: not faking it breaks Python's sleep under libfaketime)."""
+    lib = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))), None)
+    if lib is None:
+        raise RuntimeError("libfaketime is not installed (Debian's faketime package)")
+    return {"LD_PRELOAD": str(lib), "FAKETIME": f"{offset_s:+g}s", "FAKETIME_DONT_RESET": "1"}
+
+
+def _ray_node(
+    bed: NetBed, host: Host, cpus: int, labels: dict[str, str], extra_env: dict[str, str]
+) -> None:
     ray = str(Path(sys.executable).with_name("ray"))
     args = [ray, "start", "--block", f"--node-ip-address={host.address}", f"--num-cpus={cpus}",
             "--num-gpus=0", "--disable-usage-stats",
@@ -141,7 +152,7 @@ def _ray_node(bed: NetBed, host: Host, cpus: int, labels: dict[str, str]) -> Non
         args += ["--head", f"--port={RAY_PORT}", "--include-dashboard=false"]
     else:
         args += [f"--address={bed.address}"]
-    env = {"RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(bed.folder)}
+    env = {"RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(bed.folder), **extra_env}
     bed.start(host, *args, env=env, log=bed.folder / f"{host.hostname}.log")
 
 
@@ -171,9 +182,15 @@ def _wait_for_nodes(bed: NetBed, count: int, timeout: float) -> None:
 
 @contextlib.contextmanager
 def netbed(
-    n: int, *, cpus: int = 1, labels: Sequence[dict[str, str]] = (), ray: bool = True
+    n: int,
+    *,
+    cpus: int = 1,
+    labels: Sequence[dict[str, str]] = (),
+    ray: bool = True,
+    env: dict[int, dict[str, str]] | None = None,
 ) -> Iterator[NetBed]:
-    """A bed of ``n`` hosts (h1..hn) with a Ray node in each; everything it made goes after."""
+    """A bed of ``n`` hosts (h1..hn) with a Ray node in each (``env``: more environment for
+    the node of host index i, e.g. ``faketime_env``); everything it made goes after."""
     tag = secrets.token_hex(2)
     subnet = f"10.77.{int(tag, 16) % 200 + 20}"
     bed = NetBed(tag, Path(tempfile.mkdtemp(prefix=f"hb{tag}", dir="/tmp")), f"hb{tag}", subnet)
@@ -201,8 +218,10 @@ def netbed(
             sh(*inside, "link", "set", "lo", "up")
         if ray:
             for host in bed.hosts:
-                _ray_node(bed, host, cpus, labels[host.index] if host.index < len(labels) else
-                          {"host": host.hostname})  # fmt: skip
+                host_labels = (
+                    labels[host.index] if host.index < len(labels) else {"host": host.hostname}
+                )
+                _ray_node(bed, host, cpus, host_labels, (env or {}).get(host.index, {}))
                 if host.index == 0:
                     _wait_for_port(host, RAY_PORT, 60)
             _wait_for_nodes(bed, n, 90)

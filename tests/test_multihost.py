@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.netbed import NetBed, netbed, unavailable
+from tests.netbed import NetBed, faketime_env, netbed, unavailable
 
 pytestmark = pytest.mark.ray
 HARNESS = str(Path(sys.executable).with_name("harness"))
 RATE_MBIT = 200
+CLOCK_AHEAD_S = 30
 # A TCP segment of 1448 payload bytes (MSS at MTU 1500 with timestamps) travels in a frame
 # of 1514 bytes (Ethernet 14, IP 20, TCP 32): tbf counts frames, the workload payload.
 PAYLOAD_SHARE = 1448 / 1514
@@ -38,7 +39,8 @@ def bed() -> Iterator[NetBed]:
     why = unavailable()
     if why:
         pytest.skip(why)
-    with netbed(3) as made:
+    # h3's clock runs 30 s ahead (libfaketime): every test here runs with one host off.
+    with netbed(3, env={2: faketime_env(CLOCK_AHEAD_S)}) as made:
         yield made
 
 
@@ -110,3 +112,55 @@ def test_the_users_socket_interface_wins_and_is_recorded(bed: NetBed) -> None:
     chosen = json.loads(context)["socket_ifname"]
     assert chosen["GLOO_SOCKET_IFNAME"] == {"value": "eth0", "set_by": "user"}
     assert chosen["NCCL_SOCKET_IFNAME"]["set_by"] == "harness"
+
+
+def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
+    bed: NetBed, tmp_path: Path
+) -> None:
+    """Host h3's Ray node runs 30 s ahead: the campaign measures each offset at start and
+    end, stores it, moves h3's trial times onto the driver's clock, and --max-clock-skew
+    refuses it."""
+    import time
+
+    pb = tmp_path / "clock.yaml"
+    pb.write_text(
+        "campaign: {name: clock}\n"
+        "defaults: {warmup_iterations: 0, min_repetitions: 3, min_duration_s: 0.3,\n"
+        "           telemetry: {sources: [host], interval_s: 0.05}}\n"
+        "benchmarks:\n"
+        "  - {workload: memory.stream, each: true, params: {op: copy, size_mib: 4}}\n"
+    )
+    db = tmp_path / "clock.sqlite"
+    before = time.time()
+    code, output = harness_run(bed, pb, db)
+    after = time.time()
+    assert code == 0, output
+    assert "node h3 (" in output and "s from the driver's" in output
+    refused = bed.run(
+        bed.hosts[0],
+        *(HARNESS, "run", str(pb), "--db", str(db), "--address", bed.address),
+        *("--max-clock-skew", "5"),
+        env={"RAY_AUTH_MODE": "disabled"},
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("error: ") == 2 and "over --max-clock-skew 5 s" in refused.stderr
+    c = sqlite3.connect(db)
+    clocks = {
+        json.loads(labels)["host"]: json.loads(clock)
+        for labels, clock in c.execute("select labels, clock from campaign_nodes")
+    }
+    for when in ("start", "end"):
+        assert clocks["h3"][when]["offset_s"] == pytest.approx(CLOCK_AHEAD_S, abs=0.5)
+        assert abs(clocks["h1"][when]["offset_s"]) < 0.5
+    rows = c.execute(
+        "select t.context, t.window_start, t.window_end, min(s.t), max(s.t) from trials t "
+        "join telemetry_samples s on s.trial_id = t.id group by t.id"
+    ).fetchall()
+    assert len(rows) == 3
+    for _, start, end, first, last in rows:
+        # On the driver's clock: within the run, and the samples within their window.
+        assert before <= start <= end <= after, (start, before, after)
+        assert start - 0.1 <= first <= last <= end + 0.1
+    offsets = sorted(json.loads(ctx)["clock_offset_s"] for ctx, *_ in rows)
+    assert offsets[2] == pytest.approx(CLOCK_AHEAD_S, abs=0.5) and abs(offsets[0]) < 0.5
+    print(f"clocks: {clocks}")

@@ -113,6 +113,21 @@ def server_samples(
     ]
 
 
+def on_driver_clock(outcome: TrialOutcome, offset_s: float) -> None:
+    """Move the times a node stamped on its clock (window, start, end, telemetry) onto the
+    driver's, by the node's clock offset; the context says by how much."""
+    outcome.context["clock_offset_s"] = round(offset_s, 4)
+    if not offset_s:
+        return
+    if outcome.window:
+        outcome.window = (outcome.window[0] - offset_s, outcome.window[1] - offset_s)
+    if outcome.started_at:
+        outcome.started_at -= offset_s
+    if outcome.finished_at:
+        outcome.finished_at -= offset_s
+    outcome.telemetry = [dataclasses.replace(x, t=x.t - offset_s) for x in outcome.telemetry]
+
+
 @ray.remote(max_retries=0)
 def _idle_task(sources: list[str], interval_s: float, seconds: float) -> list:
     return measure_idle(sources, interval_s, seconds)
@@ -244,9 +259,13 @@ class Dispatcher:
         self,
         on_start: Callable[[PlacedTrial], None] = lambda t: None,
         on_done: Callable[[PlacedTrial, TrialOutcome], None] = lambda t, o: None,
+        clock_offsets: dict[str, float] | None = None,
     ) -> None:
         self.on_start = on_start
         self.on_done = on_done
+        # Each node's clock minus the driver's: a trial's times are moved onto the driver's
+        # clock, so windows and samples of different hosts compare.
+        self.clock_offsets = clock_offsets or {}
         self._in_flight: list[_InFlight] = []
         self._pending: list[PlacedTrial] = []
         self._dropped: set[str] = set()  # keys of trials drop() took back
@@ -310,13 +329,15 @@ class Dispatcher:
     def _finish(self, flight: _InFlight, outcome: TrialOutcome) -> None:
         for actor in flight.actors:
             ray.kill(actor)
+        offset = self.clock_offsets.get(flight.trial.node.ray_node_id)
+        if offset is not None:
+            on_driver_clock(outcome, offset)
         if flight.watchers:
             self._add_server_telemetry(flight, outcome)
         self._in_flight.remove(flight)
         self.on_done(flight.trial, outcome)
 
-    @staticmethod
-    def _add_server_telemetry(flight: _InFlight, outcome: TrialOutcome) -> None:
+    def _add_server_telemetry(self, flight: _InFlight, outcome: TrialOutcome) -> None:
         """The watched server nodes' samples of the trial's window go with its telemetry."""
         servers = flight.trial.servers
         try:
@@ -328,6 +349,8 @@ class Dispatcher:
             for w in flight.watchers:
                 ray.kill(w)
         for node, samples in zip(servers, got, strict=False):
+            shift = self.clock_offsets.get(node.ray_node_id, 0.0)
+            samples = [dataclasses.replace(x, t=x.t - shift) for x in samples] if shift else samples
             outcome.telemetry = [
                 *outcome.telemetry,
                 *server_samples(flight.trial, node, samples, outcome),

@@ -18,6 +18,7 @@ from harness.campaign.plan import CampaignPlan
 from harness.campaign.recording import node_record, trial_record
 from harness.campaign.store_writer import DEFAULT_STORE_RETRY_S, StoreWriter
 from harness.campaign.verdict import CampaignResult
+from harness.cluster.clocks import ClockReading
 from harness.cluster.inventory import NodeInfo
 from harness.errors import StoreOutageError
 from harness.node.outcome import TrialOutcome
@@ -96,6 +97,7 @@ def execute(
     cluster: str,
     observer: Observer,
     store_retry_s: float = DEFAULT_STORE_RETRY_S,
+    clocks: dict[str, ClockReading] | None = None,
 ) -> CampaignResult:
     """Run the plan's trials and store them; the result counts what each attempt came to.
 
@@ -109,12 +111,18 @@ def execute(
     prices, currency = plan.prices, plan.currency
     result = CampaignResult(plan, store, campaign_id)
     node_ids = record_nodes(store, campaign_id, plan.nodes)
+    clocks = clocks or {}
+    for node_id, clock in clocks.items():
+        store.set_node_clock(campaign_id, node_id, "start", clock.offset_s, clock.rtt_s)
 
     observer.planned(campaign_id, todo, plan.already_done)
     idle: dict[str, dict[tuple[str, str], float]] = {}
     warned: set[tuple[str, str]] = set()
 
-    dispatcher = Dispatcher(on_start=observer.started)
+    dispatcher = Dispatcher(
+        on_start=observer.started,
+        clock_offsets={node_id: c.offset_s for node_id, c in clocks.items()},
+    )
     ladders = Ladders(todo)
 
     def done(trial: PlacedTrial, outcome: TrialOutcome) -> None:

@@ -16,6 +16,7 @@ from harness.campaign.plan import check_resume, plan_campaign
 from harness.campaign.secrets_rule import check_sent_secrets
 from harness.campaign.store_writer import DEFAULT_STORE_RETRY_S
 from harness.campaign.verdict import CampaignResult, judged_expectations
+from harness.cluster.clocks import WARN_SKEW_S, ClockReading, skew_lines
 from harness.cluster.inventory import NodeInfo
 from harness.cluster.versions import driver_versions, version_skew
 from harness.errors import CampaignError
@@ -34,6 +35,7 @@ class RunRequest:
     store_retry_s: float = DEFAULT_STORE_RETRY_S  # how long a store outage is waited out
     allow_env: frozenset[str] = frozenset()  # variables allowed as keys beyond the rule
     allow_skew: bool = False  # run on nodes whose harness/Ray/Python differ from the driver's
+    max_clock_skew_s: float | None = None  # refuse nodes whose clock is further off
 
 
 def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer) -> CampaignResult:
@@ -71,6 +73,8 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
     with ClusterSession(address) as session:
         inventory = session.inventory()
         check_versions(inventory, request.allow_skew, observer)
+        clocks = session.clock_offsets(inventory)
+        check_clocks(inventory, clocks, request.max_clock_skew_s, observer)
         plan = plan_campaign(loaded, inventory, store, request.resume)
         for line in plan.optional_skipped:
             observer.warn(f"optional benchmark skipped: {line}")
@@ -79,7 +83,11 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
         if request.dry_run:
             return CampaignResult(plan, store, dry_run=True)
         assert store is not None
-        result = execute(loaded, plan, store, session.description, observer, request.store_retry_s)
+        result = execute(
+            loaded, plan, store, session.description, observer, request.store_retry_s, clocks
+        )
+        for node_id, clock in session.clock_offsets(plan.nodes).items():  # a drift shows
+            store.set_node_clock(result.campaign_id, node_id, "end", clock.offset_s, clock.rtt_s)
     with store.session() as s:
         result.expectations = judged_expectations(s, result.campaign_id)
     return result
@@ -97,3 +105,20 @@ def check_versions(nodes: list[NodeInfo], allow_skew: bool, observer: Observer) 
         observer.warn(f"--allow-skew: {line}")
     for line in mixed:
         observer.warn(line)
+
+
+def check_clocks(
+    nodes: list[NodeInfo],
+    clocks: dict[str, ClockReading],
+    max_skew_s: float | None,
+    observer: Observer,
+) -> None:
+    """Warn of nodes whose clock is off by more than WARN_SKEW_S (their trials' times are
+    corrected by it); with ``max_skew_s``, refuse those past it (CampaignError)."""
+    names = {n.ray_node_id: f"{n.hostname} ({n.short_id})" for n in nodes}
+    if max_skew_s is not None:
+        refused = skew_lines(names, clocks, max_skew_s)
+        if refused:
+            raise CampaignError("\n".join([*refused, f"over --max-clock-skew {max_skew_s:g} s"]))
+    for line in skew_lines(names, clocks, WARN_SKEW_S):
+        observer.warn(f"{line}; its trials' times are corrected by it")

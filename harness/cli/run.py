@@ -92,6 +92,15 @@ def run(
             "(each is printed; the versions are stored with the nodes)",
         ),
     ] = False,
+    max_clock_skew: Annotated[
+        float | None,
+        typer.Option(
+            "--max-clock-skew",
+            min=0,
+            help="refuse nodes whose wall clock is further than this many seconds from the "
+            "driver's (by default they are corrected for, with a warning past 0.5 s)",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
@@ -111,6 +120,7 @@ def run(
             store_retry_s=store_retry,
             allow_env=frozenset(allow_env or []),
             allow_skew=allow_skew,
+            max_clock_skew_s=max_clock_skew,
         )
         again = resume_command(
             playbook,
@@ -122,6 +132,11 @@ def run(
             [
                 *_options_kept(store_retry, allow_env or [], max_request_tokens),
                 *(["--allow-skew"] if allow_skew else []),
+                *(
+                    ["--max-clock-skew", f"{max_clock_skew:g}"]
+                    if max_clock_skew is not None
+                    else []
+                ),
             ],
         )
         live = Live(progress and sys.stderr.isatty() and not dry_run)

@@ -13,6 +13,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from harness.cluster.clocks import ROUNDS, ClockReading, best, reading
 from harness.cluster.fingerprint import collect_facts, fingerprint, hardware_class
 from harness.cluster.inventory import NodeInfo, assign_identities, selector_fields
 from harness.errors import ClusterError as ClusterError
@@ -69,6 +70,13 @@ def _facts_task() -> dict[str, Any]:
     return collect_facts()
 
 
+@ray.remote(num_cpus=0, max_retries=0)
+def _clock_task() -> float:
+    import time
+
+    return time.time()
+
+
 class ClusterSession:
     """Connect on enter, disconnect on exit. ``address=None`` starts an embedded cluster."""
 
@@ -96,6 +104,25 @@ class ClusterSession:
 
     def __exit__(self, *exc: object) -> None:
         ray.shutdown()
+
+    def clock_offsets(self, nodes: list[NodeInfo]) -> dict[str, ClockReading]:
+        """Each node's clock against this driver's: the shortest-round-trip reading of
+        ROUNDS exchanges with a task pinned to it, one node at a time (a few ms each)."""
+        import time
+
+        got: dict[str, list[ClockReading]] = {n.ray_node_id: [] for n in nodes}
+        for _ in range(ROUNDS):
+            for node in nodes:
+                strategy = NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False)
+                t_sent = time.time()
+                try:
+                    t_node = ray.get(
+                        _clock_task.options(scheduling_strategy=strategy).remote(), timeout=30
+                    )
+                except ray.exceptions.RayError:
+                    continue  # a node that cannot answer has no reading; the run will say why
+                got[node.ray_node_id].append(reading(t_sent, t_node, time.time()))
+        return {node_id: best(r) for node_id, r in got.items() if r}
 
     def inventory(self) -> list[NodeInfo]:
         """Facts of every alive node, gathered by one task pinned to each node."""
