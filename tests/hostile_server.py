@@ -20,6 +20,8 @@ GOOD_METRICS = (
     "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 2\n"
     "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting 0\n"
 )
+HUGE_BLOCK = (GOOD_METRICS * 20_000).encode()[: 1 << 20]  # made once: the server's own work
+# must not be what slows the load
 # Each hostile answer, as the raw bytes of one SSE data line (or a special action).
 BAD_LINES = {
     "long_line": b'data: {"choices": [{"text": "' + b"a" * 200_000 + b'"}]}\n\n',
@@ -76,9 +78,8 @@ class Hostile:
         if mode == "huge":  # 300 MB, streamed
             resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
             await resp.prepare(request)
-            block = (GOOD_METRICS * 20_000).encode()[: 1 << 20]
             for _ in range(300):
-                await resp.write(block)
+                await resp.write(HUGE_BLOCK)
             return resp
         return web.Response(text=GOOD_METRICS)
 

@@ -100,7 +100,7 @@ def test_hostile_metrics_pages_mark_the_scrape_and_leave_the_load_alone() -> Non
     """Each mode's load runs without and with the scrape, alternating, twice: the means of
     the figures agree within 2%."""
     figures, statuses = {}, {}
-    extra = {"concurrency": 4, "min_requests": 24, "output_len": 16}
+    extra = {"concurrency": 4, "min_requests": 40, "output_len": 16}
     for mode in ("binary", "huge", "hang"):  # a good page: tests/test_serving_shapes.py
         runs: dict[bool, list] = {False: [], True: []}
         with hostile("--metrics", mode) as url:

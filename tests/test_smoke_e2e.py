@@ -43,7 +43,7 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
                 "--db",
                 str(db),
                 "--set",
-                "defaults.min_duration_s=1.0",
+                "defaults.min_duration_s=0.5",
                 "--set",
                 "defaults.telemetry.idle_baseline_s=3",
             ],
