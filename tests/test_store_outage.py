@@ -302,3 +302,24 @@ def test_sqlite_on_a_full_disk_stops_with_one_line_and_resumes_from_the_journal(
         f"full disk: journaled {len(journaled)}, stored before resume {stored_before}, "
         f"after resume {len(rows)} (all ok)"
     )
+
+
+def test_an_unwritable_journal_folder_is_one_line_before_anything(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli.app import app
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(PLAYBOOK)
+    db = tmp_path / "r.sqlite"
+    result = CliRunner().invoke(
+        app, ["run", str(pb), "--db", str(db)], env={"HARNESS_STATE_DIR": str(blocker)}
+    )
+    assert result.exit_code == 2, result.output + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot write the campaign journal folder {blocker / 'journal'}: Not a "
+        "directory (set HARNESS_STATE_DIR to a writable folder)"
+    ]
+    assert not db.exists()

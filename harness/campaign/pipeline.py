@@ -9,7 +9,9 @@ plan that the run would refuse.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.campaign.execute import Observer, execute
 from harness.campaign.plan import check_resume, plan_campaign
@@ -21,6 +23,10 @@ from harness.cluster.inventory import NodeInfo
 from harness.cluster.versions import driver_versions, version_skew
 from harness.errors import CampaignError
 from harness.playbook.load import LoadedPlaybook
+from results_db.journal import journal_dir
+
+if TYPE_CHECKING:
+    from results_db.store import ResultStore
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
         observer.info(f"sends ${name} (if set) as the API key to {where}")
     store = None
     if not request.dry_run:
+        check_journal_folder()  # a campaign's records go there first: writable, or one line
         store = db_api.ResultStore(request.db_url)
     elif request.resume is not None:  # a dry run reads which trials are done; it writes nothing
         store = db_api.ResultStore(request.db_url, upgrade=False)
@@ -86,8 +93,7 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
         result = execute(
             loaded, plan, store, session.description, observer, request.store_retry_s, clocks
         )
-        for node_id, clock in session.clock_offsets(plan.nodes).items():  # a drift shows
-            store.set_node_clock(result.campaign_id, node_id, "end", clock.offset_s, clock.rtt_s)
+        record_end_clocks(store, result.campaign_id, session.clock_offsets(plan.nodes), observer)
     with store.session() as s:
         result.expectations = judged_expectations(s, result.campaign_id)
     return result
@@ -122,3 +128,34 @@ def check_clocks(
             raise CampaignError("\n".join([*refused, f"over --max-clock-skew {max_skew_s:g} s"]))
     for line in skew_lines(names, clocks, WARN_SKEW_S):
         observer.warn(f"{line}; its trials' times are corrected by it")
+
+
+def record_end_clocks(
+    store: ResultStore, campaign_id: str, clocks: dict[str, ClockReading], observer: Observer
+) -> None:
+    """Store the offsets read at the campaign's end (a drift shows against its start); the
+    campaign is complete already, so a store that fails here is a warning."""
+    from results_db.store import failure_line, is_outage
+
+    try:
+        for node_id, clock in clocks.items():
+            store.set_node_clock(campaign_id, node_id, "end", clock.offset_s, clock.rtt_s)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        observer.warn(f"clock offsets at the end not stored: {failure_line(exc)}")
+
+
+def check_journal_folder() -> None:
+    """The campaign journal's folder exists and is writable (CampaignError otherwise)."""
+    folder = journal_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CampaignError(
+            f"cannot write the campaign journal folder {folder}: {exc.strerror or exc} "
+            "(set HARNESS_STATE_DIR to a writable folder)"
+        ) from None
