@@ -1,6 +1,6 @@
-"""Store outages lose nothing measured: a real PostgreSQL restarted, stopped for 20 s, and
-stopped with the driver SIGKILLed meanwhile; a SQLite file on a full tmpfs. Each campaign
-runs as a real `harness run` process on the shared Ray cluster."""
+"""Store outages lose nothing measured: a real PostgreSQL restarted and then stopped for 20 s
+in one campaign, and stopped with the driver SIGKILLed meanwhile; a SQLite file on a full
+tmpfs. Each campaign runs as a real `harness run` process on the shared Ray cluster."""
 
 from __future__ import annotations
 
@@ -142,16 +142,6 @@ def no_traceback(*texts: str) -> None:
         assert "Traceback" not in text, text
 
 
-def test_a_postgres_restart_mid_campaign_loses_nothing(
-    ray_cluster, outage_pg, tmp_path: Path
-) -> None:
-    run = Run(tmp_path, fresh_db(outage_pg, "restart"), ray_cluster.address)
-    wait_for(lambda: pg_trials(outage_pg) >= 1, 60, "a first stored trial")
-    outage_pg.restart()
-    out, _ = completed_and_stored(run, outage_pg)
-    print(f"restart: reported ok {reported_ok(out)}, stored {TRIALS}")
-
-
 def completed_and_stored(run: Run, server: PostgresServer) -> tuple[str, str]:
     """The run ends with exit 0, every trial ok both as reported and as stored, the campaign
     completed and its journal gone; its output."""
@@ -165,11 +155,15 @@ def completed_and_stored(run: Run, server: PostgresServer) -> tuple[str, str]:
     return out, err
 
 
-def test_a_postgres_down_for_20_s_mid_campaign_is_waited_out(
+def test_a_postgres_restarted_then_down_for_20_s_mid_campaign_loses_nothing(
     ray_cluster, outage_pg, tmp_path: Path
 ) -> None:
+    """One campaign: the server restarted (`pg_ctl restart -m fast`) after the first stored
+    trial, then stopped for 20 s after the next."""
     run = Run(tmp_path, fresh_db(outage_pg, "down20"), ray_cluster.address)
     wait_for(lambda: pg_trials(outage_pg) >= 1, 60, "a first stored trial")
+    outage_pg.restart()
+    wait_for(lambda: pg_trials(outage_pg) >= 2, 60, "a trial stored after the restart")
     outage_pg.stop()
     down_at = time.monotonic()
     try:
@@ -180,7 +174,7 @@ def test_a_postgres_down_for_20_s_mid_campaign_is_waited_out(
         outage_pg.start()
     out, err = completed_and_stored(run, outage_pg)
     assert "failed" in err and "retried for up to 300 s" in err and "is back after" in err
-    print(f"stopped 20 s: reported ok {reported_ok(out)}, stored {TRIALS}")
+    print(f"restarted, then stopped 20 s: reported ok {reported_ok(out)}, stored {TRIALS}")
 
 
 def test_a_driver_killed_during_an_outage_loses_nothing_after_resume(
