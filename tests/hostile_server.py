@@ -1,5 +1,6 @@
 """A hostile OpenAI-compatible streaming server for the tests (run as its own process):
-well-formed streams, except that every tenth completion is broken in one chosen way, and a
+well-formed streams, except that every tenth completion is broken in one chosen way (``--bad
+KIND``, or a request for model ``bad:KIND``), and a
 /metrics page that is well-formed, binary, endless (300 MB) or never answers.
 
     python -m tests.hostile_server --port P --bad KIND --metrics MODE
@@ -47,8 +48,10 @@ class Hostile:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         tokens = int(body.get("max_tokens") or 16)
+        model = str(body.get("model") or "")
+        kind = model.removeprefix("bad:") if model.startswith("bad:") else self.bad
         self.n += 1
-        bad = self.bad if self.n % 10 == 0 else ""
+        bad = kind if self.n % 10 == 0 else ""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await asyncio.sleep(FIRST_TOKEN_S)

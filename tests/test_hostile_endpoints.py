@@ -76,11 +76,19 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def breaking() -> Iterator[str]:
+    """One hostile server for every case: a load asks for model ``bad:KIND``."""
+    with hostile() as url:
+        yield url
+
+
 @pytest.mark.parametrize("bad", list(CASES))
-def test_one_bad_response_in_ten_is_that_requests_failure(bad: str, monkeypatch) -> None:
+def test_one_bad_response_in_ten_is_that_requests_failure(
+    bad: str, breaking: str, monkeypatch
+) -> None:
     monkeypatch.setattr(client, "MAX_RESPONSE_BYTES", 4 * 1024 * 1024)  # 200 x 60 kB passes it
-    with hostile("--bad", bad) as url:
-        out = load(url, server_metrics=False)
+    out = load(breaking, model=f"bad:{bad}", server_metrics=False)
     assert out.status == "ok", out.failure_reason
     assert out.context["errors_by_kind"] == {CASES[bad]: 1}
     assert out.metrics["errors"] == [1.0]
