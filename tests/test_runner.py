@@ -140,3 +140,19 @@ def test_a_trial_beside_a_busy_process_is_flagged_contended() -> None:
         spinner.kill()
     assert busy.context["contended"] is True and busy.context["other_cpu_cores"] > 0.5
     assert quiet.context["other_cpu_cores"] < busy.context["other_cpu_cores"]
+
+
+def test_a_failure_reason_is_never_empty() -> None:
+    from harness.node.outcome import TrialOutcome
+    from harness.node.runner import _fail
+    from workloads import UnsupportedParams
+
+    for exc, want in (
+        (TimeoutError(), "TimeoutError (no message) in measure"),
+        (UnsupportedParams(""), "UnsupportedParams (no message) in measure"),
+        (ValueError("bad size"), "ValueError: bad size"),
+        (UnsupportedParams("no GPU"), "no GPU"),
+    ):
+        outcome = TrialOutcome(status="ok")
+        _fail(outcome, "measure", exc)
+        assert outcome.failure_reason == want

@@ -229,6 +229,8 @@ def _fail(outcome: TrialOutcome, phase: str, exc: BaseException) -> None:
     words = str(exc).strip()
     if isinstance(exc, (UnsupportedParams, VerificationError)) and words:
         outcome.failure_reason = words  # the workload's own words say it all
-    else:  # never empty: an exception without a message is named by its type
-        outcome.failure_reason = f"{type(exc).__name__}: {words or 'no message'} (in {phase})"
+    elif words:
+        outcome.failure_reason = f"{type(exc).__name__}: {words}"
+    else:  # never empty: an exception without a message is named by its type and phase
+        outcome.failure_reason = f"{type(exc).__name__} (no message) in {phase}"
     outcome.failure_detail = "".join(traceback.format_exception(exc))
