@@ -14,3 +14,9 @@ class UnsupportedParams(WorkloadError):
 
 class VerificationError(WorkloadError):
     """The workload's output does not match its reference: the trial is invalid."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line (its first), or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

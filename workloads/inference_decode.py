@@ -31,6 +31,7 @@ from workloads.base import (
 )
 from workloads.checks import max_relative_error
 from workloads.devices import DTYPES, check_peak, device_setup, generator
+from workloads.errors import first_line
 from workloads.lazy import lazy_module
 from workloads.llama_config import ATTENTION_BACKENDS, PRESETS, LlamaConfig
 
@@ -229,7 +230,7 @@ class DecodeWorkload(Workload):
             self.model(self.prompt[:, :2], start=0, cache=None)
             self.model(self.prompt[:, :1], start=0, cache=None)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise UnsupportedParams(
                 f"attention backend {self.params.attention!r} cannot run on {self.dev} with "
                 f"{self.params.dtype}: {first}"

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from workloads.base import RankContext
-from workloads.errors import UnsupportedParams
+from workloads.errors import UnsupportedParams, first_line
 from workloads.lazy import lazy_module
 
 IFNAME_VARIABLES = ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
@@ -93,7 +93,7 @@ def join(ctx: RankContext, backend: str) -> dict[str, Any]:
             timeout=timedelta(seconds=RENDEZVOUS_TIMEOUT_S),  # bounds gloo's mesh connect
         )
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UnsupportedParams(
             f"rank {ctx.rank} on {_host(ctx, ctx.rank)} could not join the {backend} group "
             f"of rank 0 on {_host(ctx, 0)} at {ctx.master_addr}:{ctx.master_port}: {first}"

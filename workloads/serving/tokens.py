@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import UnsupportedParams
+from workloads.errors import UnsupportedParams, first_line
 
 # The files a Hugging Face tokenizer folder is read from that are JSON.
 JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -56,7 +56,7 @@ class TokenCounter:
         try:
             tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         except Exception as exc:  # any of transformers' many ways to say "not a tokenizer"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise UnsupportedParams(f"tokenizer {folder}: {first}") from None
         return cls(tok)
 

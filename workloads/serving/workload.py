@@ -40,6 +40,7 @@ from workloads.base import (
     Work,
     Workload,
 )
+from workloads.errors import first_line
 from workloads.lazy import lazy_module
 from workloads.serving.client import (
     Endpoint,
@@ -792,7 +793,7 @@ def _unreachable_cached(url: str) -> tuple[str, ...]:
     try:
         asyncio.run(probe())
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         return (
             f"endpoint {url} does not answer from here: {reason} "
             "(--skip-preflight if only the cluster's nodes can reach it)",
