@@ -34,7 +34,8 @@ def _sockets() -> int | None:
         return None
 
 
-def _ray_version() -> str | None:
+def ray_version() -> str | None:
+    """The installed Ray's version (from its package metadata: importing Ray is not needed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -62,7 +63,7 @@ def collect_facts() -> dict[str, Any]:
         "arch": platform.machine(),
         "python": platform.python_version(),
         "harness": __version__,
-        "ray": _ray_version(),
+        "ray": ray_version(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     torch_info = torch_facts()

@@ -9,22 +9,20 @@ import platform
 from typing import Any
 
 from harness import __version__
+from harness.cluster.fingerprint import ray_version
 from harness.cluster.inventory import NodeInfo
 
-SOFTWARE = ("harness", "ray", "python", "torch", "cuda", "driver")
 MUST_MATCH = ("harness", "ray", "python")
 ALIKE_IN_A_CLASS = ("torch", "cuda", "driver")
 
 
 def driver_versions() -> dict[str, str]:
     """The driver's harness, Ray and Python versions."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ray_version = version("ray")
-    except PackageNotFoundError:
-        ray_version = ""
-    return {"harness": __version__, "ray": ray_version, "python": platform.python_version()}
+    return {
+        "harness": __version__,
+        "ray": ray_version() or "",
+        "python": platform.python_version(),
+    }
 
 
 def _comparable(name: str, value: Any) -> str:
