@@ -96,7 +96,6 @@ class JournalState:
     pid: int | None = None
     ended: str | None = None  # the last driver's end status; None while it ran (or died)
     unstored: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> trial data
-    trials: int = 0  # trial lines in the file
 
     def driver_alive(self) -> bool:
         """Whether the last driver may still run: it has not ended, and it is on another host
@@ -105,17 +104,9 @@ class JournalState:
             return False
         if self.host != socket.gethostname():
             return True
-        return _process_exists(self.pid)
+        import psutil
 
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return psutil.pid_exists(self.pid)
 
 
 def read_journal(path: Path) -> JournalState:
@@ -141,12 +132,22 @@ def read_journal(path: Path) -> JournalState:
             state.ended = None
         elif kind == "trial" and isinstance(entry.get("record"), dict):
             state.unstored[str(entry.get("id"))] = entry["record"]
-            state.trials += 1
         elif kind == "stored":
             state.unstored.pop(str(entry.get("id")), None)
         elif kind == "end":
             state.ended = str(entry.get("status", ""))
     return state
+
+
+def stored_line(entry_id: str) -> str:
+    """The line that notes a journaled trial as stored."""
+    return json.dumps({"kind": "stored", "id": entry_id}) + "\n"
+
+
+def mark_stored(path: Path, entry_ids: list[str]) -> None:
+    """Note trials of a journal as stored (replay checks the store anyway: no fsync)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(stored_line(i) for i in entry_ids)
 
 
 def journals() -> list[Path]:
@@ -171,31 +172,31 @@ class Journal:
                 "store": store,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
-            },
-            sync=True,
+            }
         )
 
-    def _append(self, entry: dict[str, Any], *, sync: bool) -> None:
+    def _append(self, entry: dict[str, Any]) -> None:
+        """Append an entry, on disk (fsynced) before this returns."""
         # Python's own reading of inf and nan (a sample may be one): the journal is read back
         # only by replay, which must store exactly what the run measured.
         self._file.write(json.dumps(entry, default=str) + "\n")
         self._file.flush()
-        if sync:
-            os.fsync(self._file.fileno())
+        os.fsync(self._file.fileno())
 
     def add_trial(self, rec: TrialRecord) -> str:
         """Append a trial record, on disk before this returns; its id in the journal."""
         entry_id = secrets.token_hex(8)
-        self._append({"kind": "trial", "id": entry_id, "record": encode_trial(rec)}, sync=True)
+        self._append({"kind": "trial", "id": entry_id, "record": encode_trial(rec)})
         return entry_id
 
     def stored(self, entry_id: str) -> None:
         """Note that a trial is in the store (replay checks the store anyway: no fsync)."""
-        self._append({"kind": "stored", "id": entry_id}, sync=False)
+        self._file.write(stored_line(entry_id))
+        self._file.flush()
 
     def end(self, status: str) -> None:
         """Note how this driver ended the campaign."""
-        self._append({"kind": "end", "status": status, "pid": os.getpid()}, sync=True)
+        self._append({"kind": "end", "status": status, "pid": os.getpid()})
 
     def close(self, *, remove: bool = False) -> None:
         """Close the file; ``remove`` when every trial in it is stored and the campaign is

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from results_db.errors import StoreError
-from results_db.journal import JournalState, decode_trial, journal_path, journals, read_journal
+from results_db.journal import (
+    JournalState,
+    decode_trial,
+    journal_path,
+    journals,
+    mark_stored,
+    read_journal,
+)
 from results_db.store import ResultStore
 
 
@@ -53,8 +59,7 @@ def replay_journal(store: ResultStore, state: JournalState) -> Replayed:
             present += 1
         done.append(entry_id)
     if done:
-        with open(state.path, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps({"kind": "stored", "id": i}) + "\n" for i in done)
+        mark_stored(state.path, done)
     status = None
     if campaign.status == "running" and state.ended is not None:
         status = state.ended

@@ -54,7 +54,6 @@ class StoreWriter:
         self._sleep = sleep
         self.journal = Journal(campaign_id, store.describe())
         self.pending: list[_Pending] = []
-        self.stored = 0
         self._outage_since: float | None = None
         self._next_try = 0.0
         self._delay = FIRST_BACKOFF_S
@@ -89,7 +88,6 @@ class StoreWriter:
                 continue
             self.journal.stored(item.entry_id)
             self.pending.pop(0)
-            self.stored += 1
             self._recovered()
 
     # any other write -----------------------------------------------------------------------
