@@ -266,6 +266,7 @@ def test_sqlite_on_a_full_disk_stops_with_one_line_and_resumes_from_the_journal(
     assert len(errors) == 1 and "database or disk is full" in errors[0], err
     assert "has failed for" in errors[0] and "kept in" in errors[0]
     hint = next(line for line in err.splitlines() if "--resume" in line)
+    assert "--store-retry 2 --resume" in hint  # the options this run was given, kept
     cid = hint.split("--resume ")[1].split()[0]
     journaled = run.journal_trials()
     filler.unlink()

@@ -37,6 +37,7 @@ from results_db.urls import MASK, safe_url, scrub
 from results_db.vocabulary import gpu_suffix
 
 if TYPE_CHECKING:
+    from harness.campaign.pipeline import RunRequest
     from harness.campaign.placement import PlacedTrial
     from harness.campaign.verdict import CampaignResult
 
@@ -129,15 +130,7 @@ def run(
             set_ or [],
             max_playbook_bytes,
             max_trials,
-            [
-                *_options_kept(store_retry, allow_env or [], max_request_tokens),
-                *(["--allow-skew"] if allow_skew else []),
-                *(
-                    ["--max-clock-skew", f"{max_clock_skew:g}"]
-                    if max_clock_skew is not None
-                    else []
-                ),
-            ],
+            _options_kept(request, max_request_tokens),
         )
         live = Live(progress and sys.stderr.isatty() and not dry_run)
         try:
@@ -187,12 +180,20 @@ def print_outcome(result: CampaignResult, again: Callable[[str], str], wide: boo
         out.print(f"to retry failed trials: {again(result.campaign_id)}", markup=False)
 
 
-def _options_kept(store_retry: float, allow_env: list[str], max_tokens: int | None) -> list[str]:
+def _options_kept(request: RunRequest, max_tokens: int | None) -> list[str]:
     """The options besides the playbook's own a resume must be given again."""
-    kept = [] if store_retry == DEFAULT_STORE_RETRY_S else ["--store-retry", f"{store_retry:g}"]
-    for name in allow_env:
+    kept = []
+    if request.store_retry_s != DEFAULT_STORE_RETRY_S:
+        kept += ["--store-retry", f"{request.store_retry_s:g}"]
+    for name in sorted(request.allow_env):
         kept += ["--allow-env", name]
-    return kept + (["--max-request-tokens", str(max_tokens)] if max_tokens else [])
+    if max_tokens:
+        kept += ["--max-request-tokens", str(max_tokens)]
+    if request.allow_skew:
+        kept.append("--allow-skew")
+    if request.max_clock_skew_s is not None:
+        kept += ["--max-clock-skew", f"{request.max_clock_skew_s:g}"]
+    return kept
 
 
 def resume_command(
