@@ -261,6 +261,25 @@ def test_the_token_cap_is_raised_by_the_environment(monkeypatch) -> None:
     assert ServingParams(concurrency=1, prompt_len=2_000_000).prompt_len.mean == 2_000_000
 
 
+def test_the_token_cap_is_raised_on_the_command_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HARNESS_MAX_REQUEST_TOKENS", raising=False)  # restored after
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(
+        "campaign: {name: long}\nbenchmarks:\n  - workload: inference.serving\n"
+        "    params: {url: 'http://127.0.0.1:9', concurrency: 1, prompt_len: 2000000}\n"
+    )
+    validate = ["playbook", "validate", str(pb)]
+    refused = CliRunner().invoke(app, validate)
+    assert refused.exit_code == 2 and "over the cap of 1,048,576" in refused.stderr
+    raised = CliRunner().invoke(app, [*validate, "--max-request-tokens", "4000000"])
+    assert raised.exit_code == 0, raised.stderr
+    bad = CliRunner().invoke(app, validate, env={"HARNESS_MAX_REQUEST_TOKENS": "lots"})
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == (
+        "error: $HARNESS_MAX_REQUEST_TOKENS='lots': expected a positive integer"
+    )
+
+
 def test_an_endpoint_that_never_answers_is_a_reason_not_a_blank(tmp_path: Path) -> None:
     """A server that accepts and never answers (--skip-preflight case): the stored reason
     says what happened; and the warm-up is bounded by max_duration_s."""

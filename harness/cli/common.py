@@ -118,13 +118,6 @@ MaxTokensOpt = Annotated[
 ]
 
 
-def set_token_cap(value: int | None) -> None:
-    """--max-request-tokens: the cap the serving parameters read, here and (forwarded with
-    the trial) on the node."""
-    if value is not None:
-        os.environ["HARNESS_MAX_REQUEST_TOKENS"] = str(value)
-
-
 class BadOption(ValueError):
     """An option value a command cannot use (beyond what its type already checks)."""
 

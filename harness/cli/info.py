@@ -16,7 +16,6 @@ from harness.cli.common import (
     err,
     handled,
     out,
-    set_token_cap,
 )
 from harness.playbook.limits import Limits
 from harness.playbook.load import load_playbook
@@ -134,9 +133,8 @@ def playbook_validate(
     """Check a playbook without running it: every problem, one line each."""
     from harness.playbook.expand import expand
 
-    set_token_cap(max_request_tokens)
     with handled():
-        limits = Limits.from_env(max_playbook_bytes, max_trials)
+        limits = Limits.from_env(max_playbook_bytes, max_trials, max_request_tokens)
         loaded = load_playbook(playbook, set_ or [], limits)
         specs = expand(loaded.model)
     n = len(specs)

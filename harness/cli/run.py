@@ -22,7 +22,6 @@ from harness.cli.common import (
     err,
     handled,
     out,
-    set_token_cap,
 )
 from harness.cli.fleet import print_expectations
 from harness.cli.live import Live, planned_params
@@ -105,12 +104,13 @@ def run(
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
-    set_token_cap(max_request_tokens)
     with handled(debug):
         from harness.campaign.pipeline import RunRequest, run_playbook
 
         loaded = load_playbook(
-            playbook, set_ or [], Limits.from_env(max_playbook_bytes, max_trials)
+            playbook,
+            set_ or [],
+            Limits.from_env(max_playbook_bytes, max_trials, max_request_tokens),
         )
         request = RunRequest(
             db_url=db_url(db),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from workloads.serving.limits import DEFAULT_MAX_REQUEST_TOKENS, MAX_TOKENS_ENV
+
 MIB = 2**20
 
 
@@ -19,16 +21,29 @@ class Limits:
 
     playbook_bytes: int = 1 * MIB  # the file as read; real playbooks are a few KiB
     trials: int = 100_000  # trials after expansion and placement (10M took 72 s and 3 GB)
+    # A serving request's prompt or output length, in tokens; the serving parameters read it
+    # from $HARNESS_MAX_REQUEST_TOKENS, here and (forwarded with the trial) on the node.
+    request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS
 
     @classmethod
-    def from_env(cls, playbook_bytes: int | None = None, trials: int | None = None) -> Limits:
-        """Options first, then HARNESS_MAX_PLAYBOOK_BYTES / HARNESS_MAX_TRIALS, then defaults."""
+    def from_env(
+        cls,
+        playbook_bytes: int | None = None,
+        trials: int | None = None,
+        request_tokens: int | None = None,
+    ) -> Limits:
+        """Options first, then HARNESS_MAX_PLAYBOOK_BYTES / HARNESS_MAX_TRIALS /
+        HARNESS_MAX_REQUEST_TOKENS, then defaults; the request-token cap is then set in the
+        environment, where the serving parameters read it."""
         default = cls()
-        return cls(
+        limits = cls(
             playbook_bytes=playbook_bytes
             or _env_int("HARNESS_MAX_PLAYBOOK_BYTES", default.playbook_bytes),
             trials=trials or _env_int("HARNESS_MAX_TRIALS", default.trials),
+            request_tokens=request_tokens or _env_int(MAX_TOKENS_ENV, default.request_tokens),
         )
+        os.environ[MAX_TOKENS_ENV] = str(limits.request_tokens)
+        return limits
 
 
 # Fixed limits: no real playbook comes near them, so they have no option.
