@@ -124,3 +124,36 @@ def test_hostile_metrics_pages_mark_the_scrape_and_leave_the_load_alone() -> Non
     assert all("page over 2 MiB, not read" in s for s in statuses["huge"])
     assert all("no page before the load ended" in s for s in statuses["hang"])
     assert all(abs(d) < 0.02 for d in figures.values()), figures
+
+
+@pytest.mark.ray
+def test_a_broken_response_and_a_huge_page_through_harness_run(ray_cluster, tmp_path) -> None:
+    """The way a user meets them: `harness run` on the cluster against a server that breaks
+    one response in ten and serves a 300 MB /metrics page. The trial is stored ok with the
+    failed request counted by kind and the scrape marked."""
+    import json
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from harness.cli.app import app
+
+    with hostile("--bad", "not_object", "--metrics", "huge") as url:
+        pb = tmp_path / "pb.yaml"
+        pb.write_text(
+            "campaign: {name: hostile}\n"
+            "defaults: {telemetry: {sources: [host]}}\n"
+            "benchmarks:\n"
+            "  - workload: inference.serving\n"
+            f"    params: {{url: '{url}', model: m, concurrency: 1, min_requests: 10,\n"
+            "             prompt_len: 8, output_len: 6, warmup_requests: 0}\n"
+        )
+        db = tmp_path / "r.sqlite"
+        args = ["run", str(pb), "--db", str(db), "--address", ray_cluster.address]
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + result.stderr
+    status, context = sqlite3.connect(db).execute("select status, context from trials").fetchone()
+    context = json.loads(context)
+    assert status == "ok" and context["errors_by_kind"] == {"bad_stream": 1}
+    assert context["completed"] == 9
+    assert "page over 2 MiB, not read" in context["server_metrics"]["status"]

@@ -1,33 +1,19 @@
 """A trial held by its cgroup's CPU quota (as on Slurm and Kubernetes nodes) is flagged
-cpu_throttled with how long it was held, while the same trial unheld is not: the runner runs
-for real in a process placed in a real cgroup (v1 cpu controller or v2 cpu.max)."""
+cpu_throttled with how long it was held, while the same trial unheld is not: a Ray node of
+the shared cluster is placed in a real cgroup (v1 cpu controller or v2 cpu.max) for one
+`harness run`."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.node.throttle import _mounts
-
-TRIAL = """
-import json, os, sys
-import torch  # imported before the move: at 20% of a CPU the import alone takes seconds
-from harness.node.runner import run_trial
-from harness.playbook.model import Settings
-if len(sys.argv) > 1:  # into the quota cgroup, for the trial only
-    open(os.path.join(sys.argv[1], "cgroup.procs"), "w").write(str(os.getpid()))
-settings = Settings(warmup_iterations=2, min_repetitions=20, min_duration_s=0.8,
-                    telemetry={"sources": []})
-out = run_trial("kernel.gemm", {"m": 256, "n": 256, "k": 256, "dtype": "fp32"}, settings)
-print(json.dumps({"status": out.status, "n": len(out.seconds), "context": out.context}))
-"""
 
 
 @pytest.fixture
@@ -52,33 +38,77 @@ def quota_cgroup() -> Iterator[Path]:
         folder.rmdir()
 
 
-def trial(cgroup: Path | None) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", TRIAL, *([str(cgroup)] if cgroup else [])],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).parent.parent,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def test_a_trial_held_by_its_cgroup_quota_is_flagged(quota_cgroup: Path) -> None:
-    held, free = trial(quota_cgroup), trial(None)
-    assert held["status"] == free["status"] == "ok"
-    assert held["context"]["cpu_throttled"] is True
-    assert held["context"]["cpu_throttled_share"] > 0.5  # held in most 100 ms periods
-    assert held["context"]["cpu_throttled_cgroup"] == str(quota_cgroup)
-    assert "cpu_throttled" not in free["context"]
-    assert held["n"] < free["n"] / 2  # the figure alone would not show it
-    print(
-        f"held: {held['n']} iterations, held in {held['context']['cpu_throttled_share']:.0%}"
-        f" of periods, duty {held['context'].get('duty')}; free: {free['n']} iterations"
-    )
-
-
 def test_cpu_throttled_figures_are_unreliable_for_check() -> None:
     from results_db.baseline import UNRELIABLE_FLAGS
 
     assert "cpu_throttled" in UNRELIABLE_FLAGS
+
+
+@pytest.mark.ray
+def test_a_throttled_node_is_flagged_through_harness_run(
+    ray_cluster, quota_cgroup: Path, tmp_path: Path
+) -> None:
+    """Zone b's Ray node (its raylet and its workers) moved into the 20% quota cgroup for one
+    campaign, as a Slurm or Kubernetes CPU limit holds a node: its trial is stored flagged
+    and shown CPU-THROTTLED; the free node's is not. The processes go back after."""
+    import sqlite3
+
+    import psutil
+    from typer.testing import CliRunner
+
+    from harness.cli.app import app
+
+    node = next(
+        n for n in ray_cluster.cluster.list_all_nodes() if n.node_id == ray_cluster.worker_ids[1]
+    )
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+    moved = [raylet, *raylet.children(recursive=True)]
+    home = {p.pid: _cpu_cgroup(p.pid) for p in moved}
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(
+        "campaign: {name: quota}\n"
+        "defaults: {warmup_iterations: 1, min_repetitions: 20, min_duration_s: 0.8,\n"
+        "           telemetry: {sources: [host]}}\n"
+        "targets: {workers: {labels: {tier: worker}}}\n"
+        "benchmarks:\n"
+        "  - {workload: kernel.gemm, on: workers, each: true,\n"
+        "     params: {m: 256, n: 256, k: 256, dtype: fp32}}\n"
+    )
+    db = tmp_path / "r.sqlite"
+    try:
+        for p in moved:
+            (quota_cgroup / "cgroup.procs").write_text(str(p.pid))
+        result = CliRunner().invoke(
+            app, ["run", str(pb), "--db", str(db), "--address", ray_cluster.address, "--wide"]
+        )
+    finally:
+        for pid, folder in home.items():
+            if psutil.pid_exists(pid):
+                (folder / "cgroup.procs").write_text(str(pid))
+        for pid in (quota_cgroup / "cgroup.procs").read_text().split():  # workers started since
+            (quota_cgroup.parent / "cgroup.procs").write_text(pid)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "CPU-THROTTLED" in result.stdout
+    rows = sqlite3.connect(db).execute("select ray_node_id, iterations, context from trials")
+    trials = {node_id: (n, json.loads(context)) for node_id, n, context in rows}
+    (held_n, held), (free_n, free) = (trials[i] for i in reversed(ray_cluster.worker_ids))
+    assert held["cpu_throttled"] is True and "cpu_throttled" not in free
+    assert held["cpu_throttled_share"] > 0.5  # held in most 100 ms periods
+    assert held["cpu_throttled_cgroup"] == str(quota_cgroup)
+    assert held_n < free_n / 2  # the figure alone would not show it
+    print(
+        f"held: {held_n} iterations, held in {held['cpu_throttled_share']:.0%} of periods, "
+        f"duty {held.get('duty')}; free: {free_n} iterations"
+    )
+
+
+def _cpu_cgroup(pid: int) -> Path:
+    """The cpu cgroup folder a process is in (v1 cpu controller, else v2)."""
+    v1, v2 = _mounts()
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if v1 is not None and "cpu" in controllers.split(","):
+            return v1 / path.lstrip("/")
+        if v1 is None and controllers == "":
+            return v2 / path.lstrip("/")
+    raise AssertionError(f"no cpu cgroup for {pid}")
