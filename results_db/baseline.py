@@ -38,6 +38,9 @@ MAD_SCALE = 1.4826  # MAD x this estimates sigma for normal data
 K_SPREADS = 3.0  # out beyond 3 scaled MADs (a Shewhart control limit)
 TOLERANCE_PCT = 5.0  # ... and beyond 5% of the centre
 MIN_REFERENCE_TRIALS = 2
+# A host is named slow when its best cross-host figure is this far off the other hosts'
+# bests at least (a pair's figure jitters more than one node's: two CPUs and a link).
+HOST_TOLERANCE_PCT = 20.0
 FAMILY_ALPHA = 0.05  # chance of one false alarm in a whole campaign's check, all trials
 # Past this many trials in a reference, leaving the judged trial out moves its median by
 # less than one order statistic: the whole key's reference is computed once.
@@ -48,7 +51,7 @@ PASS, LOW, HIGH, NO_BASELINE = "pass", "low", "high", "no baseline"
 UNRELIABLE = "unreliable"  # out of bounds, but measured noisy or beside other load
 FAILING = (LOW, HIGH)
 # Trial context flags that make a figure unreliable: never a reference, never a failure.
-UNRELIABLE_FLAGS = ("noisy", "contended", "client_bound", "cpu_throttled")
+UNRELIABLE_FLAGS = ("noisy", "contended", "client_bound", "cpu_throttled", "retransmits")
 
 # (hardware class, workload, params hash, metric, workload version)
 Key = tuple[str, str, str, str, str]
@@ -113,6 +116,13 @@ class TrialFigure:
         """Whose own history the figure is judged against: the node, and on it the GPU (by
         UUID where known, so the history follows the GPU) and a pair's destination."""
         return (self.node_row, self.gpu_uuid or self.gpu, self.gpu_peer)
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """The hosts a multi-rank trial's ranks ran on (its one host otherwise)."""
+        if self.ranks:
+            return frozenset(r.get("hostname", "") for r in self.ranks)
+        return frozenset({self.hostname})
 
     @property
     def key(self) -> Key:
@@ -232,6 +242,60 @@ def figures(
     return out
 
 
+@dataclass
+class HostJudgement:
+    """The hosts of one key's cross-host trials (every pair of `network.p2p`, say), each by
+    its best trial: a host whose every link is slow has a slow best, a healthy host has one
+    fast link at least."""
+
+    best: dict[str, float]  # host -> its best trial's figure
+    judged: dict[str, Judged]  # host -> its best against the hosts' median best
+    reference: Reference  # the hosts' median best, the pairs' spread
+
+    @property
+    def slow(self) -> set[str]:
+        return {h for h, j in self.judged.items() if j.verdict in FAILING}
+
+
+def judge_hosts(
+    figs: Iterable[TrialFigure], k: float, tolerance_pct: float
+) -> dict[Key, HostJudgement]:
+    """For each key with unflagged cross-host trials over 3 hosts or more: every host's best
+    figure, judged against the hosts' median best. A pair's figure is set by its slower end,
+    so judging each trial against its key's trials would call a healthy pair out when most
+    pairs touch one slow host; a host's best is its own link (two hosts cannot be told
+    apart by their one pair, hence the 3)."""
+    by_key: dict[Key, list[TrialFigure]] = defaultdict(list)
+    for f in figs:
+        if len(f.hosts) > 1 and not f.flags:
+            by_key[f.key].append(f)
+    out = {}
+    for key, fs in by_key.items():
+        better = max if fs[0].higher_is_better else min
+        best: dict[str, float] = {}
+        for f in fs:
+            for host in f.hosts:
+                best[host] = better(best.get(host, f.value), f.value)
+        if len(best) < 3:
+            continue
+        # The centre is the hosts' median best (most hosts are healthy); the noise is the
+        # spread of the key's pairs, not of the hosts' bests (two hosts share their pair's
+        # figure); pairs jitter more than one node's figures, hence the wider floor. Only
+        # a worse best names a host: one fast link is no fault.
+        centre = statistics.median(best.values())
+        noise = Reference.of(f.value for f in fs)
+        ref = Reference(centre, noise.spread if noise else 0.0, len(best))
+        worse = LOW if fs[0].higher_is_better else HIGH
+        judged = {}
+        for host, value in best.items():
+            j = judge(value, ref, k, max(tolerance_pct, HOST_TOLERANCE_PCT))
+            if j.verdict in FAILING and j.verdict != worse:
+                j.verdict = PASS
+            judged[host] = j
+        out[key] = HostJudgement(best, judged, ref)
+    return out
+
+
 def build_references(figs: Iterable[TrialFigure]) -> dict[Key, tuple[Reference, str]]:
     """Per key, the reference of its trials' medians and the unit."""
     groups: dict[Key, list[TrialFigure]] = defaultdict(list)
@@ -343,18 +407,25 @@ def check(
     keys = {(f.workload, f.params_hash) for f in mine}
     history = [f for f in figures(session, keys=keys) if f.campaign != campaign and not f.flags]
     pinned = _pinned(session, baseline) if baseline else None
+    k = family_k(k, len(mine))
+    hosts = judge_hosts(mine, k, tolerance_pct)
+
+    def through_slow_host(f: TrialFigure) -> set[str]:
+        return f.hosts & hosts[f.key].slow if f.key in hosts else set()
+
     by_key: dict[Key, list[TrialFigure]] = defaultdict(list)
     for f in history + [m for m in mine if not m.flags]:
         by_key[f.key].append(f)
     node_history: dict[tuple[Key, tuple], list[float]] = defaultdict(list)
+    history_of: dict[Key, list[TrialFigure]] = defaultdict(list)
     for f in history:
         node_history[(f.key, f.machine)].append(f.value)
+        history_of[f.key].append(f)
     whole = {
         key: Reference.of(o.value for o in fs)
         for key, fs in by_key.items()
         if len(fs) >= LEAVE_ONE_OUT_BELOW
     }
-    k = family_k(k, len(mine))
     records = []
     for f in mine:
         if pinned is not None:
@@ -363,9 +434,21 @@ def check(
             class_ref = whole[f.key]
         else:  # every other trial of the class: history, and this campaign's other nodes
             class_ref = Reference.of(o.value for o in by_key[f.key] if o.trial != f.trial)
-        on_class = judge(f.value, class_ref, k, tolerance_pct)
+        slow = sorted(through_slow_host(f))
+        if slow and not f.flags:  # the slow host's verdict is the trial's
+            on_class = hosts[f.key].judged[slow[0]]
+        elif f.key in hosts and pinned is None:
+            # Within the campaign, cross-host trials are compared host by host (above); a
+            # healthy pair is judged against earlier campaigns' trials only.
+            past = Reference.of(o.value for o in history_of.get(f.key, ()))
+            if past is None:
+                on_class = Judged(PASS, hosts[f.key].reference)
+            else:
+                on_class = judge(f.value, past, k, tolerance_pct)
+        else:
+            on_class = judge(f.value, class_ref, k, tolerance_pct)
         on_node = judge(f.value, Reference.of(node_history[(f.key, f.machine)]), k, tolerance_pct)
-        records.append(_record(f, on_class, on_node, k))
+        records.append({**_record(f, on_class, on_node, k), "slow_hosts": slow})
     add_node_labels(records)
     records.sort(key=_severity)
     return records

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RAY_PORT = 6379
+BURST_BYTES = 4096  # tbf's bucket: under three full frames pass at once
 TOOLS = ("ip", "tc", "nft", "unshare")
 
 
@@ -78,17 +79,19 @@ class NetBed:
     subnet: str  # "10.77.N"
     hosts: list[Host] = field(default_factory=list)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    ray_starts: dict[int, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
         return f"{self.hosts[0].address}:{RAY_PORT}"
 
     # links ---------------------------------------------------------------------------------
-    def shape(self, host: Host, mbit: float) -> None:
-        """Cap the host's link at ``mbit`` Mbit/s each way (tbf, a small burst)."""
+    def shape(self, host: Host, mbit: float, burst_bytes: int = BURST_BYTES) -> None:
+        """Cap the host's link at ``mbit`` Mbit/s each way (tbf: ``burst_bytes`` may pass
+        at once, the rest at the rate)."""
         for ns, dev in ((["ip", "netns", "exec", host.netns], host.ifname), ([], host.peer)):
             sh(*ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate",
-               f"{mbit}mbit", "burst", "32kb", "latency", "400ms")  # fmt: skip
+               f"{mbit}mbit", "burst", str(burst_bytes), "latency", "400ms")  # fmt: skip
 
     def unshape(self, host: Host) -> None:
         sh("ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", host.ifname, "root",
@@ -110,6 +113,17 @@ class NetBed:
         sh(*ns, "add", "rule", "inet", "hbed", "in", "iif", host.ifname, *rule)
 
     # processes -----------------------------------------------------------------------------
+    def stop_host(self, host: Host) -> None:
+        """Stop every process in the host (its Ray node, as a crashed machine would lose it)."""
+        _stop(sh("ip", "netns", "pids", host.netns, check=False).stdout.split())
+
+    def restart_ray(self, host: Host) -> None:
+        """Stop the host's processes and start its Ray node again, as an operator would
+        after Ray declared it dead (a raylet the cluster dropped does not rejoin)."""
+        self.stop_host(host)
+        args, env = self.ray_starts[host.index]
+        self.start(host, *args, env=env, log=self.folder / f"{host.hostname}.log")
+
     def run(self, host: Host, *argv: str, env: dict[str, str] | None = None, timeout: float = 300,
             ) -> subprocess.CompletedProcess:  # fmt: skip
         """Run a command in a host and wait for it."""
@@ -153,6 +167,7 @@ def _ray_node(
     else:
         args += [f"--address={bed.address}"]
     env = {"RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(bed.folder), **extra_env}
+    bed.ray_starts[host.index] = (args, env)
     bed.start(host, *args, env=env, log=bed.folder / f"{host.hostname}.log")
 
 
@@ -231,14 +246,10 @@ def netbed(
         signal.signal(signal.SIGTERM, previous)
 
 
-def teardown(bed: NetBed) -> None:
-    """Stop every process in the bed's namespaces, then remove them, the bridge, the folder."""
+def _stop(listed: Sequence[str | int]) -> None:
+    """SIGTERM these processes, then SIGKILL what is left after 5 s."""
+    pids = {int(p) for p in listed}
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = set()
-        for host in bed.hosts:
-            listed = sh("ip", "netns", "pids", host.netns, check=False).stdout.split()
-            pids |= {int(p) for p in listed}
-        pids |= {p.pid for p in bed.procs if p.poll() is None}
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -247,7 +258,17 @@ def teardown(bed: NetBed) -> None:
             pids = {p for p in pids if _alive(p)}
             time.sleep(0.1)
         if not pids:
-            break
+            return
+
+
+def teardown(bed: NetBed) -> None:
+    """Stop every process in the bed's namespaces, then remove them, the bridge, the folder."""
+    for _ in range(2):  # again for any process started while the first ones stopped
+        pids: set[int] = {p.pid for p in bed.procs if p.poll() is None}
+        for host in bed.hosts:
+            listed = sh("ip", "netns", "pids", host.netns, check=False).stdout.split()
+            pids |= {int(p) for p in listed}
+        _stop(list(pids))
     for proc in bed.procs:
         with contextlib.suppress(Exception):
             proc.wait(1)

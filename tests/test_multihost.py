@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netbed import NetBed, faketime_env, netbed, unavailable
+from tests.netbed import BURST_BYTES, NetBed, faketime_env, netbed, unavailable
 
 pytestmark = pytest.mark.ray
 HARNESS = str(Path(sys.executable).with_name("harness"))
@@ -23,6 +23,13 @@ CLOCK_AHEAD_S = 30
 # of 1514 bytes (Ethernet 14, IP 20, TCP 32): tbf counts frames, the workload payload.
 PAYLOAD_SHARE = 1448 / 1514
 PLANTED_GBPS = RATE_MBIT * 1e6 / 8 * PAYLOAD_SHARE / 1e9
+SMALL = 16384  # bytes: a message that takes 0.5 ms at the planted rate
+
+
+def wire_bytes(payload: int) -> int:
+    """Bytes on the wire for ``payload`` bytes of TCP: 66 bytes of headers per segment."""
+    return payload + -(-payload // 1448) * (1514 - 1448)
+
 
 PLAYBOOK = """
 campaign: {name: hosts}
@@ -31,6 +38,8 @@ defaults: {warmup_iterations: 1, min_repetitions: 2, min_duration_s: 0, max_dura
 benchmarks:
   - {name: links, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 4194304}}
   - {name: ring, workload: collective.all_reduce, ranks: 3, params: {size_bytes: 16777216}}
+  - {name: small, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 16384},
+     settings: {min_repetitions: 200, min_duration_s: 0.5}}
 """
 
 
@@ -80,6 +89,28 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
         else:
             ring = median
     assert len(links) == 3, links
+    # Small messages: half a round trip is the unshaped floor (the same size between the
+    # two unshaped hosts, on this bed) plus the time the planted rate takes for what the
+    # bucket does not let through at once.
+    small = dict(
+        c.execute(
+            "select t.ranks, m.median from trials t join metrics m on m.trial_id = t.id "
+            "where t.benchmark = 'small' and m.name = 'latency'"
+        ).fetchall()
+    )
+    small = {frozenset(r["hostname"] for r in json.loads(k)): v for k, v in small.items()}
+    floor_ms = small[frozenset({"h1", "h2"})]
+    serial_ms = (wire_bytes(SMALL) - BURST_BYTES) / (RATE_MBIT * 1e6 / 8) * 1e3
+    for pair, ms in small.items():
+        if slow.hostname in pair:
+            assert ms == pytest.approx(floor_ms + serial_ms, rel=0.10), (pair, ms, floor_ms)
+    print(f"small: floor {floor_ms:.4f} ms + serialization {serial_ms:.4f} ms; read {small}")
+    # `harness check` names the slow host and fails; the healthy pair passes.
+    (campaign,) = c.execute("select id from campaigns").fetchone()
+    checked = bed.run(bed.hosts[0], HARNESS, "check", campaign, "--db", str(db))
+    print(checked.stdout, checked.stderr)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"slow host: {slow.hostname} (" in checked.stderr, checked.stderr
     fast = links[frozenset({"h1", "h2"})]
     for pair, gbps in links.items():
         if slow.hostname in pair:
@@ -112,7 +143,7 @@ def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
         "           telemetry: {sources: [host], interval_s: 0.05}}\n"
         "benchmarks:\n"
         "  - {workload: memory.stream, each: true, params: {op: copy, size_mib: 4}}\n"
-        "  - {workload: network.p2p, ranks: 2, params: {size_bytes: 1024}}\n"
+        "  - {workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 1048576}}\n"
     )
     db = tmp_path / "clock.sqlite"
     before = time.time()
@@ -150,6 +181,12 @@ def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
         # On the driver's clock: within the run, and the samples within their window.
         assert before <= start <= end <= after, (start, before, after)
         assert start - 0.1 <= first <= last <= end + 0.1
+    # Every link alike: `harness check` names no slow host, and every pair passes.
+    (campaign,) = c.execute("select id from campaigns").fetchone()
+    checked = bed.run(bed.hosts[0], HARNESS, "check", campaign, "--db", str(db), "--format", "json")
+    assert "slow host" not in checked.stderr, checked.stderr
+    verdicts = [r["verdict"] for r in json.loads(checked.stdout) if r["workload"] == "network.p2p"]
+    assert verdicts == ["pass"] * 3, checked.stdout
     offsets = sorted(json.loads(ctx)["clock_offset_s"] for ctx, *_ in rows)
     assert offsets[2] == pytest.approx(CLOCK_AHEAD_S, abs=0.5) and abs(offsets[0]) < 0.5
     print(f"clocks: {clocks}")

@@ -134,6 +134,9 @@ class Workload(ABC):
     # Metric -> MEMORY_CEILING or MATMUL_CEILING: the peak the figure is a share of.
     ceilings: ClassVar[dict[str, str]] = {}
     multi_rank: ClassVar[bool] = False  # runs as one process per rank (collectives)
+    # Moves its data over the network (ranks on other hosts, an endpoint): the runner counts
+    # the host's TCP retransmissions around the loop, so a lossy link is flagged.
+    network: ClassVar[bool] = False
     ranks_optional: ClassVar[bool] = False  # multi-rank when a benchmark gives ranks, else one
     min_ranks: ClassVar[int] = 1
     max_ranks: ClassVar[int | None] = None

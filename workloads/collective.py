@@ -86,6 +86,7 @@ class CollectiveWorkload(Workload):
 
     op: ClassVar[str]
     multi_rank = True
+    network = True
     # nccl-tests runs every collective on one rank too (busbw factor 0 for all_reduce): the
     # single-GPU check of the NCCL path. send_recv needs a peer.
     min_ranks = 1

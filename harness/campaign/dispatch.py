@@ -239,8 +239,9 @@ def _rank_outcome(ref: ray.ObjectRef, flight: _InFlight, rank: int) -> TrialOutc
 
 
 def combine(trial: PlacedTrial, outcomes: dict[int, TrialOutcome]) -> TrialOutcome:
-    """One outcome for the trial: rank 0's when every rank passed, else the first failure
-    among the ranks that reported (a failure may end the trial before the others do)."""
+    """One outcome for the trial: rank 0's when every rank passed (with every host's TCP
+    retransmissions), else the first failure among the ranks that reported (a failure may
+    end the trial before the others do)."""
     if len(trial.ranks) == 1:
         return next(iter(outcomes.values()))
     for rank in sorted(outcomes):
@@ -249,7 +250,18 @@ def combine(trial: PlacedTrial, outcomes: dict[int, TrialOutcome]) -> TrialOutco
             node = trial.ranks[rank]
             o.failure_reason = f"rank {rank} on {node.hostname}: {o.failure_reason}"
             return o
-    return outcomes[0]
+    merged = outcomes[0]
+    shares: dict[str, float] = {}
+    for rank, o in sorted(outcomes.items()):
+        share = o.context.get("tcp_retransmit_share")
+        if share is not None:  # ranks on one host read the same counters: keep the larger
+            host = trial.ranks[rank].hostname
+            shares[host] = max(shares.get(host, 0.0), share)
+        if o.context.get("retransmits"):  # resent on a link, whichever end counted it
+            merged.context["retransmits"] = True
+    if shares:
+        merged.context["tcp_retransmit_share_by_host"] = shares
+    return merged
 
 
 class Dispatcher:

@@ -26,6 +26,8 @@ from harness.playbook.load import LoadedPlaybook
 from results_db.journal import journal_dir
 
 if TYPE_CHECKING:
+    from harness.campaign.plan import CampaignPlan
+    from harness.cluster.session import ClusterSession
     from results_db.store import ResultStore
 
 
@@ -83,6 +85,7 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
         clocks = session.clock_offsets(inventory)
         check_clocks(inventory, clocks, request.max_clock_skew_s, observer)
         plan = plan_campaign(loaded, inventory, store, request.resume)
+        check_reach(session, plan, request.allow_skew, observer)
         for line in plan.optional_skipped:
             observer.warn(f"optional benchmark skipped: {line}")
         for line in plan.left_failed:
@@ -111,6 +114,27 @@ def check_versions(nodes: list[NodeInfo], allow_skew: bool, observer: Observer) 
         observer.warn(f"--allow-skew: {line}")
     for line in mixed:
         observer.warn(line)
+
+
+def check_reach(
+    session: ClusterSession, plan: CampaignPlan, allow_skew: bool, observer: Observer
+) -> None:
+    """Refuse (CampaignError, one line per pair) nodes of multi-rank trials on different
+    hosts that cannot open a TCP connection to each other's free ports, unless
+    ``allow_skew``: every such trial between them would fail at its rendezvous."""
+    spanning = {
+        n.ray_node_id: n
+        for t in plan.todo
+        if len({r.address for r in t.ranks}) > 1
+        for n in t.ranks
+    }
+    lines = session.unreachable(list(spanning.values())) if spanning else []
+    if lines and not allow_skew:
+        raise CampaignError(
+            "\n".join([*lines, "open TCP between the hosts (or --allow-skew to run anyway)"])
+        )
+    for line in lines:
+        observer.warn(f"--allow-skew: {line}")
 
 
 def check_clocks(

@@ -136,6 +136,13 @@ def check(
             f"on: {', '.join(nodes)}",
             markup=False,
         )
+        slow = sorted({h for r in failed for h in r.get("slow_hosts", ())})
+        if slow:  # cross-host trials: the host every out trial went through
+            err.print(
+                f"slow host: {', '.join(slow)} (each of its links reads out against the other "
+                "hosts' links)",
+                markup=False,
+            )
         raise typer.Exit(1)
 
 

@@ -20,6 +20,7 @@ from harness.errors import ClusterError as ClusterError
 
 INVENTORY_TIMEOUT_S = 180
 REACH_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 3.0  # a node's free TCP port reached from another node within this
 ray_messages = logging.getLogger("harness.ray")
 
 
@@ -77,6 +78,54 @@ def _clock_task() -> float:
     return time.time()
 
 
+@ray.remote(num_cpus=0, max_restarts=0)
+class _PortProbe:
+    """Listens on a free TCP port of its node's IP, as a rank's rendezvous and gloo's mesh
+    do, and tries to reach the other nodes' probes."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind((ray.util.get_node_ip_address(), 0))
+        self.sock.listen(128)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def endpoint(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return host, port
+
+    def reach(self, targets: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+        """(target's name, why) for each (name, address, port) not reached in time."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(target: tuple[str, str, int]) -> tuple[str, str] | None:
+            name, host, port = target
+            try:
+                socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+            except OSError as exc:
+                why = exc.strerror or type(exc).__name__
+                if isinstance(exc, TimeoutError) or why == "timed out":
+                    why = f"no answer in {PROBE_TIMEOUT_S:g} s"
+                return name, f"{host}:{port}: {why}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return [r for r in pool.map(one, targets) if r is not None]
+
+
+def _pinned(node: NodeInfo) -> NodeAffinitySchedulingStrategy:
+    return NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False)
+
+
 class ClusterSession:
     """Connect on enter, disconnect on exit. ``address=None`` starts an embedded cluster."""
 
@@ -110,6 +159,8 @@ class ClusterSession:
         ROUNDS exchanges with a task pinned to it, one node at a time (a few ms each)."""
         import time
 
+        alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        nodes = [n for n in nodes if n.ray_node_id in alive]  # a lost node cannot answer
         got: dict[str, list[ClockReading]] = {n.ray_node_id: [] for n in nodes}
         for _ in range(ROUNDS):
             for node in nodes:
@@ -123,6 +174,40 @@ class ClusterSession:
                     continue  # a node that cannot answer has no reading; the run will say why
                 got[node.ray_node_id].append(reading(t_sent, t_node, time.time()))
         return {node_id: best(r) for node_id, r in got.items() if r}
+
+    def unreachable(self, nodes: list[NodeInfo]) -> list[str]:
+        """Between nodes of different hosts: one line per (node, node) where the first
+        cannot open a TCP connection to a free port on the second's IP, as multi-rank
+        trials must (the rendezvous at rank 0, and gloo's mesh between every pair). A
+        firewall that lets Ray through but not these ports fails every such trial."""
+        if len({n.address for n in nodes}) < 2:
+            return []  # one host: nothing between hosts to check
+        probes = [_PortProbe.options(scheduling_strategy=_pinned(n)).remote() for n in nodes]
+        try:
+            ends = ray.get([p.endpoint.remote() for p in probes], timeout=INVENTORY_TIMEOUT_S)
+            names = [f"{n.hostname} ({n.short_id})" for n in nodes]
+            asks = [
+                p.reach.remote(
+                    [
+                        (names[j], *ends[j])
+                        for j, other in enumerate(nodes)
+                        if other.address != node.address
+                    ]
+                )
+                for p, node in zip(probes, nodes, strict=True)
+            ]
+            got = ray.get(asks, timeout=INVENTORY_TIMEOUT_S)
+        except ray.exceptions.RayError as exc:
+            raise ClusterError(f"port probe failed: {str(exc).splitlines()[0]}") from None
+        finally:
+            for p in probes:
+                ray.kill(p)
+        return [
+            f"node {names[i]} at {node.address} cannot reach {target} on a free port "
+            f"({why}): multi-rank trials between them would fail"
+            for i, node in enumerate(nodes)
+            for target, why in got[i]
+        ]
 
     def inventory(self) -> list[NodeInfo]:
         """Facts of every alive node, gathered by one task pinned to each node."""

@@ -20,6 +20,7 @@ from collectors.base import Sample
 from collectors.sampler import TelemetrySampler
 from harness.node.outcome import TrialOutcome
 from harness.node.stats import ci_fraction, summarize
+from harness.node.tcp import retransmits, tcp_counters
 from harness.node.throttle import cgroup_folders, read_stat, throttling
 from harness.playbook.model import Settings
 from results_db.vocabulary import TrialStatus
@@ -153,11 +154,14 @@ def _run_trial(
         before = cpu_snapshot()
         cgroups = cgroup_folders()
         quota_before = read_stat(cgroups)
+        tcp_before = tcp_counters() if workload.network else None
         try:
             measure(workload, settings, timer, outcome)
         finally:
             sampler.stop()
         after = cpu_snapshot()
+        if workload.network:
+            outcome.context.update(retransmits(tcp_before, tcp_counters()))
         if ranks is None:  # a rank's peers on the same node are not "other" load
             outcome.context.update(contention(before, after, settings.contended_cores))
         wall = after[0] - before[0]

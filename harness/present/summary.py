@@ -94,6 +94,12 @@ def trial_summaries(
             if context.get("cpu_throttled"):
                 share = context.get("cpu_throttled_share", 0)
                 detail += f" CPU-THROTTLED (cgroup quota: held in {100 * share:.0f}% of periods)"
+            if context.get("retransmits"):
+                shares = context.get("tcp_retransmit_share_by_host") or {
+                    "host": context.get("tcp_retransmit_share", 0)
+                }
+                resent = ", ".join(f"{h} {100 * v:.1f}%" for h, v in shares.items())
+                detail += f" RETRANSMITS (TCP segments resent: {resent})"
             if context.get("client_bound"):
                 detail += " CLIENT-BOUND (" + "; ".join(context["client_bound_reasons"]) + ")"
             detail = "; ".join([detail, *detail_parts(r, recs, context)])

@@ -275,6 +275,7 @@ class ServingWorkload(Workload):
     name = "inference.serving"
     description = "load against an OpenAI-compatible streaming endpoint: TTFT, TPOT, ITL, goodput"
     Params = ServingParams
+    network = True
     metrics = (
         OUT_TPUT,
         TTFT,
