@@ -112,6 +112,20 @@ class NetBed:
                                                 str(percent), "drop"]  # fmt: skip
         sh(*ns, "add", "rule", "inet", "hbed", "in", "iif", host.ifname, *rule)
 
+    def firewall(self, host: Host, source: Host | None, ports: str = "20000-65535") -> None:
+        """Refuse new TCP connections from ``source`` to the host's ``ports`` (what a lab
+        firewall that opens only Ray's ports does: the bed's Ray ports are below 20000);
+        None lifts it."""
+        ns = ["ip", "netns", "exec", host.netns, "nft"]
+        sh(*ns, "delete", "table", "inet", "hbfw", check=False)
+        if source is None:
+            return
+        sh(*ns, "add", "table", "inet", "hbfw")
+        sh(*ns, "add", "chain", "inet", "hbfw", "in",
+           "{ type filter hook input priority 0 ; }")  # fmt: skip
+        sh(*ns, "add", "rule", "inet", "hbfw", "in", "ip", "saddr", source.address, "tcp",
+           "dport", ports, "tcp", "flags", "&", "(syn|ack)", "==", "syn", "drop")  # fmt: skip
+
     # processes -----------------------------------------------------------------------------
     def stop_host(self, host: Host) -> None:
         """Stop every process in the host (its Ray node, as a crashed machine would lose it)."""
@@ -161,7 +175,12 @@ def _ray_node(
     args = [ray, "start", "--block", f"--node-ip-address={host.address}", f"--num-cpus={cpus}",
             "--num-gpus=0", "--disable-usage-stats",
             f"--temp-dir={bed.folder / host.hostname}",
-            "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items())]  # fmt: skip
+            "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
+            # Ray's ports fixed below 20000 (workers take 10002-19999 by default), as a lab
+            # firewall would have them: what is above is free for the trials' own ports.
+            "--node-manager-port=7001", "--object-manager-port=7002",
+            "--runtime-env-agent-port=7003", "--dashboard-agent-grpc-port=7004",
+            "--dashboard-agent-listen-port=7005", "--metrics-export-port=7006"]  # fmt: skip
     if host.index == 0:
         args += ["--head", f"--port={RAY_PORT}", "--include-dashboard=false"]
     else:

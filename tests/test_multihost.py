@@ -190,3 +190,29 @@ def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
     offsets = sorted(json.loads(ctx)["clock_offset_s"] for ctx, *_ in rows)
     assert offsets[2] == pytest.approx(CLOCK_AHEAD_S, abs=0.5) and abs(offsets[0]) < 0.5
     print(f"clocks: {clocks}")
+
+
+def test_a_host_that_cannot_reach_another_s_free_ports_is_refused_first(
+    bed: NetBed, tmp_path: Path
+) -> None:
+    """A firewall on h1 that lets Ray's ports through but refuses h3's connections to the
+    ports above them: the run stops before anything is stored, one line naming both."""
+    h1, _, h3 = bed.hosts
+    pb = tmp_path / "reach.yaml"
+    pb.write_text(
+        "campaign: {name: reach}\n"
+        "benchmarks:\n"
+        "  - {workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 1024}}\n"
+    )
+    db = tmp_path / "reach.sqlite"
+    bed.firewall(h1, h3)
+    try:
+        code, output = harness_run(bed, pb, db)
+    finally:
+        bed.firewall(h1, None)
+    assert code == 2, output
+    (line,) = [ln for ln in output.splitlines() if "cannot reach" in ln]
+    assert line.startswith(f"error: node {h3.hostname} (") and f"reach {h1.hostname} (" in line
+    assert f"{h1.address}:" in line and "no answer in 3 s" in line, line
+    assert "Traceback" not in output
+    assert not db.exists() or not sqlite3.connect(db).execute("select * from trials").fetchall()

@@ -17,6 +17,7 @@ fails with "node lost".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -40,6 +41,11 @@ from workloads.base import RankContext
 from workloads.rendezvous import IFNAME_VARIABLES
 
 POLL_S = 0.5
+# A running trial whose node Ray has declared dead is ended this long after (its task may
+# never return: a task leased to a node cut off can wait for it until the trial's timeout),
+# the cluster asked every REAP_EVERY_S.
+LOST_GRACE_S = 5.0
+REAP_EVERY_S = 2.0
 RENDEZVOUS_TIMEOUT_S = 120
 # A process that vanished with its node is reported before Ray's health checks mark the node
 # dead; wait this long for the verdict before calling it a worker crash.
@@ -190,6 +196,7 @@ class _InFlight:
     actors: list[Any] = field(default_factory=list)
     done: dict[int, TrialOutcome] = field(default_factory=dict)
     watchers: list[Any] = field(default_factory=list)  # one per server node, in order
+    lost_since: float | None = None  # monotonic: when one of its nodes was seen gone
 
 
 def _first_line(exc: BaseException) -> str:
@@ -247,8 +254,9 @@ def combine(trial: PlacedTrial, outcomes: dict[int, TrialOutcome]) -> TrialOutco
     for rank in sorted(outcomes):
         o = outcomes[rank]
         if o.status != TrialStatus.OK:
-            node = trial.ranks[rank]
-            o.failure_reason = f"rank {rank} on {node.hostname}: {o.failure_reason}"
+            where = f"rank {rank} on {trial.ranks[rank].hostname}"
+            if not (o.failure_reason or "").startswith(where):  # the rendezvous names it
+                o.failure_reason = f"{where}: {o.failure_reason}"
             return o
     merged = outcomes[0]
     shares: dict[str, float] = {}
@@ -377,10 +385,14 @@ class Dispatcher:
         outcome. Ctrl-C cancels what is running."""
         self._pending = pending = list(trials)
         try:
+            next_reap = 0.0
             while pending or self._in_flight:
                 self._start_what_fits(pending)
                 self._collect()
                 self._expire()
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + REAP_EVERY_S
+                    self._reap_lost()
         finally:
             for flight in self._in_flight:
                 for ref in flight.refs:
@@ -447,6 +459,26 @@ class Dispatcher:
             # or the next collective until the timeout. Their actors are killed.
             if len(flight.done) == len(flight.refs) or flight.done[rank].status != TrialStatus.OK:
                 self._finish(flight, combine(flight.trial, flight.done))
+
+    def _reap_lost(self) -> None:
+        """End running trials on nodes Ray declared dead, LOST_GRACE_S after it was seen
+        (Ray's own error for them, when it comes, is taken first)."""
+        if not self._in_flight:
+            return
+        alive = alive_nodes()
+        now = time.monotonic()
+        for flight in list(self._in_flight):
+            gone = [n for n in flight.trial.ranks if n.ray_node_id not in alive]
+            if not gone:
+                continue
+            flight.lost_since = flight.lost_since or now
+            if now - flight.lost_since < LOST_GRACE_S:
+                continue
+            for ref in flight.refs:
+                with contextlib.suppress(Exception):  # its node is gone; nothing to stop
+                    ray.cancel(ref, force=True)
+            where = f"{gone[0].hostname} ({gone[0].short_id})"
+            self._finish(flight, _lost(flight, "dispatch", f"node lost: {where} left the cluster"))
 
     def _expire(self) -> None:
         now = time.monotonic()
