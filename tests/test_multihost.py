@@ -23,7 +23,7 @@ CLOCK_AHEAD_S = 30
 # of 1514 bytes (Ethernet 14, IP 20, TCP 32): tbf counts frames, the workload payload.
 PAYLOAD_SHARE = 1448 / 1514
 PLANTED_GBPS = RATE_MBIT * 1e6 / 8 * PAYLOAD_SHARE / 1e9
-SMALL = 16384  # bytes: a message that takes 0.5 ms at the planted rate
+SMALL = 32768  # bytes: a message that takes 1.2 ms at the planted rate
 
 
 def wire_bytes(payload: int) -> int:
@@ -38,7 +38,7 @@ defaults: {warmup_iterations: 1, min_repetitions: 2, min_duration_s: 0, max_dura
 benchmarks:
   - {name: links, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 4194304}}
   - {name: ring, workload: collective.all_reduce, ranks: 3, params: {size_bytes: 16777216}}
-  - {name: small, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 16384},
+  - {name: small, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 32768},
      settings: {min_repetitions: 200, min_duration_s: 0.5}}
 """
 
