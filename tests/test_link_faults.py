@@ -20,24 +20,27 @@ from tests.netbed import NetBed, netbed, unavailable
 
 pytestmark = pytest.mark.ray
 HARNESS = str(Path(sys.executable).with_name("harness"))
-# The head declares a node dead after 5 failed checks a second apart (each waiting 2 s at
-# most): 5-15 s. A lab's Ray uses its defaults (checks every 3 s, 5 failures, 10 s each).
+# The head declares a node dead after 4 failed checks half a second apart (each waiting
+# 1.5 s at most): 2-8 s. A lab's Ray uses its defaults (checks every 3 s, 5 failures, 10 s
+# each).
 HEALTH = {
     "RAY_health_check_initial_delay_ms": "1000",
-    "RAY_health_check_period_ms": "1000",
-    "RAY_health_check_timeout_ms": "2000",
-    "RAY_health_check_failure_threshold": "5",
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "1500",
+    "RAY_health_check_failure_threshold": "4",
 }
-DEAD_WITHIN_S = 5 * (1 + 2) + 5 + 2 + 8  # the checks, the dispatcher's grace and poll, slack
-CUT_S = 22  # longer than the checks take
+DEAD_WITHIN_S = 4 * (0.5 + 1.5) + 5 + 2 + 8  # the checks, the dispatcher's grace and poll, slack
+CUT_S = 12  # longer than the checks take
 
 PLAYBOOK = """
 campaign: {name: faults}
-defaults: {warmup_iterations: 1, min_repetitions: 3, min_duration_s: 3, max_duration_s: 20,
+defaults: {warmup_iterations: 1, min_repetitions: 3, min_duration_s: 2, max_duration_s: 20,
            timeout_s: 120, contended_cores: 8}
 benchmarks:
-  - {name: first, workload: memory.stream, each: true, params: {op: copy, size_mib: 4}}
-  - {name: second, workload: memory.stream, each: true, params: {op: triad, size_mib: 4}}
+  - {name: first, workload: memory.stream, each: true, params: {op: copy, size_mib: 4},
+     settings: {min_duration_s: 1}}
+  - {name: second, workload: memory.stream, each: true, params: {op: triad, size_mib: 4},
+     settings: {min_duration_s: 6}}
   - {name: links, workload: network.p2p, each: true, ranks: 2,
      settings: {min_duration_s: 1}, params: {size_bytes: 1048576}}
 """

@@ -39,7 +39,7 @@ benchmarks:
   - {name: links, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 4194304}}
   - {name: ring, workload: collective.all_reduce, ranks: 3, params: {size_bytes: 16777216}}
   - {name: small, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 32768},
-     settings: {min_repetitions: 200, min_duration_s: 0.5}}
+     settings: {min_repetitions: 100, min_duration_s: 0.3}}
 """
 
 
@@ -143,7 +143,7 @@ def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
         "           telemetry: {sources: [host], interval_s: 0.05}}\n"
         "benchmarks:\n"
         "  - {workload: memory.stream, each: true, params: {op: copy, size_mib: 4}}\n"
-        "  - {workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 1048576}}\n"
+        "  - {workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 65536}}\n"
     )
     db = tmp_path / "clock.sqlite"
     before = time.time()
