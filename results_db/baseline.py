@@ -30,7 +30,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from results_db.errors import QueryError
-from results_db.models import Baseline, BaselineEntry, Campaign, Metric, Node
+from results_db.models import Baseline, BaselineEntry, Campaign, Metric, Node, Trial
 from results_db.query import add_node_labels, latest_trials
 from results_db.vocabulary import TrialStatus
 
@@ -49,7 +49,13 @@ LEAVE_ONE_OUT_BELOW = 64
 # Verdicts
 PASS, LOW, HIGH, NO_BASELINE = "pass", "low", "high", "no baseline"
 UNRELIABLE = "unreliable"  # out of bounds, but measured noisy or beside other load
+# Out at first, in bounds when measured again: not a verdict on the node (exit 0 unless
+# --strict).
+TRANSIENT = "transient"
 FAILING = (LOW, HIGH)
+# How an out figure was confirmed: measured again later in its campaign, or out the same way
+# in the node's previous campaign; or not at all.
+REMEASURED, PERSISTS, UNCONFIRMED = "re-measured", "persists", "unconfirmed"
 # Trial context flags that make a figure unreliable: never a reference, never a failure.
 UNRELIABLE_FLAGS = ("noisy", "contended", "client_bound", "cpu_throttled", "retransmits")
 
@@ -110,6 +116,9 @@ class TrialFigure:
     gpu: int | None = None  # per-GPU trials: position on the node, a pair's destination
     gpu_peer: int | None = None
     gpu_uuid: str | None = None
+    trial_key: str = ""
+    attempt: int = 1
+    confirmation: bool = False  # a figure measured again because the first was out
 
     @property
     def machine(self) -> tuple[int | None, str | int | None, int | None]:
@@ -164,11 +173,12 @@ def figures(
     campaigns: Iterable[str] | None = None,
     since: datetime | None = None,
     keys: set[tuple[str, str]] | None = None,
+    every_attempt: bool = False,
 ) -> list[TrialFigure]:
     """Latest ok trials' primary-metric medians (every metric of trials stored before
     workloads declared a primary one), optionally of some campaigns, since a time, or of
-    some (workload, params hash) keys."""
-    t = latest_trials().subquery()
+    some (workload, params hash) keys; with ``every_attempt``, every ok attempt's."""
+    t = (select(Trial) if every_attempt else latest_trials()).subquery()
     q = (
         select(
             t.c.id,
@@ -186,6 +196,8 @@ def figures(
             t.c.gpu_index,
             t.c.gpu_peer,
             t.c.gpu_uuid,
+            t.c.trial_key,
+            t.c.attempt,
             Node.hostname,
             Node.hardware_class,
             Metric.name,
@@ -237,6 +249,9 @@ def figures(
                 gpu=r.gpu_index,
                 gpu_peer=r.gpu_peer,
                 gpu_uuid=r.gpu_uuid,
+                trial_key=r.trial_key,
+                attempt=r.attempt,
+                confirmation=bool((r.context or {}).get("confirmation")),
             )
         )
     return out
@@ -398,12 +413,20 @@ def check(
     baseline: str | None = None,
     k: float = K_SPREADS,
     tolerance_pct: float = TOLERANCE_PCT,
+    strict: bool = False,
 ) -> list[dict[str, Any]]:
     """Each latest ok trial of ``campaign`` judged against its class and its node's history:
-    one record per trial, worst first (failing verdicts, then the furthest off)."""
+    one record per trial, worst first (failing verdicts, then the furthest off).
+
+    An out figure is a verdict on its node when it was confirmed: measured again later in
+    the campaign (``harness run --confirm``) and out the same way again, or out the same way
+    in the node's previous campaign. One measured again in bounds is ``transient``: shown,
+    failing only with ``strict``. One never measured again stays low/high, ``unconfirmed``.
+    """
     if session.get(Campaign, campaign) is None:
         raise QueryError(f"no campaign {campaign!r} in the store")
     mine = figures(session, campaigns=[campaign])
+    firsts = first_readings(session, campaign, mine)
     keys = {(f.workload, f.params_hash) for f in mine}
     history = [f for f in figures(session, keys=keys) if f.campaign != campaign and not f.flags]
     pinned = _pinned(session, baseline) if baseline else None
@@ -418,9 +441,11 @@ def check(
         by_key[f.key].append(f)
     node_history: dict[tuple[Key, tuple], list[float]] = defaultdict(list)
     history_of: dict[Key, list[TrialFigure]] = defaultdict(list)
+    earlier: dict[tuple[Key, tuple], list[TrialFigure]] = defaultdict(list)
     for f in history:
         node_history[(f.key, f.machine)].append(f.value)
         history_of[f.key].append(f)
+        earlier[(f.key, f.machine)].append(f)
     whole = {
         key: Reference.of(o.value for o in fs)
         for key, fs in by_key.items()
@@ -447,11 +472,82 @@ def check(
                 on_class = judge(f.value, past, k, tolerance_pct)
         else:
             on_class = judge(f.value, class_ref, k, tolerance_pct)
-        on_node = judge(f.value, Reference.of(node_history[(f.key, f.machine)]), k, tolerance_pct)
-        records.append({**_record(f, on_class, on_node, k), "slow_hosts": slow})
+        node_ref = Reference.of(node_history[(f.key, f.machine)])
+        on_node = judge(f.value, node_ref, k, tolerance_pct)
+        record = {**_record(f, on_class, on_node, k), "slow_hosts": slow}
+        first = firsts.get(f.trial_key)
+        if first is not None:  # this figure confirms (or not) an earlier out one
+            _confirm(record, first, class_ref if not slow else on_class.reference, node_ref,
+                     k, tolerance_pct, strict)  # fmt: skip
+        elif record["failed"]:
+            before = _previous(earlier[(f.key, f.machine)], f)
+            again = before is not None and _out_alike(
+                judge(before.value, class_ref, k, tolerance_pct), on_class
+            )
+            record["confirmation"] = PERSISTS if again else UNCONFIRMED
+            if again:
+                record["confirmed_by"] = {"campaign": before.campaign, "value": before.value}
+        records.append(record)
     add_node_labels(records)
     records.sort(key=_severity)
     return records
+
+
+def first_readings(
+    session: Session, campaign: str, latest: list[TrialFigure]
+) -> dict[str, TrialFigure]:
+    """For each latest figure that is a confirmation, the reading it was taken to confirm:
+    the key's latest earlier ok attempt that was not one (by trial key)."""
+    wanted = {f.trial_key: f.attempt for f in latest if f.confirmation}
+    if not wanted:
+        return {}
+    out: dict[str, TrialFigure] = {}
+    for f in figures(session, campaigns=[campaign], every_attempt=True):
+        if f.trial_key not in wanted or f.attempt >= wanted[f.trial_key] or f.confirmation:
+            continue
+        kept = out.get(f.trial_key)
+        if kept is None or f.attempt > kept.attempt:
+            out[f.trial_key] = f
+    return out
+
+
+def _previous(figs: list[TrialFigure], f: TrialFigure) -> TrialFigure | None:
+    """The latest of ``figs`` started before ``f`` (the node's previous reading of it)."""
+    if f.started_at is None:
+        return None
+    before = [o for o in figs if o.started_at is not None and o.started_at < f.started_at]
+    return max(before, key=lambda o: o.started_at, default=None)
+
+
+def _out_alike(a: Judged, b: Judged) -> bool:
+    """Both out of bounds, on the same side."""
+    return a.verdict in FAILING and a.verdict == b.verdict
+
+
+def _confirm(
+    record: dict[str, Any],
+    first: TrialFigure,
+    class_ref: Reference | None,
+    node_ref: Reference | None,
+    k: float,
+    tolerance_pct: float,
+    strict: bool,
+) -> None:
+    """Judge the first reading beside its confirmation: out both times the same way, the
+    verdict stands (re-measured); out at first and in bounds after, ``transient``."""
+    was_class = judge(first.value, class_ref, k, tolerance_pct)
+    was_node = judge(first.value, node_ref, k, tolerance_pct)
+    record["first_value"] = first.value
+    record["first_trial"] = first.trial
+    if record["failed"]:
+        record["confirmation"] = REMEASURED
+        return
+    if record["flags"]:  # the confirmation itself is unreliable: it settles nothing
+        return
+    if was_class.verdict in FAILING or was_node.verdict in FAILING:
+        record["verdict"] = TRANSIENT
+        record["confirmation"] = REMEASURED
+        record["failed"] = strict
 
 
 def _record(f: TrialFigure, on_class: Judged, on_node: Judged, k: float) -> dict[str, Any]:
@@ -462,6 +558,7 @@ def _record(f: TrialFigure, on_class: Judged, on_node: Judged, k: float) -> dict
         failing = False
     return {
         "trial": f.trial,
+        "trial_key": f.trial_key,
         "campaign": f.campaign,
         "benchmark": f.benchmark,
         "workload": f.workload,
@@ -492,11 +589,13 @@ def _record(f: TrialFigure, on_class: Judged, on_node: Judged, k: float) -> dict
         "flags": list(f.flags),
         "k": k,
         "failed": failing,
+        "confirmation": "",  # re-measured, persists or unconfirmed, for an out figure
     }
 
 
-def _severity(r: dict[str, Any]) -> tuple[int, float]:
-    return (0 if r["failed"] else 1, -abs(r["off_pct"] or 0.0))
+def _severity(r: dict[str, Any]) -> tuple[int, int, float]:
+    return (0 if r["failed"] else 1, 0 if r["verdict"] == TRANSIENT else 1,
+            -abs(r["off_pct"] or 0.0))  # fmt: skip
 
 
 def _record_key(r: dict[str, Any]) -> Key:

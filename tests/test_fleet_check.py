@@ -40,7 +40,8 @@ benchmarks:
   - name: sleepy
     workload: test.flaky
     each: true
-    params: {{sleep_s: 0.02, size: 10, slow_node: "{slow}", slow_factor: 2.0}}
+    params: {{sleep_s: 0.02, size: 10, slow_node: "{slow}", slow_factor: 2.0,
+              slow_once: "{once}"}}
 """
 
 
@@ -50,10 +51,13 @@ def invoke(*args: str):
     return result
 
 
-def run_fleet(ray_cluster, tmp_path: Path, db: Path, slow: str) -> str:
+def run_fleet(
+    ray_cluster, tmp_path: Path, db: Path, slow: str, confirm: bool = False, once: Path | str = ""
+) -> str:
     path = tmp_path / f"fleet-{slow[:6] or 'none'}.yaml"
-    path.write_text(PLAYBOOK.format(slow=slow))
-    result = invoke("run", str(path), "--db", str(db), "--address", ray_cluster.address)
+    path.write_text(PLAYBOOK.format(slow=slow, once=once))
+    more = ["--confirm"] if confirm else []
+    result = invoke("run", str(path), "--db", str(db), "--address", ray_cluster.address, *more)
     assert result.exit_code == 0, result.output + result.stderr
     [line] = [
         x for x in result.output.splitlines() if x.startswith("campaign fleet-") and " ok, " in x
@@ -62,26 +66,55 @@ def run_fleet(ray_cluster, tmp_path: Path, db: Path, slow: str) -> str:
 
 
 @pytest.mark.ray
-def test_check_names_the_slow_node_and_none_when_alike(ray_cluster, tmp_path: Path) -> None:
+def test_check_names_the_slow_node_confirms_it_and_none_when_alike(
+    ray_cluster, tmp_path: Path
+) -> None:
+    """Through `harness run` and `harness check`: none named when the nodes are alike; a node
+    slow in both readings of `run --confirm` is `high`, re-measured (exit 1); slow again in
+    the next campaign without --confirm, its previous campaign confirms it (persists); a
+    node slow only in its first reading is `transient`, exit 0, and exit 1 with --strict."""
     db = tmp_path / "r.sqlite"
-    slow = ray_cluster.worker_ids[0]
+    slow, once = ray_cluster.worker_ids
     alike = run_fleet(ray_cluster, tmp_path, db, slow="")
     # A 15% floor: sleeps on a loaded 2-core CI machine wake late by up to a millisecond.
-    result = invoke("check", alike, "--db", str(db), "--format", "json", "--tolerance", "15")
+    tolerance = ("--tolerance", "15")
+    result = invoke("check", alike, "--db", str(db), "--format", "json", *tolerance)
     assert result.exit_code == 0, result.output + result.stderr
     records = json.loads(result.stdout)
     assert len(records) == 3 and {r["verdict"] for r in records} == {"pass"}
 
-    uneven = run_fleet(ray_cluster, tmp_path, db, slow=slow)
-    result = invoke("check", uneven, "--db", str(db), "--format", "json", "--tolerance", "15")
+    uneven = run_fleet(ray_cluster, tmp_path, db, slow=slow, confirm=True)
+    result = invoke("check", uneven, "--db", str(db), "--format", "json", *tolerance)
     assert result.exit_code == 1, result.output + result.stderr
     by_node = {r["node_id"]: r for r in json.loads(result.stdout)}
     assert by_node[slow]["verdict"] == "high"  # time: twice the class's centre
     assert by_node[slow]["off_pct"] == pytest.approx(100, abs=25)
+    assert by_node[slow]["confirmation"] == "re-measured"
+    assert by_node[slow]["first_value"] == pytest.approx(by_node[slow]["value"], rel=0.25)
     # One earlier trial of its own is not a reference (2 are needed): no node verdict yet.
     assert by_node[slow]["node_verdict"] == "no baseline"
     assert all(r["verdict"] == "pass" for nid, r in by_node.items() if nid != slow)
     assert slow[:8] in result.stderr and "1 of 3 trial(s) out of bounds" in result.stderr
+
+    again = run_fleet(ray_cluster, tmp_path, db, slow=slow)
+    result = invoke("check", again, "--db", str(db), "--format", "json", *tolerance)
+    assert result.exit_code == 1, result.output + result.stderr
+    record = next(r for r in json.loads(result.stdout) if r["node_id"] == slow)
+    assert record["confirmation"] == "persists"
+    assert record["confirmed_by"]["campaign"] == uneven
+
+    flag = tmp_path / "slow-once"
+    transient = run_fleet(ray_cluster, tmp_path, db, slow=once, confirm=True, once=flag)
+    assert flag.exists()  # the first reading was the slow one
+    result = invoke("check", transient, "--db", str(db), "--format", "json", *tolerance)
+    assert result.exit_code == 0, result.output + result.stderr
+    record = next(r for r in json.loads(result.stdout) if r["node_id"] == once)
+    assert record["verdict"] == "transient" and not record["failed"]
+    assert record["first_value"] > 1.5 * record["value"]  # 2x at first, then as its peers
+    table = invoke("check", transient, "--db", str(db), *tolerance)
+    assert "transient" in table.stdout and "first " in table.stdout
+    strict = invoke("check", transient, "--db", str(db), "--strict", *tolerance)
+    assert strict.exit_code == 1, strict.output
 
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -209,8 +242,8 @@ def test_expectations_are_judged_by_check(tmp_path: Path) -> None:
 def test_run_checks_the_playbooks_expectations(ray_cluster, tmp_path: Path) -> None:
     path = tmp_path / "expect.yaml"
     path.write_text(
-        PLAYBOOK.format(slow="").replace(
-            "slow_factor: 2.0}\n", "slow_factor: 2.0}\n    expect: {time: {max: 0.001}}\n"
+        PLAYBOOK.format(slow="", once="").replace(
+            'slow_once: ""}\n', 'slow_once: ""}\n    expect: {time: {max: 0.001}}\n'
         )
     )
     db = tmp_path / "r.sqlite"

@@ -105,8 +105,24 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
         if slow.hostname in pair:
             assert ms == pytest.approx(floor_ms + serial_ms, rel=0.10), (pair, ms, floor_ms)
     print(f"small: floor {floor_ms:.4f} ms + serialization {serial_ms:.4f} ms; read {small}")
-    # `harness check` names the slow host and fails; the healthy pair passes.
+    # `harness results matrix` shows the slow host's row and column as the odd ones.
     (campaign,) = c.execute("select id from campaigns").fetchone()
+    shown = bed.run(bed.hosts[0], HARNESS, "results", "matrix", campaign, "--db", str(db),
+                    "--benchmark", "links", "--metric", "bandwidth", "--format", "json")  # fmt: skip
+    (matrix,) = json.loads(shown.stdout)
+    cells = [
+        (row, col, v)
+        for row, values in zip(matrix["rows"], matrix["values"], strict=True)
+        for col, v in zip(matrix["columns"], values, strict=True)
+        if v is not None
+    ]
+    assert len(cells) == 3, matrix
+    for row, col, v in cells:
+        if slow.hostname in (row, col):
+            assert v == pytest.approx(PLANTED_GBPS, rel=0.10), (row, col, v)
+        else:
+            assert v > 5 * PLANTED_GBPS, (row, col, v)
+    # `harness check` names the slow host and fails; the healthy pair passes.
     checked = bed.run(bed.hosts[0], HARNESS, "check", campaign, "--db", str(db))
     print(checked.stdout, checked.stderr)
     assert checked.returncode == 1, checked.stdout + checked.stderr

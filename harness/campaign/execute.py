@@ -98,13 +98,16 @@ def execute(
     observer: Observer,
     store_retry_s: float = DEFAULT_STORE_RETRY_S,
     clocks: dict[str, ClockReading] | None = None,
+    confirm: bool = False,
 ) -> CampaignResult:
     """Run the plan's trials and store them; the result counts what each attempt came to.
 
     Every trial record is journaled before it is stored, and a store outage is retried for
     ``store_retry_s`` (StoreOutageError after, the campaign marked interrupted where the
     store allows and in the journal). The campaign is marked interrupted (Ctrl-C) or failed
-    (anything else) before the exception goes on, completed otherwise."""
+    (anything else) before the exception goes on, completed otherwise. With ``confirm``,
+    the trials whose figure `harness check` calls out are measured again at the end, each
+    a new attempt marked ``confirmation``, which check weighs against the first reading."""
     campaign_id = open_campaign(loaded, store, cluster, plan.resume)
     writer = StoreWriter(store, campaign_id, store_retry_s, observer.warn)
     todo, attempts = plan.todo, plan.attempts
@@ -140,8 +143,13 @@ def execute(
 
     dispatcher.on_done = done
 
+    confirming: set[str] = set()
+
     def record(trial: PlacedTrial, outcome: TrialOutcome) -> None:
         attempt = attempts.get(trial.key, (0, ""))[0] + 1
+        if trial.key in confirming:
+            attempt += 1  # the first reading took the attempt before it
+            outcome.context["confirmation"] = True
         writer.add(
             trial_record(
                 campaign_id,
@@ -179,6 +187,15 @@ def execute(
             )
             dispatcher.run(todo)
             writer.flush()
+            if confirm:
+                again = out_of_bounds(store, campaign_id, todo)
+                if again:
+                    observer.info(
+                        f"confirming {len(again)} figure(s) out of bounds: measured again"
+                    )
+                    confirming.update(t.key for t in again)
+                    dispatcher.run(again)
+                    writer.flush()
             writer.call(
                 "the campaign's status", lambda: store.set_campaign_status(campaign_id, "completed")
             )
@@ -195,6 +212,18 @@ def execute(
                 f"ceiling {c.key} for hardware class {c.hardware_class}: {c.value:.4g} {c.unit}"
             )
     return result
+
+
+def out_of_bounds(
+    store: ResultStore, campaign_id: str, ran: list[PlacedTrial]
+) -> list[PlacedTrial]:
+    """The trials of ``ran`` whose figure `harness check` (its defaults) calls out, to be
+    measured again; ladder steps are not (a ladder's stop already read its figures)."""
+    from results_db.baseline import check
+
+    with store.session() as s:
+        keys = {r["trial_key"] for r in check(s, campaign_id) if r["failed"]}
+    return [t for t in ran if t.key in keys and t.spec.ladder is None]
 
 
 def measure_idle_baselines(

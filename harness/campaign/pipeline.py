@@ -44,6 +44,7 @@ class RunRequest:
     allow_env: frozenset[str] = frozenset()  # variables allowed as keys beyond the rule
     allow_skew: bool = False  # run on nodes whose harness/Ray/Python differ from the driver's
     max_clock_skew_s: float | None = None  # refuse nodes whose clock is further off
+    confirm: bool = False  # measure again, at the end, the trials whose figure is out
 
 
 def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer) -> CampaignResult:
@@ -94,7 +95,14 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
             return CampaignResult(plan, store, dry_run=True)
         assert store is not None
         result = execute(
-            loaded, plan, store, session.description, observer, request.store_retry_s, clocks
+            loaded,
+            plan,
+            store,
+            session.description,
+            observer,
+            request.store_retry_s,
+            clocks,
+            request.confirm,
         )
         record_end_clocks(store, result.campaign_id, session.clock_offsets(plan.nodes), observer)
     with store.session() as s:

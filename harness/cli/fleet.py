@@ -54,8 +54,19 @@ def check_columns(records: list[dict[str, Any]]) -> list[Column]:
         ("class reference", _reference),
         ("off", _off),
         ("node history", _node_history),
+        ("confirmed", _confirmed),
         ("flags", lambda r: " ".join(r["flags"])),
     ]
+
+
+def _confirmed(r: dict[str, Any]) -> str:
+    """How an out figure was confirmed: 're-measured 61.2' / 'persists (c4: 60.1)'."""
+    how = r.get("confirmation") or ""
+    if how == "re-measured" and r.get("first_value") is not None:
+        return f"first {r['first_value']:.4g}, again {r['value']:.4g}"
+    if how == "persists" and r.get("confirmed_by"):
+        return f"persists ({r['confirmed_by']['campaign']}: {r['confirmed_by']['value']:.4g})"
+    return how
 
 
 def print_expectations(results: list[dict[str, Any]], wide: bool = False) -> int:
@@ -92,6 +103,10 @@ def check(
         float,
         typer.Option("--tolerance", min=0, help="... and beyond this percent of the centre"),
     ] = 5.0,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="fail on transient figures too (out, then in bounds)"),
+    ] = False,
     db: DbOpt = None,
     format: Annotated[Format, typer.Option("--format")] = Format.table,
     wide: WideOpt = False,
@@ -109,7 +124,9 @@ def check(
     with handled():
         store = db_api.ResultStore(db_url(db), upgrade=False)
         with store.session() as s:
-            records = judge_campaign(s, campaign, baseline=baseline, k=k, tolerance_pct=tolerance)
+            records = judge_campaign(
+                s, campaign, baseline=baseline, k=k, tolerance_pct=tolerance, strict=strict
+            )
             expected = judged_expectations(s, campaign)
         if not records:
             raise QueryError(f"campaign {campaign!r} has no ok trial to judge")

@@ -101,6 +101,14 @@ def run(
             "driver's (by default they are corrected for, with a warning past 0.5 s)",
         ),
     ] = None,
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            "--confirm",
+            help="at the end, measure again each trial whose figure `harness check` calls "
+            "out; check then calls a node low/high only when the second reading agrees",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
@@ -122,6 +130,7 @@ def run(
             allow_env=frozenset(allow_env or []),
             allow_skew=allow_skew,
             max_clock_skew_s=max_clock_skew,
+            confirm=confirm,
         )
         again = resume_command(
             playbook,
@@ -191,6 +200,8 @@ def _options_kept(request: RunRequest, max_tokens: int | None) -> list[str]:
         kept += ["--max-request-tokens", str(max_tokens)]
     if request.allow_skew:
         kept.append("--allow-skew")
+    if request.confirm:
+        kept.append("--confirm")
     if request.max_clock_skew_s is not None:
         kept += ["--max-clock-skew", f"{request.max_clock_skew_s:g}"]
     return kept

@@ -24,6 +24,7 @@ class FlakyParams(Params):
     size: int = Field(1000, ge=1)
     slow_node: str = Field("", description="Ray node id on which each sleep is slow_factor x")
     slow_factor: float = Field(1.0, ge=1)
+    slow_once: str = Field("", description="a file: slow_node is slow only while it is absent")
 
 
 class FlakyWorkload(Workload):
@@ -46,8 +47,13 @@ class FlakyWorkload(Workload):
         if self.params.slow_node:  # a deliberately slow node, for the fleet-health tests
             import ray
 
-            if ray.get_runtime_context().get_node_id() == self.params.slow_node:
+            once = self.params.slow_once
+            if ray.get_runtime_context().get_node_id() == self.params.slow_node and not (
+                once and os.path.exists(once)
+            ):
                 self.sleep_s *= self.params.slow_factor
+                if once:  # a transient: the next trial on it is not slow
+                    open(once, "w").close()
 
     def run_iteration(self) -> None:
         self.calls += 1

@@ -1,0 +1,184 @@
+"""False alarms of `harness check` on unchanged nodes, beside its detection of a slow node.
+
+Real campaigns on this machine, not generated data: a local Ray cluster of two nodes, one
+mixed playbook (GEMM fp32 and bf16, STREAM copy and triad, layernorm, all on the CPU, every
+node) run N times back to back with `harness run --confirm` into one SQLite file, and
+`harness check` on each campaign once WARMUP campaigns of history exist. Then K campaigns
+with one node planted slow: moved (its raylet and workers) into a cgroup held to a share of
+a CPU, as a Slurm or Kubernetes CPU limit holds a node (root and a cgroup cpu controller).
+
+For each check: its exit code, and its verdicts per key; and what the same check said of
+the figures first measured (a figure out, then measured again in range, is ``transient``:
+what an alarm without confirmation would have been). Goal: at most 1 false alarm in 20
+checks on unchanged nodes, the planted node named in every check of the planted campaigns.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/fleet_false_alarms.py [--campaigns 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+HARNESS = str(Path(sys.executable).with_name("harness"))
+PLAYBOOK = """
+campaign: {name: unchanged, description: a mixed CPU playbook on every node}
+defaults: {warmup_iterations: 2, min_repetitions: 10, min_duration_s: 0.4, timeout_s: 300,
+           contended_cores: 4, telemetry: {sources: [host]}}
+benchmarks:
+  - {name: gemm-fp32, workload: kernel.gemm, each: true,
+     params: {m: 512, n: 512, k: 512, dtype: fp32, device: cpu}}
+  - {name: gemm-bf16, workload: kernel.gemm, each: true,
+     params: {m: 512, n: 512, k: 512, dtype: bf16, device: cpu}}
+  - {name: stream-copy, workload: memory.stream, each: true, params: {op: copy, size_mib: 64}}
+  - {name: stream-triad, workload: memory.stream, each: true,
+     params: {op: triad, size_mib: 64}}
+  - {name: layernorm, workload: kernel.norm, each: true,
+     params: {rows: 2048, cols: 1024, device: cpu}}
+"""
+
+
+def harness(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([HARNESS, *args], capture_output=True, text=True, env=env, timeout=900)
+
+
+def campaign_id(output: str) -> str:
+    for line in output.splitlines():
+        if line.startswith("campaign unchanged-") and " ok, " in line:
+            return line.split()[1].rstrip(":")
+    raise RuntimeError(f"no campaign line in:\n{output[-2000:]}")
+
+
+def cpu_cgroup(pid: int) -> Path:
+    """The cpu cgroup folder a process is in (v1 cpu controller, else v2)."""
+    from harness.node.throttle import _mounts
+
+    v1, v2 = _mounts()
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if v1 is not None and "cpu" in controllers.split(","):
+            return v1 / path.lstrip("/")
+        if v1 is None and controllers == "":
+            return v2 / path.lstrip("/")  # type: ignore[operator]
+    raise RuntimeError(f"no cpu cgroup for {pid}")
+
+
+@contextlib.contextmanager
+def quota(node, share: float) -> Iterator[None]:
+    """Hold a cluster_utils node's raylet and everything under it to ``share`` of a CPU, as
+    a Slurm or Kubernetes CPU limit holds a node; every process goes back after."""
+    from harness.node.throttle import _mounts
+
+    v1, v2 = _mounts()
+    folder = (v1 or v2) / f"hfalse{secrets.token_hex(2)}"
+    folder.mkdir()
+    period = 100_000
+    if v1 is not None:
+        (folder / "cpu.cfs_period_us").write_text(str(period))
+        (folder / "cpu.cfs_quota_us").write_text(str(int(share * period)))
+    else:
+        (folder / "cpu.max").write_text(f"{int(share * period)} {period}")
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+    moved = [raylet.pid, *(p.pid for p in raylet.children(recursive=True))]
+    home = {pid: cpu_cgroup(pid) for pid in moved}
+    try:
+        for pid in moved:
+            with contextlib.suppress(OSError):
+                (folder / "cgroup.procs").write_text(str(pid))
+        yield
+    finally:
+        for pid, where in home.items():
+            with contextlib.suppress(OSError):
+                (where / "cgroup.procs").write_text(str(pid))
+        for pid in (folder / "cgroup.procs").read_text().split():  # started since
+            with contextlib.suppress(OSError):
+                (folder.parent / "cgroup.procs").write_text(pid)
+        folder.rmdir()
+
+
+def judge(check: subprocess.CompletedProcess) -> tuple[int, Counter, Counter, list[dict]]:
+    records = json.loads(check.stdout) if check.stdout.strip() else []
+    alarms = Counter(r["benchmark"] for r in records if r["failed"])
+    transient = Counter(r["benchmark"] for r in records if r["verdict"] == "transient")
+    return check.returncode, alarms, transient, records
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--campaigns", type=int, default=24, help="on unchanged nodes")
+    ap.add_argument("--warmup", type=int, default=4, help="campaigns before the first check")
+    ap.add_argument("--planted", type=int, default=3, help="campaigns with a slow node")
+    ap.add_argument("--share", type=float, default=0.2, help="the slow node's CPU quota")
+    args = ap.parse_args()
+
+    from harness.cluster.local import NodeSpec, local_cluster
+
+    folder = Path(tempfile.mkdtemp(prefix="hfalse"))
+    pb = folder / "mixed.yaml"
+    pb.write_text(PLAYBOOK)
+    db = folder / "r.sqlite"
+    env = {**os.environ, "HARNESS_STATE_DIR": str(folder / "state")}
+    rows = []
+    with local_cluster([NodeSpec(1, {"n": "a"}), NodeSpec(1, {"n": "b"})], prefix="hfa") as lc:
+        address = lc.cluster.address
+        slow_node = lc.workers[0]
+        slow_id = slow_node.node_id
+        for i in range(args.campaigns + args.planted):
+            planted = i >= args.campaigns
+            t0 = time.monotonic()
+            with quota(slow_node, args.share) if planted else contextlib.nullcontext():
+                run = harness("run", str(pb), "--db", str(db), "--address", address,
+                              "--confirm", "--no-progress", env=env)  # fmt: skip
+            cid = campaign_id(run.stdout + run.stderr)
+            if i < args.warmup:
+                print(f"{i:2d} {cid} history ({time.monotonic() - t0:.0f} s)", flush=True)
+                continue
+            check = harness("check", cid, "--db", str(db), "--format", "json", env=env)
+            code, alarms, transient, records = judge(check)
+            named = {r["node_id"] for r in records if r["failed"] or "cpu_throttled" in r["flags"]}
+            rows.append((planted, code, alarms, transient, named))
+            print(
+                f"{i:2d} {cid} {'planted' if planted else 'unchanged'} exit {code} "
+                f"alarms {dict(alarms)} transient {dict(transient)} "
+                f"named {sorted(n[:8] for n in named)} "
+                f"({time.monotonic() - t0:.0f} s)",
+                flush=True,
+            )
+    clean = [r for r in rows if not r[0]]
+    planted = [r for r in rows if r[0]]
+    false_alarms = sum(1 for r in clean if r[1] != 0)
+    would_have = sum(1 for r in clean if r[1] != 0 or r[3])
+    per_key = Counter()
+    per_key_unconfirmed = Counter()
+    for r in clean:
+        per_key.update(r[2])
+        per_key_unconfirmed.update(r[2] + r[3])
+    print()
+    print("| checks | on unchanged nodes: false alarms | without confirmation | planted: caught |")
+    print("| ---: | ---: | ---: | ---: |")
+    caught = sum(1 for r in planted if slow_id in r[4])
+    bystander = sum(1 for r in planted if r[4] - {slow_id})
+    print(f"| {len(clean)} | {false_alarms} | {would_have} | {caught} of {len(planted)} |")
+    print(f"\nthe unchanged node named too in {bystander} of the {len(planted)} planted checks")
+    print()
+    print("| key | alarms | alarms without confirmation |")
+    print("| --- | ---: | ---: |")
+    for key in sorted(set(per_key) | set(per_key_unconfirmed)):
+        print(f"| {key} | {per_key[key]} | {per_key_unconfirmed[key]} |")
+    return 0 if false_alarms <= max(1, len(clean) // 20) and caught == len(planted) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
