@@ -13,8 +13,11 @@ A trial is out when it is further from the centre than ``k`` spreads and at leas
 a fault); ``k`` widens with the number of trials judged, so a whole campaign's check has
 at most a 5% chance of one false alarm (3 spreads for a few trials, 4.6 for 10,000).
 Trials flagged noisy (their CI target not reached), contended (other processes used the
-CPU during their window) or client_bound (a load generator that measured itself) are never
-references and never failures: out of bounds, they are ``unreliable``.
+CPU during their window), client_bound (a load generator that measured itself),
+cpu_throttled (held by their cgroup's quota) or retransmits (a lossy link) are never
+references and never failures: out of bounds, they are ``unreliable``. Cross-host trials of
+3 hosts or more are judged host by host (``judge_hosts``); a figure measured again in its
+campaign is weighed with its first reading (``transient`` when only the first was out).
 """
 
 from __future__ import annotations

@@ -60,7 +60,8 @@ def check_columns(records: list[dict[str, Any]]) -> list[Column]:
 
 
 def _confirmed(r: dict[str, Any]) -> str:
-    """How an out figure was confirmed: 're-measured 61.2' / 'persists (c4: 60.1)'."""
+    """How an out figure was confirmed: 'first 61.2, again 60.8' (measured again in its
+    campaign), 'persists (c4: 60.1)' (its node's previous campaign), or 'unconfirmed'."""
     how = r.get("confirmation") or ""
     if how == "re-measured" and r.get("first_value") is not None:
         return f"first {r['first_value']:.4g}, again {r['value']:.4g}"
@@ -113,10 +114,11 @@ def check(
 ) -> None:
     """Judge every trial of a campaign against its hardware class and its node's history.
 
-    A verdict per trial: pass, low, high, no baseline, or unreliable (out of bounds but
-    flagged noisy or contended); and the playbook's `expect:` references. Exit 1 when any
-    trial is out or misses an expectation (a CI job or an acceptance script can gate on
-    it), 2 for bad input.
+    A verdict per trial: pass, low, high, no baseline, unreliable (out of bounds but
+    flagged noisy, contended, throttled or resent), or transient (out, then in bounds when
+    `run --confirm` measured it again); and the playbook's `expect:` references. Exit 1
+    when any trial is out (transient ones only with --strict) or misses an expectation (a
+    CI job or an acceptance script can gate on it), 2 for bad input.
     """
     from harness.campaign.verdict import judged_expectations
     from results_db.baseline import check as judge_campaign
