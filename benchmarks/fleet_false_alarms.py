@@ -3,7 +3,8 @@
 Real campaigns on this machine, not generated data: a local Ray cluster of two nodes, one
 mixed playbook (GEMM fp32 and bf16, STREAM copy and triad, layernorm, all on the CPU, every
 node) run N times back to back with `harness run --confirm` into one SQLite file, and
-`harness check` on each campaign once WARMUP campaigns of history exist. Then K campaigns
+`harness check` on each campaign once WARMUP campaigns of history exist (``--rounds R``:
+every trial measured in R interleaved rounds). Then K campaigns
 with one node planted slow: moved (its raylet and workers) into a cgroup held to a share of
 a CPU, as a Slurm or Kubernetes CPU limit holds a node (root and a cgroup cpu controller).
 
@@ -12,7 +13,7 @@ the figures first measured (a figure out, then measured again in range, is ``tra
 what an alarm without confirmation would have been). Goal: at most 1 false alarm in 20
 checks on unchanged nodes, the planted node named in every check of the planted campaigns.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/fleet_false_alarms.py [--campaigns 24]
+    PYTHONPATH=. .venv/bin/python benchmarks/fleet_false_alarms.py [--campaigns 24] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -121,13 +122,16 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=4, help="campaigns before the first check")
     ap.add_argument("--planted", type=int, default=3, help="campaigns with a slow node")
     ap.add_argument("--share", type=float, default=0.2, help="the slow node's CPU quota")
+    ap.add_argument("--rounds", type=int, default=1, help="settings.rounds of every trial")
     args = ap.parse_args()
 
     from harness.cluster.local import NodeSpec, local_cluster
 
     folder = Path(tempfile.mkdtemp(prefix="hfalse"))
     pb = folder / "mixed.yaml"
-    pb.write_text(PLAYBOOK)
+    pb.write_text(
+        PLAYBOOK.replace("contended_cores: 4,", f"contended_cores: 4, rounds: {args.rounds},")
+    )
     db = folder / "r.sqlite"
     env = {**os.environ, "HARNESS_STATE_DIR": str(folder / "state")}
     rows = []

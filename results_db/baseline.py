@@ -122,6 +122,8 @@ class TrialFigure:
     trial_key: str = ""
     attempt: int = 1
     confirmation: bool = False  # a figure measured again because the first was out
+    # Measured in rounds: the median's CI over the round medians (None for one round).
+    rounds_ci: tuple[float, float] | None = None
 
     @property
     def machine(self) -> tuple[int | None, str | int | None, int | None]:
@@ -207,6 +209,8 @@ def figures(
             Metric.unit,
             Metric.higher_is_better,
             Metric.median,
+            Metric.ci_low,
+            Metric.ci_high,
         )
         .join(Metric, Metric.trial_id == t.c.id)
         .outerjoin(Node, Node.id == t.c.node_id)
@@ -255,6 +259,11 @@ def figures(
                 trial_key=r.trial_key,
                 attempt=r.attempt,
                 confirmation=bool((r.context or {}).get("confirmation")),
+                rounds_ci=(
+                    (r.ci_low, r.ci_high)
+                    if (r.context or {}).get("rounds", 1) > 1 and r.ci_low is not None
+                    else None
+                ),
             )
         )
     return out
@@ -477,6 +486,8 @@ def check(
             on_class = judge(f.value, class_ref, k, tolerance_pct)
         node_ref = Reference.of(node_history[(f.key, f.machine)])
         on_node = judge(f.value, node_ref, k, tolerance_pct)
+        if f.rounds_ci is not None:  # rounds on both sides of a centre: not out
+            on_class, on_node = _within_rounds(on_class, f), _within_rounds(on_node, f)
         record = {**_record(f, on_class, on_node, k), "slow_hosts": slow}
         first = firsts.get(f.trial_key)
         if first is not None:  # this figure confirms (or not) an earlier out one
@@ -520,6 +531,16 @@ def _previous(figs: list[TrialFigure], f: TrialFigure) -> TrialFigure | None:
         return None
     before = [o for o in figs if o.started_at is not None and o.started_at < f.started_at]
     return max(before, key=lambda o: o.started_at, default=None)
+
+
+def _within_rounds(j: Judged, f: TrialFigure) -> Judged:
+    """An out verdict taken back when the figure's rounds straddle the reference's centre
+    (its CI over the round medians holds it): the rounds do not agree that it is out."""
+    if j.verdict in FAILING and j.reference is not None and f.rounds_ci is not None:
+        low, high = f.rounds_ci
+        if low <= j.reference.centre <= high:
+            return Judged(PASS, j.reference, j.off_pct, j.off_spreads)
+    return j
 
 
 def _out_alike(a: Judged, b: Judged) -> bool:

@@ -117,6 +117,56 @@ def test_check_names_the_slow_node_confirms_it_and_none_when_alike(
     assert strict.exit_code == 1, strict.output
 
 
+@pytest.mark.ray
+def test_rounds_interleave_and_the_median_of_round_medians_is_the_figure(
+    ray_cluster, tmp_path: Path
+) -> None:
+    """Two benchmarks in 3 rounds on one node, its first round of `a` slow (3x): the rounds
+    of a and b alternate in time, the stored figure is the median of the round medians (not
+    slow), the samples are every round's, the spreads within and between rounds are stored,
+    and check takes back an out verdict whose rounds straddle the centre."""
+    import sqlite3
+
+    once = tmp_path / "once"
+    node = ray_cluster.worker_ids[0]  # zone a
+    pb = tmp_path / "rounds.yaml"
+    pb.write_text(
+        "campaign: {name: rounds}\n"
+        "defaults: {warmup_iterations: 1, min_repetitions: 6, max_repetitions: 6,\n"
+        "           min_duration_s: 0, rounds: 3, contended_cores: 4}\n"
+        "targets: {za: {labels: {zone: a}}}\n"
+        "benchmarks:\n"
+        f"  - {{name: a, workload: test.flaky, on: za, params: {{sleep_s: 0.02, size: 10,\n"
+        f'     slow_node: "{node}", slow_factor: 3.0, slow_once: "{once}"}}}}\n'
+        "  - {name: b, workload: test.flaky, on: za, params: {sleep_s: 0.01, size: 20}}\n"
+    )
+    db = tmp_path / "r.sqlite"
+    result = invoke("run", str(pb), "--db", str(db), "--address", ray_cluster.address)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert once.exists()
+    c = sqlite3.connect(db)
+    rows = c.execute(
+        "select t.benchmark, t.context, m.median, m.n, m.ci_low, m.ci_high from trials t "
+        "join metrics m on m.trial_id = t.id where m.name = 'time'"
+    ).fetchall()
+    assert len(rows) == 2  # one stored trial per benchmark, not one per round
+    by = {b: (json.loads(ctx), median, n, lo, hi) for b, ctx, median, n, lo, hi in rows}
+    ctx, median, n, low, high = by["a"]
+    assert ctx["rounds"] == 3 and n == 18  # every round's samples
+    medians = ctx["round_medians"]["time"]
+    assert len(medians) == 3 and max(medians) > 2.5 * min(medians)  # round 1 was slow
+    assert median == pytest.approx(sorted(medians)[1])  # the median of the round medians
+    assert (low, high) == (min(medians), max(medians))  # 3 rounds: the CI spans them
+    spread = ctx["round_spread"]["time"]
+    assert spread["between_cv"] > 0.4 > spread["within_cv"]
+    assert by["b"][0]["rounds"] == 3 and by["b"][2] == 18
+    assert median < 2 * sorted(medians)[0]  # the slow round did not make the figure
+    # Interleaved: each trial's first round starts before the other's last round ends (one
+    # trial at a time on the node: without rounds, one would end before the other began).
+    spans = c.execute("select started_at, finished_at from trials").fetchall()
+    assert max(s for s, _ in spans) < min(e for _, e in spans), spans
+
+
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
@@ -203,6 +253,36 @@ def test_noisy_or_contended_trials_are_unreliable_not_failures(tmp_path: Path) -
     assert records["n17"]["verdict"] == "unreliable" and records["n17"]["failed"] is False
     assert records["n17"]["flags"] == ["contended"]
     assert {n for n, r in records.items() if r["failed"]} == {"n03", "n11"}
+
+
+def test_an_out_figure_whose_rounds_straddle_the_centre_is_not_out(tmp_path: Path) -> None:
+    """n11's figure (-15%) measured in 3 rounds whose medians span 80-102 GB/s: the rounds do
+    not agree it is out, so it passes; in one round, or rounds all below, it stays low."""
+    import sqlite3
+
+    url = plant_history(tmp_path)
+    db = sqlite3.connect(tmp_path / "r.sqlite")
+
+    def rounds_of_n11(low: float, high: float) -> dict:
+        db.execute(
+            "update trials set context = '{\"rounds\": 3}' where campaign_id = 'c5' and "
+            "node_id = (select id from nodes where hostname = 'n11')"
+        )
+        db.execute(
+            "update metrics set ci_low = ?, ci_high = ? where trial_id = (select t.id from "
+            "trials t join nodes n on n.id = t.node_id where t.campaign_id = 'c5' and "
+            "n.hostname = 'n11')",
+            (low, high),
+        )
+        db.commit()
+        result = invoke("check", "c5", "--db", url, "--format", "json")
+        return {r["node"]: r for r in json.loads(result.stdout)}
+
+    straddling = rounds_of_n11(80.0, 102.0)
+    assert straddling["n11"]["verdict"] == "pass" and not straddling["n11"]["failed"]
+    assert straddling["n03"]["verdict"] == "low" and straddling["n17"]["verdict"] == "high"
+    below = rounds_of_n11(80.0, 90.0)
+    assert below["n11"]["verdict"] == "low" and below["n11"]["failed"]
 
 
 def test_expectations_are_judged_by_check(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from harness.campaign.ladder import Ladders
 from harness.campaign.placement import PlacedTrial
 from harness.campaign.plan import CampaignPlan
 from harness.campaign.recording import node_record, trial_record
+from harness.campaign.rounds import merge_rounds
 from harness.campaign.store_writer import DEFAULT_STORE_RETRY_S, StoreWriter
 from harness.campaign.verdict import CampaignResult
 from harness.cluster.clocks import ClockReading
@@ -122,14 +123,22 @@ def execute(
     idle: dict[str, dict[tuple[str, str], float]] = {}
     warned: set[tuple[str, str]] = set()
 
+    # Trials measured in rounds (settings.rounds): the ok rounds so far, until the last.
+    rounds_of: dict[str, list[TrialOutcome]] = {}
     dispatcher = Dispatcher(
-        on_start=observer.started,
+        on_start=lambda t: None if t.key in rounds_of else observer.started(t),
         clock_offsets={node_id: c.offset_s for node_id, c in clocks.items()},
     )
     ladders = Ladders(todo)
 
     def done(trial: PlacedTrial, outcome: TrialOutcome) -> None:
-        record(trial, outcome)
+        so_far = rounds_of.pop(trial.key, [])
+        if outcome.status == TrialStatus.OK:
+            if len(so_far) + 1 < rounds_wanted(trial):
+                rounds_of[trial.key] = [*so_far, outcome]  # its next round comes later
+                return
+            outcome = merge_rounds([*so_far, outcome])
+        record(trial, outcome)  # a failed round is the trial's outcome
         above, reason = ladders.after(trial, outcome)
         taken = dispatcher.drop(above)
         if taken:
@@ -185,7 +194,7 @@ def execute(
             idle.update(
                 measure_idle_baselines(loaded, writer, campaign_id, todo, node_ids, observer)
             )
-            dispatcher.run(todo)
+            run_in_rounds(dispatcher, todo, rounds_of)
             writer.flush()
             if confirm:
                 again = out_of_bounds(store, campaign_id, todo)
@@ -194,7 +203,7 @@ def execute(
                         f"confirming {len(again)} figure(s) out of bounds: measured again"
                     )
                     confirming.update(t.key for t in again)
-                    dispatcher.run(again)
+                    run_in_rounds(dispatcher, again, rounds_of)
                     writer.flush()
             writer.call(
                 "the campaign's status", lambda: store.set_campaign_status(campaign_id, "completed")
@@ -212,6 +221,22 @@ def execute(
                 f"ceiling {c.key} for hardware class {c.hardware_class}: {c.value:.4g} {c.unit}"
             )
     return result
+
+
+def rounds_wanted(trial: PlacedTrial) -> int:
+    """How many rounds the trial is measured in (a ladder's steps: one, as its climb reads
+    each step's figure at once)."""
+    return 1 if trial.spec.ladder is not None else trial.spec.settings.rounds
+
+
+def run_in_rounds(
+    dispatcher: Dispatcher, trials: list[PlacedTrial], rounds_of: dict[str, list]
+) -> None:
+    """Round 1 of every trial, then round 2 of those that want more, and so on: each
+    trial's rounds apart in time, other trials' rounds between them."""
+    dispatcher.run(trials)
+    while again := [t for t in trials if t.key in rounds_of]:
+        dispatcher.run(again)
 
 
 def out_of_bounds(

@@ -77,6 +77,14 @@ class Settings(_Strict):
         description="CPU other processes may use during a trial's window (cores, on "
         "average) before it is flagged contended; raise it where nodes share a host",
     )
+    rounds: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="measure each trial in this many rounds, each a fresh set-up, warm-up and "
+        "measure loop, the rounds of every trial interleaved across the campaign: the figure "
+        "is the median of the round medians, its CI over the rounds (ladder steps: 1)",
+    )
     flush_l2: bool = Field(False, description="zero a 256 MB buffer before each CUDA iteration")
     cuda_graph: bool = Field(False, description="time CUDA-graph replays of one iteration")
     telemetry: Telemetry = Field(default_factory=Telemetry)
