@@ -495,9 +495,10 @@ def check(
                      k, tolerance_pct, strict)  # fmt: skip
         elif record["failed"]:
             before = _previous(earlier[(f.key, f.machine)], f)
-            again = before is not None and _out_alike(
-                judge(before.value, class_ref, k, tolerance_pct), on_class
-            )
+            again = before is not None and _side(
+                judge(before.value, class_ref, k, tolerance_pct).verdict,
+                judge(before.value, node_ref, k, tolerance_pct).verdict,
+            ) == _side(record["verdict"], record["node_verdict"])
             record["confirmation"] = PERSISTS if again else UNCONFIRMED
             if again:
                 record["confirmed_by"] = {"campaign": before.campaign, "value": before.value}
@@ -543,11 +544,6 @@ def _within_rounds(j: Judged, f: TrialFigure) -> Judged:
     return j
 
 
-def _out_alike(a: Judged, b: Judged) -> bool:
-    """Both out of bounds, on the same side."""
-    return a.verdict in FAILING and a.verdict == b.verdict
-
-
 def _confirm(
     record: dict[str, Any],
     first: TrialFigure,
@@ -557,21 +553,28 @@ def _confirm(
     tolerance_pct: float,
     strict: bool,
 ) -> None:
-    """Judge the first reading beside its confirmation: out both times the same way, the
-    verdict stands (re-measured); out at first and in bounds after, ``transient``."""
-    was_class = judge(first.value, class_ref, k, tolerance_pct)
-    was_node = judge(first.value, node_ref, k, tolerance_pct)
+    """Judge the first reading beside its confirmation: out both times on the same side, the
+    verdict stands (re-measured); out at first and in bounds, or out on the other side,
+    after: it does not repeat, ``transient``."""
+    was = _side(judge(first.value, class_ref, k, tolerance_pct).verdict,
+                judge(first.value, node_ref, k, tolerance_pct).verdict)  # fmt: skip
+    now = _side(record["verdict"], record["node_verdict"])
     record["first_value"] = first.value
     record["first_trial"] = first.trial
-    if record["failed"]:
+    if record["flags"] or was is None:  # nothing to weigh: an unreliable or in-bounds pair
+        record["confirmation"] = UNCONFIRMED if record["failed"] else ""
+        return
+    if now == was:
         record["confirmation"] = REMEASURED
         return
-    if record["flags"]:  # the confirmation itself is unreliable: it settles nothing
-        return
-    if was_class.verdict in FAILING or was_node.verdict in FAILING:
-        record["verdict"] = TRANSIENT
-        record["confirmation"] = REMEASURED
-        record["failed"] = strict
+    record["verdict"] = TRANSIENT
+    record["confirmation"] = REMEASURED
+    record["failed"] = strict
+
+
+def _side(class_verdict: str, node_verdict: str) -> str | None:
+    """The side a figure is out on (low or high; its class's verdict first), or None."""
+    return next((v for v in (class_verdict, node_verdict) if v in FAILING), None)
 
 
 def _record(f: TrialFigure, on_class: Judged, on_node: Judged, k: float) -> dict[str, Any]:
