@@ -1,12 +1,13 @@
 """False alarms of `harness check` on unchanged nodes, beside its detection of a slow node.
 
-Real campaigns on this machine, not generated data: a local Ray cluster of two nodes, one
+Real campaigns on this machine, not generated data: a local Ray cluster (one node by
+default: nodes on one machine run their trials at once and read each other's load), one
 mixed playbook (GEMM fp32 and bf16, STREAM copy and triad, layernorm, all on the CPU, every
 node) run N times back to back with `harness run --confirm` into one SQLite file, and
 `harness check` on each campaign once WARMUP campaigns of history exist (``--rounds R``:
-every trial measured in R interleaved rounds). Then K campaigns
-with one node planted slow: moved (its raylet and workers) into a cgroup held to a share of
-a CPU, as a Slurm or Kubernetes CPU limit holds a node (root and a cgroup cpu controller).
+every trial measured in R interleaved rounds). Then K campaigns with the (last) node
+planted slow: its raylet and workers moved into a cgroup held to a share of a CPU, as a
+Slurm or Kubernetes CPU limit holds a node (root and a cgroup cpu controller).
 
 For each check: its exit code, and its verdicts per key; and what the same check said of
 the figures first measured (a figure out, then measured again in range, is ``transient``:
@@ -123,6 +124,13 @@ def main() -> int:
     ap.add_argument("--planted", type=int, default=3, help="campaigns with a slow node")
     ap.add_argument("--share", type=float, default=0.2, help="the slow node's CPU quota")
     ap.add_argument("--rounds", type=int, default=1, help="settings.rounds of every trial")
+    ap.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="Ray nodes (all on this machine: more than one run their trials at once, so "
+        "each reads the others' load, which one machine per node would not)",
+    )
     args = ap.parse_args()
 
     from harness.cluster.local import NodeSpec, local_cluster
@@ -135,9 +143,11 @@ def main() -> int:
     db = folder / "r.sqlite"
     env = {**os.environ, "HARNESS_STATE_DIR": str(folder / "state")}
     rows = []
-    with local_cluster([NodeSpec(1, {"n": "a"}), NodeSpec(1, {"n": "b"})], prefix="hfa") as lc:
+    specs = [NodeSpec(1, {"n": chr(ord("a") + i)}) for i in range(args.nodes)]
+    with local_cluster(specs, prefix="hfa") as lc:
         address = lc.cluster.address
-        slow_node = lc.workers[0]
+        # The last node is the one planted slow (the head, when it is the only one).
+        slow_node = lc.workers[-1] if lc.workers else lc.cluster.head_node
         slow_id = slow_node.node_id
         for i in range(args.campaigns + args.planted):
             planted = i >= args.campaigns
