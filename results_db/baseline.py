@@ -561,6 +561,7 @@ def _confirm(
     now = _side(record["verdict"], record["node_verdict"])
     record["first_value"] = first.value
     record["first_trial"] = first.trial
+    record["first_at"] = first.started_at.timestamp() if first.started_at else None
     if record["flags"] or was is None:  # nothing to weigh: an unreliable or in-bounds pair
         record["confirmation"] = UNCONFIRMED if record["failed"] else ""
         return
@@ -614,6 +615,7 @@ def _record(f: TrialFigure, on_class: Judged, on_node: Judged, k: float) -> dict
         "node_trials": on_node.reference.trials if on_node.reference else 0,
         "node_off_pct": on_node.off_pct,
         "flags": list(f.flags),
+        "rounds_ci": list(f.rounds_ci) if f.rounds_ci else None,  # the between-round spread
         "k": k,
         "failed": failing,
         "confirmation": "",  # re-measured, persists or unconfirmed, for an out figure
@@ -669,6 +671,18 @@ def control_history(
                     (f.started_at.timestamp(), f.value, f.campaign == r["campaign"])
                     for f in by_key[key]
                     if f.started_at is not None
+                ],
+                # Trials measured in rounds: their CI over the round medians.
+                "spreads": [
+                    (f.started_at.timestamp(), *f.rounds_ci)
+                    for f in by_key[key]
+                    if f.started_at is not None and f.rounds_ci is not None
+                ],
+                # First readings that did not repeat when measured again.
+                "transient": [
+                    (x["first_at"], x["first_value"])
+                    for x in records
+                    if _record_key(x) == key and x["verdict"] == TRANSIENT and x.get("first_at")
                 ],
             }
         )

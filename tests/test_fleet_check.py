@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from harness.cli.app import app
 from harness.node.stats import summarize
+from harness.present import charts
 from results_db import (
     CampaignRecord,
     MetricRecord,
@@ -280,7 +281,20 @@ def test_an_out_figure_whose_rounds_straddle_the_centre_is_not_out(tmp_path: Pat
 
     straddling = rounds_of_n11(80.0, 102.0)
     assert straddling["n11"]["verdict"] == "pass" and not straddling["n11"]["failed"]
+    assert straddling["n11"]["rounds_ci"] == [80.0, 102.0]
     assert straddling["n03"]["verdict"] == "low" and straddling["n17"]["verdict"] == "high"
+    table = invoke("check", "c5", "--db", url, "--wide")
+    assert "80..102" in table.stdout  # the between-round spread, shown
+    # The report's control chart draws it as a bar over the round medians' CI.
+    from results_db.baseline import check, control_history
+
+    store = ResultStore(url)
+    with store.session() as s:
+        history = control_history(s, check(s, "c5"))
+    assert [h["spreads"] for h in history] == [[(history[0]["spreads"][0][0], 80.0, 102.0)]]
+    svg = charts.control("t", history[0]["points"], 100.0, 6.0, "GB/s",
+                         history[0]["spreads"], [(history[0]["points"][0][0], 70.0)])  # fmt: skip
+    assert "between rounds" in svg and "transient (did not repeat)" in svg
     below = rounds_of_n11(80.0, 90.0)
     assert below["n11"]["verdict"] == "low" and below["n11"]["failed"]
 

@@ -54,9 +54,18 @@ def check_columns(records: list[dict[str, Any]]) -> list[Column]:
         ("class reference", _reference),
         ("off", _off),
         ("node history", _node_history),
+        ("rounds", _rounds),
         ("confirmed", _confirmed),
         ("flags", lambda r: " ".join(r["flags"])),
     ]
+
+
+def _rounds(r: dict[str, Any]) -> str:
+    """The between-round spread of a trial measured in rounds: its round medians' CI."""
+    if not r.get("rounds_ci"):
+        return ""
+    low, high = r["rounds_ci"]
+    return f"{low:.4g}..{high:.4g}"
 
 
 def _confirmed(r: dict[str, Any]) -> str:

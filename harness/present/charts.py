@@ -300,14 +300,20 @@ def control(
     centre: float,
     limit: float,
     unit: str,
+    spreads: Sequence[tuple[float, float, float]] = (),
+    transient: Sequence[tuple[float, float]] = (),
 ) -> str:
     """A control chart: each trial's median against when it ran (seconds since the first),
     the reference's centre line and its control limits (centre +- limit) drawn; this
-    campaign's trials in a second colour, so a drift or one bad node stands out."""
+    campaign's trials in a second colour, so a drift or one bad node stands out. Trials
+    measured in rounds carry a bar over their round medians' CI (the between-round spread);
+    first readings that did not repeat when measured again are crosses, apart from the
+    confirmed figures."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(WIDTH_IN, HEIGHT_IN))
-        t0 = min(t for t, _, _ in points)
-        span = max(t for t, _, _ in points) - t0
+        times = [t for t, _, _ in points] + [t for t, _ in transient]
+        t0 = min(times)
+        span = max(times) - t0
         scale, unit_name = next(
             (s, n)
             for s, n in ((86400, "days"), (3600, "hours"), (60, "minutes"), (1, "seconds"))
@@ -317,6 +323,13 @@ def control(
             pts = [((t - t0) / scale, v) for t, v, m in points if m == mine]
             if pts:
                 ax.plot(*zip(*pts, strict=True), "o", color=colour, markersize=3, label=name)
+        if spreads:
+            ax.vlines([(t - t0) / scale for t, _, _ in spreads], [lo for _, lo, _ in spreads],
+                      [hi for _, _, hi in spreads], color="#1f77b4", lw=1,
+                      label="between rounds (CI of the round medians)")  # fmt: skip
+        if transient:
+            ax.plot([(t - t0) / scale for t, _ in transient], [v for _, v in transient], "x",
+                    color="#ff7f0e", markersize=5, label="transient (did not repeat)")  # fmt: skip
         ax.axhline(centre, color="#333", lw=1, label=f"centre {centre:.4g}")
         if limit > 0:
             ax.axhspan(centre - limit, centre + limit, color="#2ca02c", alpha=0.12, lw=0)

@@ -290,7 +290,15 @@ def _control(history: list[dict[str, Any]], varying: dict[str, set[str]]) -> lis
             continue
         title = f"{_health_column(h, varying)} on class {h['hardware_class'][:8]}"
         out.append(
-            charts.control(" ".join(title.split()), h["points"], h["centre"], h["limit"], h["unit"])
+            charts.control(
+                " ".join(title.split()),
+                h["points"],
+                h["centre"],
+                h["limit"],
+                h["unit"],
+                h.get("spreads", ()),
+                h.get("transient", ()),
+            )
         )
     return out
 
