@@ -117,6 +117,84 @@ def judge(check: subprocess.CompletedProcess) -> tuple[int, Counter, Counter, li
     return check.returncode, alarms, transient, records
 
 
+LINKS = """
+campaign: {name: unchanged, description: every pair of hosts}
+defaults: {warmup_iterations: 2, min_repetitions: 20, min_duration_s: 0.3, timeout_s: 300,
+           contended_cores: 4, telemetry: {sources: [host]}}
+benchmarks:
+  - {name: links, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 1048576}}
+"""
+
+
+@contextlib.contextmanager
+def local_fleet(args: argparse.Namespace, folder: Path) -> Iterator[tuple]:
+    """(run a campaign, planted or not; the planted node's name in check's records;
+    check's records naming it): a local cluster, its last node held by a CPU quota."""
+    from harness.cluster.local import NodeSpec, local_cluster
+
+    pb = folder / "mixed.yaml"
+    pb.write_text(
+        PLAYBOOK.replace("contended_cores: 4,", f"contended_cores: 4, rounds: {args.rounds},")
+    )
+    env = {**os.environ, "HARNESS_STATE_DIR": str(folder / "state")}
+    specs = [NodeSpec(1, {"n": chr(ord("a") + i)}) for i in range(args.nodes)]
+    with local_cluster(specs, prefix="hfa") as lc:
+        # The last node is the one planted slow (the head, when it is the only one).
+        slow_node = lc.workers[-1] if lc.workers else lc.cluster.head_node
+
+        def run(planted: bool) -> subprocess.CompletedProcess:
+            with quota(slow_node, args.share) if planted else contextlib.nullcontext():
+                return harness("run", str(pb), "--db", str(folder / "r.sqlite"),
+                               "--address", lc.cluster.address, "--confirm", "--no-progress",
+                               env=env)  # fmt: skip
+
+        def check(cid: str) -> subprocess.CompletedProcess:
+            return harness("check", cid, "--db", str(folder / "r.sqlite"), "--format", "json",
+                           env=env)  # fmt: skip
+
+        def named(records: list[dict]) -> set[str]:
+            return {
+                r["node_id"][:8] for r in records if r["failed"] or "cpu_throttled" in r["flags"]
+            }
+
+        yield run, check, named, slow_node.node_id[:8]
+
+
+@contextlib.contextmanager
+def bed_fleet(args: argparse.Namespace, folder: Path) -> Iterator[tuple]:
+    """The same over three hosts of the namespace bed (tests/netbed.py; root), every pair's
+    `network.p2p`, the planted host's link shaped to ``--mbit``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.netbed import netbed, unavailable
+
+    why = unavailable()
+    if why:
+        raise SystemExit(why)
+    pb = folder / "links.yaml"
+    pb.write_text(LINKS)
+    db = str(folder / "r.sqlite")
+    env = {"RAY_AUTH_MODE": "disabled", "HARNESS_STATE_DIR": str(folder / "state")}
+    with netbed(3) as bed:
+        head, slow = bed.hosts[0], bed.hosts[2]
+
+        def run(planted: bool) -> subprocess.CompletedProcess:
+            if planted:
+                bed.shape(slow, args.mbit)
+            try:
+                return bed.run(head, HARNESS, "run", str(pb), "--db", db, "--address",
+                               bed.address, "--confirm", "--no-progress", env=env)  # fmt: skip
+            finally:
+                bed.unshape(slow)
+
+        def check(cid: str) -> subprocess.CompletedProcess:
+            return bed.run(head, HARNESS, "check", cid, "--db", db, "--format", "json", env=env)
+
+        def named(records: list[dict]) -> set[str]:
+            return {h for r in records if r["failed"] for h in r.get("slow_hosts", [])}
+
+        yield run, check, named, slow.hostname
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--campaigns", type=int, default=24, help="on unchanged nodes")
@@ -131,42 +209,28 @@ def main() -> int:
         help="Ray nodes (all on this machine: more than one run their trials at once, so "
         "each reads the others' load, which one machine per node would not)",
     )
+    ap.add_argument("--bed", action="store_true", help="three bed hosts, a shaped link planted")
+    ap.add_argument("--mbit", type=float, default=200, help="the planted link's rate (--bed)")
     args = ap.parse_args()
 
-    from harness.cluster.local import NodeSpec, local_cluster
-
     folder = Path(tempfile.mkdtemp(prefix="hfalse"))
-    pb = folder / "mixed.yaml"
-    pb.write_text(
-        PLAYBOOK.replace("contended_cores: 4,", f"contended_cores: 4, rounds: {args.rounds},")
-    )
-    db = folder / "r.sqlite"
-    env = {**os.environ, "HARNESS_STATE_DIR": str(folder / "state")}
     rows = []
-    specs = [NodeSpec(1, {"n": chr(ord("a") + i)}) for i in range(args.nodes)]
-    with local_cluster(specs, prefix="hfa") as lc:
-        address = lc.cluster.address
-        # The last node is the one planted slow (the head, when it is the only one).
-        slow_node = lc.workers[-1] if lc.workers else lc.cluster.head_node
-        slow_id = slow_node.node_id
+    fleet = bed_fleet if args.bed else local_fleet
+    with fleet(args, folder) as (run_campaign, check_campaign, named_in, slow_id):
         for i in range(args.campaigns + args.planted):
             planted = i >= args.campaigns
             t0 = time.monotonic()
-            with quota(slow_node, args.share) if planted else contextlib.nullcontext():
-                run = harness("run", str(pb), "--db", str(db), "--address", address,
-                              "--confirm", "--no-progress", env=env)  # fmt: skip
+            run = run_campaign(planted)
             cid = campaign_id(run.stdout + run.stderr)
             if i < args.warmup:
                 print(f"{i:2d} {cid} history ({time.monotonic() - t0:.0f} s)", flush=True)
                 continue
-            check = harness("check", cid, "--db", str(db), "--format", "json", env=env)
-            code, alarms, transient, records = judge(check)
-            named = {r["node_id"] for r in records if r["failed"] or "cpu_throttled" in r["flags"]}
+            code, alarms, transient, records = judge(check_campaign(cid))
+            named = named_in(records)
             rows.append((planted, code, alarms, transient, named))
             print(
                 f"{i:2d} {cid} {'planted' if planted else 'unchanged'} exit {code} "
-                f"alarms {dict(alarms)} transient {dict(transient)} "
-                f"named {sorted(n[:8] for n in named)} "
+                f"alarms {dict(alarms)} transient {dict(transient)} named {sorted(named)} "
                 f"({time.monotonic() - t0:.0f} s)",
                 flush=True,
             )
