@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -32,9 +31,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
-
 HARNESS = str(Path(sys.executable).with_name("harness"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' cgroup and bed
 PLAYBOOK = """
 campaign: {name: unchanged, description: a mixed CPU playbook on every node}
 defaults: {warmup_iterations: 2, min_repetitions: 10, min_duration_s: 0.4, timeout_s: 300,
@@ -63,51 +61,17 @@ def campaign_id(output: str) -> str:
     raise RuntimeError(f"no campaign line in:\n{output[-2000:]}")
 
 
-def cpu_cgroup(pid: int) -> Path:
-    """The cpu cgroup folder a process is in (v1 cpu controller, else v2)."""
-    from harness.node.throttle import _mounts
-
-    v1, v2 = _mounts()
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if v1 is not None and "cpu" in controllers.split(","):
-            return v1 / path.lstrip("/")
-        if v1 is None and controllers == "":
-            return v2 / path.lstrip("/")  # type: ignore[operator]
-    raise RuntimeError(f"no cpu cgroup for {pid}")
-
-
 @contextlib.contextmanager
-def quota(node, share: float) -> Iterator[None]:
-    """Hold a cluster_utils node's raylet and everything under it to ``share`` of a CPU, as
-    a Slurm or Kubernetes CPU limit holds a node; every process goes back after."""
-    from harness.node.throttle import _mounts
+def quota(raylet_pid: int, share: float) -> Iterator[None]:
+    """Hold a Ray node's raylet and everything under it to ``share`` of a CPU, as a Slurm or
+    Kubernetes CPU limit holds a node; every process goes back after."""
+    from tests import cgroups
 
-    v1, v2 = _mounts()
-    folder = (v1 or v2) / f"hfalse{secrets.token_hex(2)}"
-    folder.mkdir()
-    period = 100_000
-    if v1 is not None:
-        (folder / "cpu.cfs_period_us").write_text(str(period))
-        (folder / "cpu.cfs_quota_us").write_text(str(int(share * period)))
-    else:
-        (folder / "cpu.max").write_text(f"{int(share * period)} {period}")
-    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
-    moved = [raylet.pid, *(p.pid for p in raylet.children(recursive=True))]
-    home = {pid: cpu_cgroup(pid) for pid in moved}
-    try:
-        for pid in moved:
-            with contextlib.suppress(OSError):
-                (folder / "cgroup.procs").write_text(str(pid))
+    with (
+        cgroups.quota_cgroup(share, prefix="hfalse") as folder,
+        cgroups.held(folder, cgroups.tree(raylet_pid)),
+    ):
         yield
-    finally:
-        for pid, where in home.items():
-            with contextlib.suppress(OSError):
-                (where / "cgroup.procs").write_text(str(pid))
-        for pid in (folder / "cgroup.procs").read_text().split():  # started since
-            with contextlib.suppress(OSError):
-                (folder.parent / "cgroup.procs").write_text(pid)
-        folder.rmdir()
 
 
 def judge(check: subprocess.CompletedProcess) -> tuple[int, Counter, Counter, list[dict]]:
@@ -128,8 +92,8 @@ benchmarks:
 
 @contextlib.contextmanager
 def local_fleet(args: argparse.Namespace, folder: Path) -> Iterator[tuple]:
-    """(run a campaign, planted or not; the planted node's name in check's records;
-    check's records naming it): a local cluster, its last node held by a CPU quota."""
+    """(run a campaign, planted or not; check one; the nodes check's records name; the
+    planted node's name in them): a local cluster, its last node held by a CPU quota."""
     from harness.cluster.local import NodeSpec, local_cluster
 
     pb = folder / "mixed.yaml"
@@ -141,9 +105,11 @@ def local_fleet(args: argparse.Namespace, folder: Path) -> Iterator[tuple]:
     with local_cluster(specs, prefix="hfa") as lc:
         # The last node is the one planted slow (the head, when it is the only one).
         slow_node = lc.workers[-1] if lc.workers else lc.cluster.head_node
+        raylet = slow_node.all_processes["raylet"][0].process.pid
 
         def run(planted: bool) -> subprocess.CompletedProcess:
-            with quota(slow_node, args.share) if planted else contextlib.nullcontext():
+            held = quota(raylet, args.share) if planted else contextlib.nullcontext()
+            with held:
                 return harness("run", str(pb), "--db", str(folder / "r.sqlite"),
                                "--address", lc.cluster.address, "--confirm", "--no-progress",
                                env=env)  # fmt: skip
@@ -164,7 +130,6 @@ def local_fleet(args: argparse.Namespace, folder: Path) -> Iterator[tuple]:
 def bed_fleet(args: argparse.Namespace, folder: Path) -> Iterator[tuple]:
     """The same over three hosts of the namespace bed (tests/netbed.py; root), every pair's
     `network.p2p`, the planted host's link shaped to ``--mbit``."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.netbed import netbed, unavailable
 
     why = unavailable()

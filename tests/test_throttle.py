@@ -5,37 +5,28 @@ the shared cluster is placed in a real cgroup (v1 cpu controller or v2 cpu.max) 
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness.node.throttle import _mounts
+from tests import cgroups
 
 
 @pytest.fixture
 def quota_cgroup() -> Iterator[Path]:
     """A cgroup of this test's own holding its processes to 20% of a CPU; removed after."""
-    v1, v2 = _mounts()
-    if os.geteuid() != 0 or (v1 is None and v2 is None):
-        pytest.skip("a CPU-quota cgroup needs root and a cgroup cpu controller")
-    folder = (v1 or v2) / f"hthrottle{secrets.token_hex(2)}"
-    try:
-        folder.mkdir()
-        if v1 is not None:
-            (folder / "cpu.cfs_period_us").write_text("100000")
-            (folder / "cpu.cfs_quota_us").write_text("20000")
-        else:
-            (folder / "cpu.max").write_text("20000 100000")
-    except OSError as exc:
-        pytest.skip(f"cannot make a CPU-quota cgroup here: {exc}")
-    try:
+    why = cgroups.quota_unavailable()
+    if why:
+        pytest.skip(why)
+    with contextlib.ExitStack() as stack:
+        try:
+            folder = stack.enter_context(cgroups.quota_cgroup(0.2, prefix="hthrottle"))
+        except OSError as exc:
+            pytest.skip(f"cannot make a CPU-quota cgroup here: {exc}")
         yield folder
-    finally:
-        folder.rmdir()
 
 
 def test_cpu_throttled_figures_are_unreliable_for_check() -> None:
@@ -53,7 +44,6 @@ def test_a_throttled_node_is_flagged_through_harness_run(
     and shown CPU-THROTTLED; the free node's is not. The processes go back after."""
     import sqlite3
 
-    import psutil
     from typer.testing import CliRunner
 
     from harness.cli.app import app
@@ -61,9 +51,6 @@ def test_a_throttled_node_is_flagged_through_harness_run(
     node = next(
         n for n in ray_cluster.cluster.list_all_nodes() if n.node_id == ray_cluster.worker_ids[1]
     )
-    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
-    moved = [raylet, *raylet.children(recursive=True)]
-    home = {p.pid: _cpu_cgroup(p.pid) for p in moved}
     pb = tmp_path / "pb.yaml"
     pb.write_text(
         "campaign: {name: quota}\n"
@@ -75,18 +62,10 @@ def test_a_throttled_node_is_flagged_through_harness_run(
         "     params: {m: 256, n: 256, k: 256, dtype: fp32}}\n"
     )
     db = tmp_path / "r.sqlite"
-    try:
-        for p in moved:
-            (quota_cgroup / "cgroup.procs").write_text(str(p.pid))
+    with cgroups.held(quota_cgroup, cgroups.tree(node.all_processes["raylet"][0].process.pid)):
         result = CliRunner().invoke(
             app, ["run", str(pb), "--db", str(db), "--address", ray_cluster.address, "--wide"]
         )
-    finally:
-        for pid, folder in home.items():
-            if psutil.pid_exists(pid):
-                (folder / "cgroup.procs").write_text(str(pid))
-        for pid in (quota_cgroup / "cgroup.procs").read_text().split():  # workers started since
-            (quota_cgroup.parent / "cgroup.procs").write_text(pid)
     assert result.exit_code == 0, result.output + result.stderr
     assert "CPU-THROTTLED" in result.stdout
     rows = sqlite3.connect(db).execute("select ray_node_id, iterations, context from trials")
@@ -100,15 +79,3 @@ def test_a_throttled_node_is_flagged_through_harness_run(
         f"held: {held_n} iterations, held in {held['cpu_throttled_share']:.0%} of periods, "
         f"duty {held.get('duty')}; free: {free_n} iterations"
     )
-
-
-def _cpu_cgroup(pid: int) -> Path:
-    """The cpu cgroup folder a process is in (v1 cpu controller, else v2)."""
-    v1, v2 = _mounts()
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if v1 is not None and "cpu" in controllers.split(","):
-            return v1 / path.lstrip("/")
-        if v1 is None and controllers == "":
-            return v2 / path.lstrip("/")
-    raise AssertionError(f"no cpu cgroup for {pid}")

@@ -37,24 +37,31 @@ def _mounts() -> tuple[Path | None, Path | None]:
     return v1, v2
 
 
-def cgroup_folders() -> list[Path]:
-    """The cpu cgroup folders of this process, its own first, then each ancestor up to the
-    mount (a quota set on a parent throttles its children)."""
+def cgroup_of(pid: int | str = "self") -> tuple[Path, Path] | None:
+    """(the cpu cgroup folder a process is in, the mount it is under): the v1 cpu
+    controller's where there is one, else the v2 one; None where neither is read."""
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
-        return []
+        return None
     v1, v2 = _mounts()
-    own = None
+    found = None
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if v1 is not None and "cpu" in controllers.split(","):
-            own, mount = v1 / path.lstrip("/"), v1
-            break
+            return v1 / path.lstrip("/"), v1
         if v2 is not None and controllers == "":
-            own, mount = v2 / path.lstrip("/"), v2
-    if own is None:
+            found = v2 / path.lstrip("/"), v2
+    return found
+
+
+def cgroup_folders() -> list[Path]:
+    """The cpu cgroup folders of this process, its own first, then each ancestor up to the
+    mount (a quota set on a parent throttles its children)."""
+    found = cgroup_of()
+    if found is None:
         return []
+    own, mount = found
     folders = [own]
     while folders[-1] != mount and mount in folders[-1].parents:
         folders.append(folders[-1].parent)
