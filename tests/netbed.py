@@ -101,30 +101,24 @@ class NetBed:
     def drop(self, host: Host, percent: int | None) -> None:
         """Drop ``percent`` of the host's incoming packets (100: the link is cut); None
         restores the link."""
-        ns = ["ip", "netns", "exec", host.netns, "nft"]
-        sh(*ns, "delete", "table", "inet", "hbed", check=False)
         if percent is None:
-            return
-        sh(*ns, "add", "table", "inet", "hbed")
-        sh(*ns, "add", "chain", "inet", "hbed", "in",
-           "{ type filter hook input priority 0 ; }")  # fmt: skip
-        rule = ["drop"] if percent >= 100 else ["numgen", "random", "mod", "100", "<",
-                                                str(percent), "drop"]  # fmt: skip
-        sh(*ns, "add", "rule", "inet", "hbed", "in", "iif", host.ifname, *rule)
+            rule = None
+        elif percent >= 100:
+            rule = ["iif", host.ifname, "drop"]
+        else:
+            rule = ["iif", host.ifname, "numgen", "random", "mod", "100", "<", str(percent),
+                    "drop"]  # fmt: skip
+        _input_rule(host, "hbed", rule)
 
     def firewall(self, host: Host, source: Host | None, ports: str = "20000-65535") -> None:
         """Refuse new TCP connections from ``source`` to the host's ``ports`` (what a lab
         firewall that opens only Ray's ports does: the bed's Ray ports are below 20000);
         None lifts it."""
-        ns = ["ip", "netns", "exec", host.netns, "nft"]
-        sh(*ns, "delete", "table", "inet", "hbfw", check=False)
-        if source is None:
-            return
-        sh(*ns, "add", "table", "inet", "hbfw")
-        sh(*ns, "add", "chain", "inet", "hbfw", "in",
-           "{ type filter hook input priority 0 ; }")  # fmt: skip
-        sh(*ns, "add", "rule", "inet", "hbfw", "in", "ip", "saddr", source.address, "tcp",
-           "dport", ports, "tcp", "flags", "&", "(syn|ack)", "==", "syn", "drop")  # fmt: skip
+        rule = None if source is None else [
+            "ip", "saddr", source.address, "tcp", "dport", ports,
+            "tcp", "flags", "&", "(syn|ack)", "==", "syn", "drop",
+        ]  # fmt: skip
+        _input_rule(host, "hbfw", rule)
 
     # processes -----------------------------------------------------------------------------
     def stop_host(self, host: Host) -> None:
@@ -157,6 +151,18 @@ class NetBed:
         out.close()
         self.procs.append(proc)
         return proc
+
+
+def _input_rule(host: Host, table: str, rule: list[str] | None) -> None:
+    """Replace the host's nftables ``table`` by one input chain holding ``rule`` (None: no
+    table, the rule lifted)."""
+    ns = ["ip", "netns", "exec", host.netns, "nft"]
+    sh(*ns, "delete", "table", "inet", table, check=False)
+    if rule is None:
+        return
+    sh(*ns, "add", "table", "inet", table)
+    sh(*ns, "add", "chain", "inet", table, "in", "{ type filter hook input priority 0 ; }")
+    sh(*ns, "add", "rule", "inet", table, "in", *rule)
 
 
 def faketime_env(offset_s: float) -> dict[str, str]:
@@ -201,17 +207,19 @@ def _wait_for_port(host: Host, port: int, timeout: float) -> None:
     raise RuntimeError(f"Ray head on {host.hostname} did not listen within {timeout:g} s")
 
 
-def _wait_for_nodes(bed: NetBed, count: int, timeout: float) -> None:
+def wait_for_nodes(bed: NetBed, count: int, timeout: float) -> None:
+    """Return once ``count`` Ray nodes are active (``ray status`` lists them before its
+    pending and failed ones)."""
     ray = str(Path(sys.executable).with_name("ray"))
     deadline = time.monotonic() + timeout
     status = None
     while time.monotonic() < deadline:
         status = bed.run(bed.hosts[0], ray, "status", f"--address={bed.address}",
                          env={"RAY_AUTH_MODE": "disabled"}, timeout=60)  # fmt: skip
-        if status.stdout.count("node_") >= count:
+        if status.stdout.split("Pending:")[0].count("node_") >= count:
             return
         time.sleep(1)
-    raise RuntimeError(f"{count} Ray nodes did not join: {status and status.stdout[-500:]}")
+    raise RuntimeError(f"{count} Ray nodes not active: {status and status.stdout[-500:]}")
 
 
 @contextlib.contextmanager
@@ -258,7 +266,7 @@ def netbed(
                 _ray_node(bed, host, cpus, host_labels, (env or {}).get(host.index, {}))
                 if host.index == 0:
                     _wait_for_port(host, RAY_PORT, 60)
-            _wait_for_nodes(bed, n, 90)
+            wait_for_nodes(bed, n, 90)
         yield bed
     finally:
         teardown(bed)

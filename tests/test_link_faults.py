@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netbed import NetBed, netbed, unavailable
+from tests.netbed import NetBed, netbed, unavailable, wait_for_nodes
 
 pytestmark = pytest.mark.ray
 HARNESS = str(Path(sys.executable).with_name("harness"))
@@ -132,7 +132,7 @@ def test_cut_restored_cut_for_good_and_lossy_links(bed: NetBed, tmp_path: Path) 
     # The restored host's Ray node is started again (Ray does not take a dropped raylet
     # back); --resume runs what failed on it; the host cut for good stays failed, named.
     bed.restart_ray(restored)
-    wait_for_alive(bed, 3)
+    wait_for_nodes(bed, 3, 60)
     (campaign,) = sqlite3.connect(db).execute("select id from campaigns").fetchone()
     resumed = bed.run(h1, *args, "--resume", campaign, env=env, timeout=240)
     output = resumed.stdout + resumed.stderr
@@ -151,16 +151,3 @@ def test_cut_restored_cut_for_good_and_lossy_links(bed: NetBed, tmp_path: Path) 
     assert not ok_pairs[frozenset({h1.hostname, restored.hostname})].get("retransmits")
     assert ok_pairs[frozenset({lossy.hostname, restored.hostname})].get("retransmits")
     assert not any(gone.hostname in hosts for hosts in ok_pairs), ok_pairs
-
-
-def wait_for_alive(bed: NetBed, count: int, timeout: float = 60) -> None:
-    ray = str(Path(sys.executable).with_name("ray"))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = bed.run(bed.hosts[0], ray, "status", f"--address={bed.address}",
-                         env={"RAY_AUTH_MODE": "disabled"}, timeout=60)  # fmt: skip
-        active = status.stdout.split("Pending:")[0]
-        if active.count("node_") >= count:
-            return
-        time.sleep(1)
-    raise AssertionError(f"{count} Ray nodes not alive in {timeout} s")
