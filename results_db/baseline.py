@@ -451,13 +451,11 @@ def check(
     by_key: dict[Key, list[TrialFigure]] = defaultdict(list)
     for f in history + [m for m in mine if not m.flags]:
         by_key[f.key].append(f)
-    node_history: dict[tuple[Key, tuple], list[float]] = defaultdict(list)
     history_of: dict[Key, list[TrialFigure]] = defaultdict(list)
-    earlier: dict[tuple[Key, tuple], list[TrialFigure]] = defaultdict(list)
+    node_history: dict[tuple[Key, tuple], list[TrialFigure]] = defaultdict(list)
     for f in history:
-        node_history[(f.key, f.machine)].append(f.value)
         history_of[f.key].append(f)
-        earlier[(f.key, f.machine)].append(f)
+        node_history[(f.key, f.machine)].append(f)
     whole = {
         key: Reference.of(o.value for o in fs)
         for key, fs in by_key.items()
@@ -484,7 +482,7 @@ def check(
                 on_class = judge(f.value, past, k, tolerance_pct)
         else:
             on_class = judge(f.value, class_ref, k, tolerance_pct)
-        node_ref = Reference.of(node_history[(f.key, f.machine)])
+        node_ref = Reference.of(o.value for o in node_history[(f.key, f.machine)])
         on_node = judge(f.value, node_ref, k, tolerance_pct)
         if f.rounds_ci is not None:  # rounds on both sides of a centre: not out
             on_class, on_node = _within_rounds(on_class, f), _within_rounds(on_node, f)
@@ -494,7 +492,7 @@ def check(
             _confirm(record, first, class_ref if not slow else on_class.reference, node_ref,
                      k, tolerance_pct, strict)  # fmt: skip
         elif record["failed"]:
-            before = _previous(earlier[(f.key, f.machine)], f)
+            before = _previous(node_history[(f.key, f.machine)], f)
             again = before is not None and _side(
                 judge(before.value, class_ref, k, tolerance_pct).verdict,
                 judge(before.value, node_ref, k, tolerance_pct).verdict,

@@ -217,6 +217,11 @@ def _lost(
     )
 
 
+def node_lost(node: NodeInfo) -> str:
+    """The failure reason of a trial whose node left the cluster, naming the node."""
+    return f"node lost: {node.hostname} ({node.short_id}) left the cluster"
+
+
 def _rank_outcome(ref: ray.ObjectRef, flight: _InFlight, rank: int) -> TrialOutcome:
     """A rank's outcome, or a failed one naming what the cluster did to it."""
     node = flight.trial.ranks[rank]
@@ -233,7 +238,7 @@ def _rank_outcome(ref: ray.ObjectRef, flight: _InFlight, rank: int) -> TrialOutc
             ),
         )
         if node_died(node.ray_node_id, NODE_DEATH_GRACE_S if crashed else 0.0):
-            reason = f"node lost: {where} left the cluster"
+            reason = node_lost(node)
         elif isinstance(exc, ray.exceptions.OutOfMemoryError):
             reason = f"killed by Ray's memory monitor on {where}: {_first_line(exc)}"
         elif isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.RayActorError)):
@@ -421,12 +426,8 @@ class Dispatcher:
             if not trial.node_ids <= alive:
                 pending.remove(trial)
                 gone = next(n for n in trial.ranks if n.ray_node_id not in alive)
-                where = f"{gone.hostname} ({gone.short_id})"
                 self.on_done(
-                    trial,
-                    TrialOutcome.not_run(
-                        TrialStatus.FAILED, "dispatch", f"node lost: {where} left the cluster"
-                    ),
+                    trial, TrialOutcome.not_run(TrialStatus.FAILED, "dispatch", node_lost(gone))
                 )
                 continue
             wants = claims(trial)
@@ -477,8 +478,7 @@ class Dispatcher:
             for ref in flight.refs:
                 with contextlib.suppress(Exception):  # its node is gone; nothing to stop
                     ray.cancel(ref, force=True)
-            where = f"{gone[0].hostname} ({gone[0].short_id})"
-            self._finish(flight, _lost(flight, "dispatch", f"node lost: {where} left the cluster"))
+            self._finish(flight, _lost(flight, "dispatch", node_lost(gone[0])))
 
     def _expire(self) -> None:
         now = time.monotonic()

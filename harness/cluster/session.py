@@ -122,8 +122,8 @@ class _PortProbe:
             return [r for r in pool.map(one, targets) if r is not None]
 
 
-def _pinned(node: NodeInfo) -> NodeAffinitySchedulingStrategy:
-    return NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False)
+def _pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
+    return NodeAffinitySchedulingStrategy(node_id, soft=False)
 
 
 class ClusterSession:
@@ -164,11 +164,11 @@ class ClusterSession:
         got: dict[str, list[ClockReading]] = {n.ray_node_id: [] for n in nodes}
         for _ in range(ROUNDS):
             for node in nodes:
-                strategy = NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False)
+                pinned = _pinned(node.ray_node_id)
                 t_sent = time.time()
                 try:
                     t_node = ray.get(
-                        _clock_task.options(scheduling_strategy=strategy).remote(), timeout=30
+                        _clock_task.options(scheduling_strategy=pinned).remote(), timeout=30
                     )
                 except ray.exceptions.RayError:
                     continue  # a node that cannot answer has no reading; the run will say why
@@ -182,7 +182,9 @@ class ClusterSession:
         firewall that lets Ray through but not these ports fails every such trial."""
         if len({n.address for n in nodes}) < 2:
             return []  # one host: nothing between hosts to check
-        probes = [_PortProbe.options(scheduling_strategy=_pinned(n)).remote() for n in nodes]
+        probes = [
+            _PortProbe.options(scheduling_strategy=_pinned(n.ray_node_id)).remote() for n in nodes
+        ]
         try:
             ends = ray.get([p.endpoint.remote() for p in probes], timeout=INVENTORY_TIMEOUT_S)
             names = [f"{n.hostname} ({n.short_id})" for n in nodes]
@@ -213,10 +215,7 @@ class ClusterSession:
         """Facts of every alive node, gathered by one task pinned to each node."""
         alive = [n for n in ray.nodes() if n.get("Alive")]
         refs = [
-            _facts_task.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-            ).remote()
-            for n in alive
+            _facts_task.options(scheduling_strategy=_pinned(n["NodeID"])).remote() for n in alive
         ]
         try:
             facts = ray.get(refs, timeout=INVENTORY_TIMEOUT_S)
