@@ -175,10 +175,15 @@ def faketime_env(offset_s: float) -> dict[str, str]:
 
 
 def _ray_node(
-    bed: NetBed, host: Host, cpus: int, labels: dict[str, str], extra_env: dict[str, str]
+    bed: NetBed,
+    host: Host,
+    cpus: int,
+    labels: dict[str, str],
+    extra_env: dict[str, str],
+    python: str = sys.executable,
 ) -> None:
-    ray = str(Path(sys.executable).with_name("ray"))
-    args = [ray, "start", "--block", f"--node-ip-address={host.address}", f"--num-cpus={cpus}",
+    args = [python, "-m", "ray.scripts.scripts", "start", "--block",
+            f"--node-ip-address={host.address}", f"--num-cpus={cpus}",
             "--num-gpus=0", "--disable-usage-stats",
             f"--temp-dir={bed.folder / host.hostname}",
             "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
@@ -230,9 +235,11 @@ def netbed(
     labels: Sequence[dict[str, str]] = (),
     ray: bool = True,
     env: dict[int, dict[str, str]] | None = None,
+    python: dict[int, str] | None = None,
 ) -> Iterator[NetBed]:
     """A bed of ``n`` hosts (h1..hn) with a Ray node in each (``env``: more environment for
-    the node of host index i, e.g. ``faketime_env``); everything it made goes after."""
+    the node of host index i, e.g. ``faketime_env``; ``python``: the interpreter its Ray
+    node runs from, the project's by default); everything it made goes after."""
     tag = secrets.token_hex(2)
     subnet = f"10.77.{int(tag, 16) % 200 + 20}"
     bed = NetBed(tag, Path(tempfile.mkdtemp(prefix=f"hb{tag}", dir="/tmp")), f"hb{tag}", subnet)
@@ -263,7 +270,10 @@ def netbed(
                 host_labels = (
                     labels[host.index] if host.index < len(labels) else {"host": host.hostname}
                 )
-                _ray_node(bed, host, cpus, host_labels, (env or {}).get(host.index, {}))
+                _ray_node(
+                    bed, host, cpus, host_labels, (env or {}).get(host.index, {}),
+                    (python or {}).get(host.index, sys.executable),
+                )  # fmt: skip
                 if host.index == 0:
                     _wait_for_port(host, RAY_PORT, 60)
             wait_for_nodes(bed, n, 90)

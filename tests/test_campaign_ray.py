@@ -323,39 +323,46 @@ def test_nodes_lists_the_cluster_with_labels_and_resources(ray_cluster) -> None:
     assert "warning" not in result.stderr  # one install everywhere: no skew
 
 
-def test_a_driver_of_another_harness_version_is_refused_before_anything(
+def test_a_driver_of_another_harness_version_ships_its_code_to_the_nodes(
     ray_cluster, playbook, tmp_path: Path
 ) -> None:
     """A driver from another install (a copy of the harness package whose version differs)
-    against the cluster's nodes: one line per node and exit 2, nothing stored; --allow-skew
-    runs, saying so."""
+    joining the cluster: the nodes import the code the job shipped, so they report the
+    driver's version and code hash, and nothing is refused."""
+    import json
     import shutil
     import subprocess
     import sys
-
-    from harness import __version__
 
     other = tmp_path / "other"
     shutil.copytree(Path(__file__).parent.parent / "harness", other / "harness")
     init = other / "harness" / "__init__.py"
     init.write_text(init.read_text() + '\n__version__ = "0.0.0+other"\n')
+    env = {**os.environ, "PYTHONPATH": f"{other}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    run = {"env": env, "capture_output": True, "text": True, "timeout": 120, "cwd": tmp_path}
+    hashed = subprocess.run(
+        [sys.executable, "-c", "from harness.cluster.ship import code_hash; print(code_hash())"],
+        **run,
+    )
+    shown = subprocess.run(
+        [sys.executable, "-m", "harness", "nodes", "--address", ray_cluster.address,
+         "--format", "json"], **run,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "refuses it" not in shown.stderr
+    nodes = json.loads(shown.stdout)
+    assert len(nodes) == 3
+    assert {n["harness"] for n in nodes} == {"0.0.0+other"}, nodes
+    from harness.cluster.ship import code_hash
+
+    assert hashed.stdout.strip() != code_hash()  # the copy's code differs from the checkout's
+    assert {n["harness_code"] for n in nodes} == {hashed.stdout.strip()}, nodes
     path, _ = playbook
     db = tmp_path / "r.sqlite"
-    env = {**os.environ, "PYTHONPATH": f"{other}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    args = [sys.executable, "-m", "harness", "run", str(path), "--db", str(db)]
-    args += ["--address", ray_cluster.address, "--no-progress"]
-    run = {"env": env, "capture_output": True, "text": True, "timeout": 120, "cwd": tmp_path}
-    refused = subprocess.run(args, **run)
-    assert refused.returncode == 2, refused.stderr
-    lines = refused.stderr.strip().splitlines()
-    assert len(lines) == 4 and "install the driver's versions there" in lines[-1], lines
-    assert all(f"harness {__version__} (the driver has 0.0.0+other)" in x for x in lines[:3])
-    assert not db.exists() or sqlite3.connect(db).execute(
-        "select count(*) from campaigns"
-    ).fetchone() == (0,)
-    allowed = subprocess.run([*args, "--allow-skew", "--dry-run"], **run)
-    assert allowed.returncode == 0, allowed.stderr
-    assert allowed.stderr.count("warning: --allow-skew: node ") == 3
+    args = [sys.executable, "-m", "harness", "run", str(path), "--db", str(db), "--dry-run"]
+    planned = subprocess.run([*args, "--address", ray_cluster.address], **run)
+    assert planned.returncode == 0, planned.stderr
+    assert "--allow-skew" not in planned.stderr
 
 
 def test_unreachable_cluster_is_one_line_exit_2(playbook, db_path: Path) -> None:
@@ -370,3 +377,25 @@ def test_unreachable_cluster_is_one_line_exit_2(playbook, db_path: Path) -> None
         not db_path.exists()
         or sqlite3.connect(db_path).execute("select count(*) from campaigns").fetchone()[0] == 0
     )
+
+
+def test_a_payload_over_rays_limit_is_refused_in_one_line(
+    ray_cluster, playbook, tmp_path: Path
+) -> None:
+    """Ray stores a shipped package in one message of its GCS: over that bound, one line and
+    exit 2 before the job starts (the bound lowered here as RAY_max_grpc_message_size does)."""
+    import subprocess
+    import sys
+
+    path, _ = playbook
+    db = tmp_path / "r.sqlite"
+    refused = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(path), "--db", str(db), "--address",
+         ray_cluster.address, "--no-progress"],
+        env={**os.environ, "RAY_max_grpc_message_size": "65536"},
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: cannot ship harness to the nodes: its packages zip to ")
+    assert "over Ray's limit of 0.0625 MiB (remove large files from " in line, line

@@ -12,11 +12,18 @@ from workloads.base import (
     Workload,
     WorkloadError,
 )
-from workloads.registry import UnknownWorkload, all_workloads, get_workload, plugin_problems
+from workloads.registry import (
+    UnavailableWorkload,
+    UnknownWorkload,
+    all_workloads,
+    get_workload,
+    plugin_problems,
+)
 
 __all__ = [
     "MetricSpec",
     "Params",
+    "UnavailableWorkload",
     "UnknownWorkload",
     "UnsupportedParams",
     "VerificationError",

@@ -39,6 +39,10 @@ class UnknownWorkload(KeyError):
     """No workload is registered under the name."""
 
 
+class UnavailableWorkload(ImportError):
+    """A built-in workload whose module does not import here (a library it needs is missing)."""
+
+
 def _load(target: str) -> type[Workload]:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -46,8 +50,13 @@ def _load(target: str) -> type[Workload]:
 
 @lru_cache(maxsize=1)
 def _discover() -> tuple[dict[str, type[Workload]], dict[str, str]]:
-    found: dict[str, type[Workload]] = {n: _load(t) for n, t in _BUILTINS.items()}
+    found: dict[str, type[Workload]] = {}
     problems: dict[str, str] = {}
+    for name, target in _BUILTINS.items():
+        try:
+            found[name] = _load(target)
+        except ImportError as exc:  # a library this node lacks: only that workload is out
+            problems[name] = f"cannot be imported on this node: {type(exc).__name__}: {exc}"
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _BUILTINS and ep.value == _BUILTINS[ep.name]:
             continue  # our own distribution's entry point for a built-in
@@ -86,7 +95,10 @@ def ceiling_key(name: str, metric: str, params: dict[str, Any]) -> str | None:
 
 def get_workload(name: str) -> type[Workload]:
     """The workload class registered as ``name``; UnknownWorkload if there is none."""
+    found, problems = _discover()
+    if name not in found and name in _BUILTINS:
+        raise UnavailableWorkload(f"workload {name} {problems[name]}")
     try:
-        return _discover()[0][name]
+        return found[name]
     except KeyError:
         raise UnknownWorkload(name) from None

@@ -47,7 +47,7 @@ def nodes(
             "fingerprint": n.fingerprint,
             "hardware_class": n.hardware_class,
             **n.fields,
-            **{k: n.facts.get(k) for k in ("harness", "ray", "python")},
+            **{k: n.facts.get(k) for k in ("harness", "harness_code", "ray", "python")},
             "gpus": n.facts.get("gpus", []),
         }
         for n in inventory

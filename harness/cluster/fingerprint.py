@@ -11,7 +11,10 @@ from typing import Any
 import psutil
 
 from harness import __version__
+from harness.cluster.ship import code_hash
 from harness.playbook.model import short_hash
+
+NODE_NAME_ENV = "HARNESS_NODE_NAME"
 
 
 def _cpu_model() -> str:
@@ -51,7 +54,9 @@ def collect_facts() -> dict[str, Any]:
     from workloads.devices import torch_facts
 
     facts: dict[str, Any] = {
-        "hostname": socket.gethostname(),
+        # A scheduler's name for the node where it gives one (Slurm's node name), so the
+        # store names nodes as the lab's scheduler does.
+        "hostname": os.environ.get(NODE_NAME_ENV) or socket.gethostname(),
         "cpu_model": _cpu_model(),
         "cpu_cores": psutil.cpu_count(logical=False),
         "cpu_threads": psutil.cpu_count(logical=True),
@@ -63,6 +68,7 @@ def collect_facts() -> dict[str, Any]:
         "arch": platform.machine(),
         "python": platform.python_version(),
         "harness": __version__,
+        "harness_code": code_hash(),
         "ray": ray_version(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
@@ -105,7 +111,7 @@ def hardware_class(facts: dict[str, Any]) -> str:
 
 def fingerprint(facts: dict[str, Any], resources: dict[str, float], labels: dict[str, str]) -> str:
     """Hash of the node as benchmarked: host, hardware, software, and what Ray grants it."""
-    volatile = {"cuda_visible_devices"}
+    volatile = {"cuda_visible_devices", "harness_code"}  # the code: checked, not identity
     key = {k: v for k, v in facts.items() if k not in volatile and k != "memory_bytes"}
     key["memory_gib"] = round((facts.get("memory_bytes") or 0) / 2**30)
     granted = {

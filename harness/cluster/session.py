@@ -16,6 +16,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from harness.cluster.clocks import ROUNDS, ClockReading, best, reading
 from harness.cluster.fingerprint import collect_facts, fingerprint, hardware_class
 from harness.cluster.inventory import NodeInfo, assign_identities, selector_fields
+from harness.cluster.ship import runtime_env
 from harness.errors import ClusterError as ClusterError
 
 INVENTORY_TIMEOUT_S = 180
@@ -122,15 +123,35 @@ class _PortProbe:
             return [r for r in pool.map(one, targets) if r is not None]
 
 
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM (a scheduler's cancel or time limit, ``kill``) ends the run as Ctrl-C does,
+    the campaign marked interrupted and resumable. ``ray.init`` installs a handler that
+    exits at once instead, leaving the campaign `running` until its heartbeat goes stale."""
+    import signal
+    import threading
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, interrupt)  # the one before, put back on exit
+
+
 def _pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(node_id, soft=False)
 
 
 class ClusterSession:
-    """Connect on enter, disconnect on exit. ``address=None`` starts an embedded cluster."""
+    """Connect on enter, disconnect on exit. ``address=None`` starts an embedded cluster.
 
-    def __init__(self, address: str | None = None) -> None:
+    Joining a cluster ships our packages with the job (``ship``): its nodes need no harness
+    installed, and run exactly the driver's code. An embedded cluster runs this machine's."""
+
+    def __init__(self, address: str | None = None, ship: bool = True) -> None:
         self.address = address
+        self.ship = ship
+        self._sigterm: Any = None
 
     @property
     def description(self) -> str:
@@ -142,6 +163,8 @@ class ClusterSession:
         try:
             if self.address:
                 check_reachable(self.address)
+                if self.ship:
+                    kwargs["runtime_env"] = runtime_env()
                 ray.init(address=self.address, **kwargs)
             else:
                 # "local" always starts a fresh cluster, never one a stale address file names.
@@ -149,10 +172,15 @@ class ClusterSession:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ClusterError(f"cannot connect to Ray at {self.description}: {message}") from None
+        self._sigterm = _terminate_as_interrupt()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import signal
+
         ray.shutdown()
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
 
     def clock_offsets(self, nodes: list[NodeInfo]) -> dict[str, ClockReading]:
         """Each node's clock against this driver's: the shortest-round-trip reading of

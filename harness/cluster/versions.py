@@ -11,8 +11,9 @@ from typing import Any
 from harness import __version__
 from harness.cluster.fingerprint import ray_version
 from harness.cluster.inventory import NodeInfo
+from harness.cluster.ship import code_hash
 
-MUST_MATCH = ("harness", "ray", "python")
+MUST_MATCH = ("harness", "harness_code", "ray", "python")
 ALIKE_IN_A_CLASS = ("torch", "cuda", "driver")
 
 
@@ -20,6 +21,7 @@ def driver_versions() -> dict[str, str]:
     """The driver's harness, Ray and Python versions."""
     return {
         "harness": __version__,
+        "harness_code": code_hash(),
         "ray": ray_version() or "",
         "python": platform.python_version(),
     }
@@ -38,7 +40,8 @@ def version_skew(nodes: list[NodeInfo], driver: dict[str, str]) -> tuple[list[st
     refused = []
     for node in nodes:
         differs = [
-            f"{name} {node.facts.get(name) or '?'} (the driver has {driver[name]})"
+            f"{name.replace('_', ' ')} {node.facts.get(name) or '?'} "
+            f"(the driver has {driver[name]})"
             for name in MUST_MATCH
             if driver.get(name)
             and _comparable(name, node.facts.get(name)) != _comparable(name, driver[name])

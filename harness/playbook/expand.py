@@ -20,7 +20,7 @@ from harness.playbook.model import (
 )
 from results_db.closest import did_you_mean
 from results_db.vocabulary import EFFICIENCY
-from workloads import UnknownWorkload, all_workloads, get_workload
+from workloads import UnavailableWorkload, UnknownWorkload, all_workloads, get_workload
 from workloads.base import Workload
 
 
@@ -106,6 +106,9 @@ def check_benchmarks(pb: Playbook, source: str, max_trials: int = 100_000) -> li
         except UnknownWorkload:
             hint = did_you_mean(b.workload, all_workloads()) or f"; expected one of: {known}"
             errors.append(f"{at}.workload: unknown workload {b.workload!r}{hint}")
+            continue
+        except UnavailableWorkload as exc:  # the driver lacks its library: say which
+            errors.append(f"{at}.workload: {exc}")
             continue
         metrics = [m.name for m in wl.metrics] + [name for name, _, _ in EFFICIENCY.values()]
         for metric in b.expect:

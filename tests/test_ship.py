@@ -1,0 +1,82 @@
+"""Harness shipped with the job (harness/cluster/ship.py): Ray nodes started from a Python
+environment without harness (tests/bare_env.py) run a campaign from a driver that has it,
+on separate hosts (tests/netbed.py); a node that lacks a workload's library fails that
+workload's trial with the reason, not the campaign."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.bare_env import env_without_harness
+from tests.netbed import NetBed, _wait_for_port, netbed, unavailable
+
+pytestmark = pytest.mark.ray
+HARNESS = str(Path(sys.executable).with_name("harness"))
+SERVER_PORT = 18080
+
+PLAYBOOK = """
+campaign: {{name: shipped}}
+defaults: {{warmup_iterations: 1, min_repetitions: 3, min_duration_s: 0, max_duration_s: 10,
+           timeout_s: 120}}
+benchmarks:
+  - {{name: stream, workload: memory.stream, each: true,
+     params: {{device: cpu, op: triad, size_mib: 4}}}}
+  - {{name: load, workload: inference.serving, each: true,
+     params: {{url: "http://{server}:{port}", scenario: single_stream, prompt_len: 16,
+              output_len: 4, duration_s: 0.5, min_requests: 3}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetBed]:
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    envs = tmp_path_factory.mktemp("envs")
+    bare = env_without_harness(envs / "bare")
+    # h2's environment lacks aiohttp too: the serving load's library (Ray does without it).
+    no_aiohttp = env_without_harness(envs / "noaio", hide=("aiohttp",))
+    with netbed(2, python={0: str(bare), 1: str(no_aiohttp)}) as made:
+        yield made
+
+
+def test_nodes_without_harness_run_the_shipped_code(bed: NetBed) -> None:
+    h1 = bed.hosts[0]
+    bed.start(h1, HARNESS, "serve-model", "--engine", "synthetic", "--host", h1.address,
+              "--port", str(SERVER_PORT), log=bed.folder / "serve.log")  # fmt: skip
+    _wait_for_port(h1, SERVER_PORT, 60)
+    pb = bed.folder / "shipped.yaml"
+    pb.write_text(PLAYBOOK.format(server=h1.address, port=SERVER_PORT))
+    db = bed.folder / "shipped.sqlite"
+    ran = bed.run(
+        h1, HARNESS, "run", str(pb), "--db", str(db), "--address", bed.address, "--no-progress",
+        env={"RAY_AUTH_MODE": "disabled"}, timeout=300,
+    )  # fmt: skip
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 1, output  # the one trial that cannot run fails; the rest ran
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "SELECT t.benchmark, n.hostname, t.status, t.failure_reason FROM trials t "
+            "JOIN nodes n ON n.id = t.node_id ORDER BY t.benchmark, n.hostname"
+        ).fetchall()
+        versions = con.execute(
+            "SELECT DISTINCT json_extract(facts, '$.harness'), json_extract(facts, "
+            "'$.harness_code') FROM nodes"
+        ).fetchall()
+    by = {(b, h): (s, r) for b, h, s, r in rows}
+    assert by[("stream", "h1")][0] == "ok" and by[("stream", "h2")][0] == "ok", rows
+    assert by[("load", "h1")][0] == "ok", rows
+    status, reason = by[("load", "h2")]
+    assert status == "failed", rows
+    assert "inference.serving cannot be imported on this node" in reason, reason
+    assert "No module named 'aiohttp'" in reason, reason
+    # The nodes report the driver's version: the code Ray shipped, not an installed one.
+    from harness import __version__
+    from harness.cluster.ship import code_hash
+
+    assert versions == [(__version__, code_hash())], versions
