@@ -45,6 +45,20 @@ class RunRequest:
     allow_skew: bool = False  # run on nodes whose harness/Ray/Python differ from the driver's
     max_clock_skew_s: float | None = None  # refuse nodes whose clock is further off
     confirm: bool = False  # measure again, at the end, the trials whose figure is out
+    min_nodes: int | None = None  # wait for this many Ray nodes before planning
+    join_timeout_s: float = 300.0  # how long min_nodes waits
+
+
+LAUNCH_ENV = "HARNESS_LAUNCH"  # set by what started the cluster: `harness slurm submit`'s job
+
+
+def launched_by(cluster: str) -> str:
+    """The cluster as stored with the campaign, with the scheduler's job that made it (its
+    id and kept script), so a campaign leads back to its job."""
+    import os
+
+    launch = os.environ.get(LAUNCH_ENV, "").strip()
+    return f"{cluster} ({launch})" if launch else cluster
 
 
 def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer) -> CampaignResult:
@@ -81,6 +95,8 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
         check_resume(store, request.resume, loaded, observer)  # before Ray: instant
     address = request.address or loaded.model.cluster.address
     with ClusterSession(address) as session:
+        if request.min_nodes:
+            session.wait_for_nodes(request.min_nodes, request.join_timeout_s)
         inventory = session.inventory()
         check_versions(inventory, request.allow_skew, observer)
         clocks = session.clock_offsets(inventory)
@@ -98,7 +114,7 @@ def run_playbook(loaded: LoadedPlaybook, request: RunRequest, observer: Observer
             loaded,
             plan,
             store,
-            session.description,
+            launched_by(session.description),
             observer,
             request.store_retry_s,
             clocks,

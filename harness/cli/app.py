@@ -15,6 +15,7 @@ from harness.cli import info, local, run, store
 from harness.cli.common import DebugOpt, err, state
 from harness.cli.fleet import baseline_app, check
 from harness.cli.results import results_app
+from harness.cli.slurm import slurm_app
 from results_db.urls import scrub
 
 # Ray, torch and scipy are imported inside the commands that use them (the campaign
@@ -29,12 +30,15 @@ app = typer.Typer(
 )
 playbook_app = typer.Typer(help="Check playbooks.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
-cluster_app = typer.Typer(help="Try multi-node campaigns on one machine.", no_args_is_help=True)
+cluster_app = typer.Typer(
+    help="Ray clusters: several nodes on this machine, or over SSH hosts.", no_args_is_help=True
+)
 app.add_typer(results_app, name="results")
 app.add_typer(playbook_app, name="playbook")
 app.add_typer(db_app, name="db")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(baseline_app, name="baseline")
+app.add_typer(slurm_app, name="slurm")
 app.command("check")(check)
 
 

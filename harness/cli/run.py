@@ -109,6 +109,18 @@ def run(
             "out; check then calls a node low/high only when the second reading agrees",
         ),
     ] = False,
+    min_nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--min-nodes",
+            min=1,
+            help="wait until this many Ray nodes have joined (a cluster still starting: a "
+            "scheduler's job) before planning; an error after --join-timeout",
+        ),
+    ] = None,
+    join_timeout: Annotated[
+        float, typer.Option("--join-timeout", min=0, help="seconds --min-nodes waits")
+    ] = 300.0,
     debug: DebugOpt = False,
 ) -> None:
     """Run a playbook's campaign and store every trial."""
@@ -131,6 +143,8 @@ def run(
             allow_skew=allow_skew,
             max_clock_skew_s=max_clock_skew,
             confirm=confirm,
+            min_nodes=min_nodes,
+            join_timeout_s=join_timeout,
         )
         again = resume_command(
             playbook,

@@ -182,6 +182,23 @@ class ClusterSession:
         if self._sigterm is not None:
             signal.signal(signal.SIGTERM, self._sigterm)
 
+    def wait_for_nodes(self, count: int, timeout_s: float) -> None:
+        """Return once ``count`` Ray nodes are alive (a cluster whose workers are still
+        joining, as in a scheduler's job); ClusterError after ``timeout_s``."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+            if alive >= count:
+                return
+            if time.monotonic() >= deadline:
+                raise ClusterError(
+                    f"{alive} of {count} Ray nodes joined {self.description} within "
+                    f"{timeout_s:g} s (--min-nodes)"
+                )
+            time.sleep(0.5)
+
     def clock_offsets(self, nodes: list[NodeInfo]) -> dict[str, ClockReading]:
         """Each node's clock against this driver's: the shortest-round-trip reading of
         ROUNDS exchanges with a task pinned to it, one node at a time (a few ms each)."""
