@@ -125,6 +125,21 @@ class NetBed:
         """Stop every process in the host (its Ray node, as a crashed machine would lose it)."""
         _stop(sh("ip", "netns", "pids", host.netns, check=False).stdout.split())
 
+    def leftovers(self, keep: tuple[str, ...] = ()) -> list[str]:
+        """Processes running in the bed's hosts but those whose command starts with one of
+        ``keep`` (a daemon the test started, slurmd, sshd): 'host pid: command' each."""
+        left = []
+        for host in self.hosts:
+            for pid in sh("ip", "netns", "pids", host.netns, check=False).stdout.split():
+                try:
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                cmd = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+                if cmd and not any(Path(cmd.split()[0]).name.startswith(k) for k in keep):
+                    left.append(f"{host.hostname} {pid}: {cmd[:120]}")
+        return left
+
     def restart_ray(self, host: Host) -> None:
         """Stop the host's processes and start its Ray node again, as an operator would
         after Ray declared it dead (a raylet the cluster dropped does not rejoin)."""

@@ -6,6 +6,7 @@ workload's trial with the reason, not the campaign."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +81,48 @@ def test_nodes_without_harness_run_the_shipped_code(bed: NetBed) -> None:
     from harness.cluster.ship import code_hash
 
     assert versions == [(__version__, code_hash())], versions
+
+
+K8S_PLAYBOOK = """
+campaign: {name: rayjob}
+defaults: {warmup_iterations: 1, min_repetitions: 3, min_duration_s: 0, max_duration_s: 5,
+           timeout_s: 120}
+benchmarks:
+  - {name: stream, workload: memory.stream, each: true,
+     params: {device: cpu, op: triad, size_mib: 4}}
+"""
+
+
+def test_the_rayjob_entrypoint_runs_against_the_bed(bed: NetBed) -> None:
+    """`harness k8s render`'s entrypoint, run as KubeRay runs it on the head (a shell line,
+    RAY_ADDRESS set by Ray's job submission, the playbook where its ConfigMap is mounted,
+    the store's URL from the Secret's variable), against the bed's nodes."""
+    import json
+    import os
+
+    import yaml
+
+    source = bed.folder / "k8s-source.yaml"
+    source.write_text(K8S_PLAYBOOK)
+    rendered = subprocess.run(
+        [HARNESS, "k8s", "render", str(source), "--nodes", "2", "--image", "lab/harness:1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    config_map, job = yaml.safe_load_all(rendered.stdout)
+    mounted = bed.folder / "mounted-playbook.yaml"
+    mounted.write_text(config_map["data"]["playbook.yaml"])
+    db = bed.folder / "rayjob.sqlite"
+    ran = bed.run(
+        bed.hosts[0], "bash", "-c", job["spec"]["entrypoint"], timeout=300,
+        env={"HARNESS_PLAYBOOK": str(mounted), "RAY_ADDRESS": bed.address,
+             "HARNESS_DB_URL": f"sqlite:///{db}", "RAY_AUTH_MODE": "disabled",
+             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "SELECT n.hostname, t.status FROM trials t JOIN nodes n ON n.id = t.node_id "
+            "ORDER BY n.hostname"
+        ).fetchall()
+    assert rows == [("h1", "ok"), ("h2", "ok")], json.dumps(rows)

@@ -11,9 +11,10 @@ import traceback
 
 import typer
 
-from harness.cli import info, local, run, store
+from harness.cli import hosts, info, local, run, store
 from harness.cli.common import DebugOpt, err, state
 from harness.cli.fleet import baseline_app, check
+from harness.cli.k8s import k8s_app
 from harness.cli.results import results_app
 from harness.cli.slurm import slurm_app
 from results_db.urls import scrub
@@ -39,6 +40,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(slurm_app, name="slurm")
+app.add_typer(k8s_app, name="k8s")
 app.command("check")(check)
 
 
@@ -55,6 +57,8 @@ app.command()(store.report)
 db_app.command("upgrade")(store.db_upgrade)
 db_app.command("replay")(store.db_replay)
 cluster_app.command("local")(local.cluster_local)
+cluster_app.command("up")(hosts.cluster_up)
+cluster_app.command("down")(hosts.cluster_down)
 app.command("serve-model")(local.serve_model)
 
 

@@ -94,6 +94,9 @@ addr=$(node_ip "$node")
 JOB_TMP="$JOB_TMP.${node:0:16}"
 mkdir -p "$JOB_TMP" && chmod 700 "$JOB_TMP"
 export HARNESS_NODE_NAME=$node
+# On SIGTERM `ray start --block` drains the node for up to 30 s first (for Serve's
+# replicas): past Slurm's KillWait; a finished campaign has nothing to hand over.
+export RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0
 args=(--block --disable-usage-stats --temp-dir="$JOB_TMP"
       --num-cpus="${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}"
       --num-gpus="${SLURM_GPUS_ON_NODE:-0}"
