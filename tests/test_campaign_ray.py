@@ -339,6 +339,7 @@ def test_a_driver_of_another_harness_version_ships_its_code_to_the_nodes(
     init = other / "harness" / "__init__.py"
     init.write_text(init.read_text() + '\n__version__ = "0.0.0+other"\n')
     env = {**os.environ, "PYTHONPATH": f"{other}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env["HARNESS_SHIP"] = "always"  # the cluster's nodes are on this machine: auto would not
     run = {"env": env, "capture_output": True, "text": True, "timeout": 120, "cwd": tmp_path}
     hashed = subprocess.run(
         [sys.executable, "-c", "from harness.cluster.ship import code_hash; print(code_hash())"],
@@ -392,7 +393,7 @@ def test_a_payload_over_rays_limit_is_refused_in_one_line(
     refused = subprocess.run(
         [sys.executable, "-m", "harness", "run", str(path), "--db", str(db), "--address",
          ray_cluster.address, "--no-progress"],
-        env={**os.environ, "RAY_max_grpc_message_size": "65536"},
+        env={**os.environ, "RAY_max_grpc_message_size": "65536", "HARNESS_SHIP": "always"},
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert refused.returncode == 2, refused.stderr

@@ -31,10 +31,10 @@ benchmarks:
   - {name: stream, workload: memory.stream, each: true, params: {device: cpu, op: triad,
      size_mib: 4}}
 """
-# Long enough to be cancelled in the middle: 12 trials (4 a node) of about 2 s each.
+# Long enough to be cancelled in the middle: 12 trials (4 a node) of about 1.5 s each.
 LONG = """
 campaign: {name: slurmlong}
-defaults: {warmup_iterations: 1, min_repetitions: 3, min_duration_s: 1.5, max_duration_s: 3,
+defaults: {warmup_iterations: 1, min_repetitions: 3, min_duration_s: 1, max_duration_s: 3,
            timeout_s: 120}
 benchmarks:
   - {name: stream, workload: memory.stream, each: true, params: {device: cpu,

@@ -7,6 +7,7 @@ cluster that requires a token uses the one Ray finds (RAY_AUTH_TOKEN or ~/.ray/a
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Any
 
@@ -21,6 +22,8 @@ from harness.errors import ClusterError as ClusterError
 
 INVENTORY_TIMEOUT_S = 180
 REACH_TIMEOUT_S = 5.0
+SHIP_ENV = "HARNESS_SHIP"
+SHIP_MODES = ("auto", "always", "never")
 PROBE_TIMEOUT_S = 3.0  # a node's free TCP port reached from another node within this
 ray_messages = logging.getLogger("harness.ray")
 
@@ -138,6 +141,15 @@ def _terminate_as_interrupt() -> Any:
     return signal.signal(signal.SIGTERM, interrupt)  # the one before, put back on exit
 
 
+def _all_nodes_here() -> bool:
+    """Whether every live node of the cluster has an address of this machine."""
+    import psutil
+
+    here = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs}
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return bool(nodes) and all(n.get("NodeManagerAddress") in here for n in nodes)
+
+
 def _pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(node_id, soft=False)
 
@@ -148,9 +160,14 @@ class ClusterSession:
     Joining a cluster ships our packages with the job (``ship``): its nodes need no harness
     installed, and run exactly the driver's code. An embedded cluster runs this machine's."""
 
-    def __init__(self, address: str | None = None, ship: bool = True) -> None:
+    def __init__(self, address: str | None = None, ship: str | None = None) -> None:
         self.address = address
-        self.ship = ship
+        # auto: ship unless every node is on this machine (they import these very files);
+        # always / never: as said. HARNESS_SHIP sets it from outside.
+        self.ship = ship or os.environ.get(SHIP_ENV, "auto")
+        if self.ship not in SHIP_MODES:
+            raise ClusterError(f"{SHIP_ENV}={self.ship!r}: expected one of {', '.join(SHIP_MODES)}")
+        self.shipped = False
         self._sigterm: Any = None
 
     @property
@@ -163,9 +180,15 @@ class ClusterSession:
         try:
             if self.address:
                 check_reachable(self.address)
-                if self.ship:
+                if self.ship == "always":
                     kwargs["runtime_env"] = runtime_env()
                 ray.init(address=self.address, **kwargs)
+                if self.ship == "auto" and not _all_nodes_here():
+                    # The job's runtime_env is fixed when it connects: again, shipping.
+                    ray.shutdown()
+                    kwargs["runtime_env"] = runtime_env()
+                    ray.init(address=self.address, **kwargs)
+                self.shipped = "runtime_env" in kwargs
             else:
                 # "local" always starts a fresh cluster, never one a stale address file names.
                 ray.init(address="local", include_dashboard=False, **kwargs)

@@ -9,6 +9,7 @@ the other versions, so a node never runs another version's code unnoticed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -44,9 +45,12 @@ def _files(folder: Path) -> list[Path]:
     )
 
 
+@functools.cache
 def code_hash() -> str:
     """A short hash of the source this process imports (paths and contents of every file of
-    our packages): equal on two machines exactly when they run the same code."""
+    our packages): equal on two machines exactly when they run the same code. Taken once
+    per process, when the code is shipped (or first asked): files edited afterwards are
+    not what this process runs."""
     digest = hashlib.sha256()
     for folder in package_dirs():
         for path in _files(folder):
@@ -70,6 +74,7 @@ def payload_bytes(limit: int = PAYLOAD_LIMIT_BYTES) -> int:
 def runtime_env(limit: int = PAYLOAD_LIMIT_BYTES) -> dict[str, Any]:
     """The job's runtime_env that ships our packages; ClusterError (one line) when they
     would not fit Ray's limit."""
+    code_hash()  # the driver's hash of exactly the files packed now
     size = payload_bytes(limit)
     if size >= limit:
         raise ClusterError(

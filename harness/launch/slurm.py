@@ -104,7 +104,7 @@ args=(--block --disable-usage-stats --temp-dir="$JOB_TMP"
       --runtime-env-agent-port=$((PORT_BASE + 3)) --dashboard-agent-grpc-port=$((PORT_BASE + 4))
       --dashboard-agent-listen-port=$((PORT_BASE + 5)) --metrics-export-port=$((PORT_BASE + 6))
       --min-worker-port=$((PORT_BASE + 100)) --max-worker-port=$((PORT_BASE + 999))
-      --labels="slurm_node=$node,slurm_job=$SLURM_JOB_ID")
+      --labels="slurm_node=$node")  # the job id would make every job's nodes new ones
 [ -n "$addr" ] && args+=(--node-ip-address="$addr")
 # Ray Client's server (port 10001 on every head by default) only where ray[client] is in.
 "$PYTHON" -c 'from ray._private.client_mode_hook import client_mode_should_convert' 2>/dev/null \
