@@ -51,13 +51,42 @@ class SlurmJob:
     ray_version: str = ""
 
 
+def time_limit_s(value: str | None) -> int | None:
+    """sbatch's --time in seconds (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS); None
+    when unset or not one of those."""
+    if not value:
+        return None
+    days, _, rest = value.rpartition("-") if "-" in value else ("0", "", value)
+    try:
+        parts = [int(p) for p in rest.split(":")]
+        d = int(days)
+    except ValueError:
+        return None
+    if "-" in value:  # D-HH[:MM[:SS]]
+        h, m, sec = [*parts, 0, 0][:3]
+    elif len(parts) == 1:  # MM
+        h, m, sec = 0, parts[0], 0
+    elif len(parts) == 2:  # MM:SS
+        h, m, sec = 0, parts[0], parts[1]
+    else:
+        h, m, sec = parts[:3]
+    return ((d * 24 + h) * 60 + m) * 60 + sec
+
+
+def grace_s(time: str | None) -> int:
+    """How long before the time limit the batch shell is told to stop: GRACE_S, or a
+    quarter of a short limit (a 2-minute job is not told to stop at 1 minute)."""
+    limit = time_limit_s(time)
+    return GRACE_S if limit is None else max(5, min(GRACE_S, limit // 4))
+
+
 def _directives(job: SlurmJob) -> list[str]:
     lines = [
         f"--job-name={job.job_name or 'harness-' + job.playbook.stem}",
         f"--nodes={job.nodes}",
         "--ntasks-per-node=1",
         f"--output={job.output_dir / 'harness-%j.out'}",
-        f"--signal=B:TERM@{GRACE_S}",
+        f"--signal=B:TERM@{grace_s(job.time)}",
     ]
     if job.cpus_per_node:
         lines.append(f"--cpus-per-task={job.cpus_per_node}")
