@@ -216,7 +216,8 @@ def _ray_node(
     bed.start(host, *args, env=env, log=bed.folder / f"{host.hostname}.log")
 
 
-def _wait_for_port(host: Host, port: int, timeout: float) -> None:
+def wait_for_port(host: Host, port: int, timeout: float) -> None:
+    """Return once something listens on the host's ``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -224,7 +225,7 @@ def _wait_for_port(host: Host, port: int, timeout: float) -> None:
             if s.connect_ex((host.address, port)) == 0:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"Ray head on {host.hostname} did not listen within {timeout:g} s")
+    raise RuntimeError(f"nothing listened on {host.hostname}:{port} within {timeout:g} s")
 
 
 def wait_for_nodes(bed: NetBed, count: int, timeout: float) -> None:
@@ -290,7 +291,7 @@ def netbed(
                     (python or {}).get(host.index, sys.executable),
                 )  # fmt: skip
                 if host.index == 0:
-                    _wait_for_port(host, RAY_PORT, 60)
+                    wait_for_port(host, RAY_PORT, 60)
             wait_for_nodes(bed, n, 90)
         yield bed
     finally:

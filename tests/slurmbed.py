@@ -66,17 +66,6 @@ class SlurmBed:
             time.sleep(0.5)
         raise TimeoutError(f"job {job_id} still queued after {timeout:g} s")
 
-    def wait_running(self, job_id: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = self.job_state(job_id)
-            if state == "RUNNING":
-                return
-            if not state:
-                raise RuntimeError(f"job {job_id} ended before it ran")
-            time.sleep(0.3)
-        raise TimeoutError(f"job {job_id} not running after {timeout:g} s")
-
 
 def _config(bed: NetBed, folder: Path, port: int, munge_socket: Path) -> str:
     nodes = "\n".join(

@@ -5,12 +5,10 @@ own address, with host and client keys made here and a client config file (what 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from tests.netbed import Host, NetBed
+from tests.netbed import Host, NetBed, wait_for_port
 
 SSHD = "/usr/sbin/sshd"
 
@@ -44,7 +42,7 @@ def ssh_bed(bed: NetBed, hosts: list[Host]) -> Path:
         )
         bed.start(host, SSHD, "-D", "-e", "-f", str(config), log=folder / f"{host.hostname}.log")
     for host in hosts:
-        _wait_for_ssh(host, 20)
+        wait_for_port(host, 22, 20)
     client = folder / "config"
     client.write_text(
         "".join(
@@ -55,14 +53,3 @@ def ssh_bed(bed: NetBed, hosts: list[Host]) -> Path:
         )
     )
     return client
-
-
-def _wait_for_ssh(host: Host, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex((host.address, 22)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"sshd on {host.hostname} did not listen within {timeout:g} s")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.bare_env import env_without_harness
-from tests.netbed import NetBed, _wait_for_port, netbed, unavailable
+from tests.netbed import NetBed, netbed, unavailable, wait_for_port
 
 pytestmark = pytest.mark.ray
 HARNESS = str(Path(sys.executable).with_name("harness"))
@@ -50,7 +50,7 @@ def test_nodes_without_harness_run_the_shipped_code(bed: NetBed) -> None:
     h1 = bed.hosts[0]
     bed.start(h1, HARNESS, "serve-model", "--engine", "synthetic", "--host", h1.address,
               "--port", str(SERVER_PORT), log=bed.folder / "serve.log")  # fmt: skip
-    _wait_for_port(h1, SERVER_PORT, 60)
+    wait_for_port(h1, SERVER_PORT, 60)
     pb = bed.folder / "shipped.yaml"
     pb.write_text(PLAYBOOK.format(server=h1.address, port=SERVER_PORT))
     db = bed.folder / "shipped.sqlite"

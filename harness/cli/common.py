@@ -87,6 +87,21 @@ AddressOpt = Annotated[
     ),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a playbook field: KEY.PATH=VALUE (repeatable)"),
+]
+RunArgOpt = Annotated[
+    list[str] | None,
+    typer.Option("--run-arg", help="one more `harness run` argument (repeatable)"),
+]
+
+
+def run_args(sets: list[str] | None, more: list[str] | None) -> list[str]:
+    """The `harness run` arguments a launcher hands on: each --set, then --run-arg's."""
+    return [a for s in sets or [] for a in ("--set", s)] + list(more or [])
+
+
 MaxBytesOpt = Annotated[
     int | None,
     typer.Option(

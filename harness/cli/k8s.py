@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DebugOpt, handled
+from harness.cli.common import DebugOpt, RunArgOpt, SetOpt, handled, run_args
 from harness.playbook.limits import Limits
 from harness.playbook.load import load_playbook
 
@@ -35,14 +35,8 @@ def render(
     ttl: Annotated[
         int, typer.Option(min=0, help="ttlSecondsAfterFinished: keep the finished job")
     ] = 3600,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="override a playbook field: KEY.PATH=VALUE (repeatable)"),
-    ] = None,
-    run_arg: Annotated[
-        list[str] | None,
-        typer.Option("--run-arg", help="one more `harness run` argument (repeatable)"),
-    ] = None,
+    set_: SetOpt = None,
+    run_arg: RunArgOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Print a ConfigMap (the playbook) and a RayJob that runs it; `kubectl apply -f -`."""
@@ -67,6 +61,6 @@ def render(
             deadline_s=deadline,
             ttl_s=ttl,
             ray_version=ray_version() or "",
-            run_args=[a for s in set_ or [] for a in ("--set", s)] + list(run_arg or []),
+            run_args=run_args(set_, run_arg),
         )
         sys.stdout.write(render_job(spec))

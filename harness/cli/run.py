@@ -17,6 +17,7 @@ from harness.cli.common import (
     MaxBytesOpt,
     MaxTokensOpt,
     MaxTrialsOpt,
+    SetOpt,
     WideOpt,
     db_url,
     err,
@@ -45,10 +46,7 @@ def run(
     playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
     db: DbOpt = None,
     address: AddressOpt = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="override a playbook field: KEY.PATH=VALUE (repeatable)"),
-    ] = None,
+    set_: SetOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the trials and their nodes; run nothing")
     ] = False,

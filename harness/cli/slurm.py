@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DbOpt, DebugOpt, db_url, handled, out
+from harness.cli.common import DbOpt, DebugOpt, RunArgOpt, SetOpt, db_url, handled, out, run_args
 from harness.playbook.limits import Limits
 from harness.playbook.load import load_playbook
 
@@ -52,14 +52,8 @@ def submit(
         str, typer.Option(help="node-local folder for the job's Ray temp folder")
     ] = "/tmp",
     job_name: Annotated[str | None, typer.Option(help="[default: harness-PLAYBOOK]")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="override a playbook field: KEY.PATH=VALUE (repeatable)"),
-    ] = None,
-    run_arg: Annotated[
-        list[str] | None,
-        typer.Option("--run-arg", help="one more `harness run` argument (repeatable)"),
-    ] = None,
+    set_: SetOpt = None,
+    run_arg: RunArgOpt = None,
     sbatch_arg: Annotated[
         list[str] | None,
         typer.Option("--sbatch-arg", help="one more #SBATCH option, e.g. --exclusive"),
@@ -78,7 +72,7 @@ def submit(
 
         path = playbook.expanduser().resolve()
         load_playbook(path, set_ or [], Limits.from_env(None, None, None))  # bad input: here
-        run_args = [a for s in set_ or [] for a in ("--set", s)] + list(run_arg or [])
+        forwarded = run_args(set_, run_arg)
         job = SlurmJob(
             playbook=path,
             nodes=nodes,
@@ -91,7 +85,7 @@ def submit(
             output_dir=(output_dir or Path.cwd()).expanduser().resolve(),
             tmp_root=tmp_root,
             job_name=job_name,
-            run_args=run_args,
+            run_args=forwarded,
             sbatch_args=list(sbatch_arg or []),
             ray_version=ray_version() or "",
         )
