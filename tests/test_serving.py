@@ -354,6 +354,12 @@ def test_serve_model_refuses_bad_options_in_one_line() -> None:
         (["--failure", "explode"], "--failure 'explode': expected one of"),
         (["--api-key-env", "NO_SUCH_VARIABLE_HERE"], "$NO_SUCH_VARIABLE_HERE is not set"),
         (["--model", "huge"], "--model 'huge': expected one of"),
+        (
+            ["--first-token-dist", "uniform", "--first-token-spread", "1.5"],
+            "--first-token-spread 1.5: a uniform spread above 1",
+        ),
+        (["--token-ms", "2", "--token-jitter-ms", "3"], "--token-jitter-ms 3: more than"),
+        (["--truth-log", "/no/such/folder/t.jsonl"], "--truth-log /no/such/folder/t.jsonl: cannot"),
     ):
         result = subprocess.run(
             [HARNESS, "serve-model", "--port", "0", *args], capture_output=True, text=True

@@ -58,6 +58,13 @@ class Engine(str, Enum):
     synthetic = "synthetic"
 
 
+class FirstTokenDist(str, Enum):
+    fixed = "fixed"
+    uniform = "uniform"
+    exponential = "exponential"
+    lognormal = "lognormal"
+
+
 def serve_model(
     model: Annotated[str, typer.Option(help="decoder size preset")] = "tiny",
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
@@ -69,6 +76,22 @@ def serve_model(
         float, typer.Option(min=0, help="hold the first token until this long after arrival")
     ] = 0.0,
     token_ms: Annotated[float, typer.Option(min=0, help="then one token every this long")] = 0.0,
+    first_token_dist: Annotated[
+        FirstTokenDist,
+        typer.Option(help="draw each first-token delay from this, mean --first-token-ms"),
+    ] = FirstTokenDist.fixed,
+    first_token_spread: Annotated[
+        float,
+        typer.Option(min=0, help="uniform: half-width, lognormal: sigma (share of the mean)"),
+    ] = 0.0,
+    token_jitter_ms: Annotated[
+        float, typer.Option(min=0, help="each token gap is --token-ms +- this (uniform)")
+    ] = 0.0,
+    truth_log: Annotated[
+        str | None,
+        typer.Option(help="append the server's own record of each request (JSON lines)"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed for the model and the planted delays")] = 0,
     fail_every: Annotated[int, typer.Option(min=0, help="fail every N-th request (0: never)")] = 0,
     max_running: Annotated[
         int, typer.Option(min=0, help="generate at most N requests at once, queue the rest")
@@ -99,6 +122,23 @@ def serve_model(
             key = os.environ.get(api_key_env)
             if not key:
                 raise BadOption(f"--api-key-env: ${api_key_env} is not set")
+        if first_token_dist is FirstTokenDist.uniform and first_token_spread > 1:
+            raise BadOption(
+                f"--first-token-spread {first_token_spread:g}: a uniform spread above 1 "
+                "would draw negative delays"
+            )
+        if token_jitter_ms > token_ms:
+            raise BadOption(
+                f"--token-jitter-ms {token_jitter_ms:g}: more than --token-ms {token_ms:g} "
+                "would draw negative gaps"
+            )
+        if truth_log:
+            try:
+                open(truth_log, "a").close()  # only checking that it can be written
+            except OSError as exc:
+                raise BadOption(
+                    f"--truth-log {truth_log}: cannot write: {exc.strerror or exc}"
+                ) from None
         options = ServeOptions(
             model=model,
             engine=engine.value,
@@ -108,6 +148,11 @@ def serve_model(
             max_running=max_running,
             failures=failures,
             api_key=key,
+            seed=seed,
+            first_token_dist=first_token_dist.value,
+            first_token_spread=first_token_spread,
+            token_jitter_ms=token_jitter_ms,
+            truth_log=truth_log,
         )
         try:
             serve_forever(options, host, port)

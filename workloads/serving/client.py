@@ -168,12 +168,14 @@ def plan_stream(
     rate: float | None,
     burstiness: float = 1.0,
     prefix: SharedPrefix | None = None,
+    constant: bool = False,
 ) -> Iterator[RequestPlan]:
     """Requests without end, seeded: the same seed gives the same prompts, lengths and times.
 
     Send times are 0 without a rate (or an infinite one: everything at once, or as fast as
     the concurrency allows); else the cumulative sum of gamma gaps with shape = burstiness
-    and scale = 1 / (rate x burstiness), as vLLM draws them (burstiness 1 is Poisson).
+    and scale = 1 / (rate x burstiness), as vLLM draws them (burstiness 1 is Poisson), or
+    with ``constant`` gaps of exactly 1 / rate.
     """
     rng = np.random.default_rng(seed)
     shared = _words(np.random.default_rng(seed + 7), prefix.tokens) if prefix else ""
@@ -181,7 +183,10 @@ def plan_stream(
     first = True
     while True:
         if rate is not None and not math.isinf(rate) and not first:
-            t += float(rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness)))
+            if constant:
+                t += 1.0 / rate
+            else:
+                t += float(rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness)))
         first = False
         n_in, n_out = prompt_len.draw(rng), output_len.draw(rng)
         yield RequestPlan(t, _prompt(rng, n_in, prefix, shared), n_in, n_out)

@@ -13,6 +13,13 @@ errors deterministically: request n (1-based) with n % fail_every == 0 fails, cy
 the failure kinds (``status``: HTTP 500 before streaming; ``disconnect``: the connection is
 dropped after a few tokens; ``stream_error``: an error object in the stream).
 
+Planted truth, for judging load generators: the first-token delay may be drawn per request
+from a stated distribution (``first_token_dist``: fixed, uniform, exponential or lognormal
+with mean ``first_token_ms``; ``first_token_spread`` is uniform's half-width or lognormal's
+sigma, as a share of the mean), each token gap may be jittered (``token_jitter_ms``, uniform
++-), both seeded; and ``truth_log`` writes the server's own record of every request (see
+``workloads.serving.truth``): when it received it, got a slot, wrote each token and ended.
+
 Tokens are words: the prompt's whitespace-separated words are its tokens (hashed into the
 vocabulary), and each generated token is sent as one word.
 """
@@ -23,8 +30,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import queue
+import random
 import re
 import socket
 import subprocess
@@ -35,7 +44,7 @@ import time
 import urllib.request
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +66,32 @@ class ServeOptions:
     api_key: str | None = None  # required as a bearer token when set; never logged
     stamp: bool = True  # add harness_sent_ns (CLOCK_MONOTONIC) to each chunk
     seed: int = 0
+    first_token_dist: str = "fixed"  # FIRST_TOKEN_DISTS
+    first_token_spread: float = 0.0  # uniform: half-width; lognormal: sigma (share of mean)
+    token_jitter_ms: float = 0.0  # each token gap is token_ms +- this (uniform)
+    truth_log: str | None = None  # one JSON line per request: the server's own record
+
+    def paced(self) -> bool:
+        """Whether tokens are held back to a schedule at all."""
+        return bool(self.first_token_ms or self.token_ms)
+
+
+FIRST_TOKEN_DISTS = ("fixed", "uniform", "exponential", "lognormal")
+
+
+@dataclass
+class _Record:
+    """What the server did for one request, for the truth log (CLOCK_MONOTONIC ns)."""
+
+    n: int
+    received_ns: int
+    prompt_tokens: int = 0
+    max_tokens: int = 0
+    slot_ns: int | None = None
+    tokens_ns: list[int] = field(default_factory=list)
+    done_ns: int = 0
+    outcome: str = "gone"  # until it ends otherwise: the client went away
+    first_token_planned_ms: float | None = None
 
 
 @dataclass
@@ -136,6 +171,18 @@ class Server:
         # A known saturation point: past max_running, requests queue and throughput is flat.
         self.slots = asyncio.Semaphore(options.max_running) if options.max_running else None
         self.running = self.waiting = 0  # /metrics, under vLLM's names
+        self.rng = random.Random(options.seed)  # planted delays: the same seed, the same draws
+        # Line-buffered: each record reaches the file when its request ends, so a reader
+        # that waits for the last answer finds it.
+        self.truth = None
+        if options.truth_log:
+            self.truth = open(options.truth_log, "a", buffering=1)  # noqa: SIM115
+
+    def close(self) -> None:
+        """Close the truth log (at shutdown)."""
+        if self.truth is not None:
+            self.truth.close()
+            self.truth = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -144,6 +191,11 @@ class Server:
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/chat/completions", self.chat)
+
+        async def _closed(_: web.Application) -> None:
+            self.close()
+
+        app.on_cleanup.append(_closed)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -182,6 +234,7 @@ class Server:
         return await self._serve(request, chat=True)
 
     async def _serve(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        received_ns = time.monotonic_ns()
         arrived = time.perf_counter()
         if not self._authorised(request):
             return _error(401, "invalid API key")
@@ -204,31 +257,59 @@ class Server:
                 f"model's {self.max_seq} positions",
             )
         n = next(self.counter)
-        failure = self._failure(n)
-        if failure == "status":
-            return _error(500, "injected failure")
-        stream = bool(body.get("stream"))
-        usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        if self.slots is not None:
-            self.waiting += 1
-            try:
-                await self.slots.acquire()
-            finally:
-                self.waiting -= 1
-            arrived = time.perf_counter()  # generation starts with a slot; the wait is TTFT's
-        job = None
-        self.running += 1
+        record = _Record(n, received_ns, len(prompt_ids), max_tokens)
         try:
-            tokens, job = self._tokens(prompt_ids, max_tokens)
-            return await self._respond(
-                request, chat, stream, usage, prompt_ids, max_tokens, tokens, failure, arrived
-            )
-        finally:
-            if job is not None:
-                job.cancelled.set()  # a client that went away frees the engine's slot
-            self.running -= 1
+            failure = self._failure(n)
+            if failure == "status":
+                record.outcome = failure
+                return _error(500, "injected failure")
+            stream = bool(body.get("stream"))
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
             if self.slots is not None:
-                self.slots.release()
+                self.waiting += 1
+                try:
+                    await self.slots.acquire()
+                finally:
+                    self.waiting -= 1
+                record.slot_ns = time.monotonic_ns()
+                arrived = time.perf_counter()  # generation starts with a slot; TTFT has the wait
+            offsets = self._offsets(max_tokens)
+            if offsets:
+                record.first_token_planned_ms = 1e3 * offsets[0]
+            job = None
+            self.running += 1
+            try:
+                tokens, job = self._tokens(prompt_ids, max_tokens)
+                paced = self._paced(tokens, arrived, offsets)
+                return await self._respond(
+                    request, chat, stream, usage, len(prompt_ids), max_tokens, paced, failure,
+                    record,
+                )  # fmt: skip
+            finally:
+                if job is not None:
+                    job.cancelled.set()  # a client that went away frees the engine's slot
+                self.running -= 1
+                if self.slots is not None:
+                    self.slots.release()
+        finally:
+            record.done_ns = record.done_ns or time.monotonic_ns()
+            self._log(record)
+
+    def _log(self, record: _Record) -> None:
+        if self.truth is None:
+            return
+        line = {
+            "n": record.n,
+            "received_ns": record.received_ns,
+            "slot_ns": record.slot_ns,
+            "tokens_ns": record.tokens_ns,
+            "done_ns": record.done_ns,
+            "outcome": record.outcome,
+            "prompt_tokens": record.prompt_tokens,
+            "max_tokens": record.max_tokens,
+            "first_token_planned_ms": record.first_token_planned_ms,
+        }
+        self.truth.write(json.dumps(line, separators=(",", ":")) + "\n")
 
     async def _respond(
         self,
@@ -236,42 +317,49 @@ class Server:
         chat: bool,
         stream: bool,
         usage: bool,
-        prompt_ids: list[int],
+        prompt_len: int,
         max_tokens: int,
-        tokens: asyncio.Queue[int | None],
+        paced: AsyncIterator[int],
         failure: str | None,
-        arrived: float,
+        record: _Record,
     ) -> web.StreamResponse:
         rid = f"cmpl-{uuid.uuid4().hex[:16]}"
         if not stream:
-            words = [f"w{t}" async for t in self._paced(tokens, arrived)]
+            words = []
+            async for t in paced:
+                record.tokens_ns.append(time.monotonic_ns())
+                words.append(f"w{t}")
             text = " " + " ".join(words)
             choice = (
                 {"index": 0, "message": {"role": "assistant", "content": text}}
                 if chat
                 else {"index": 0, "text": text}
             )
-            return web.json_response(
+            resp = web.json_response(
                 {
                     "id": rid,
                     "object": "chat.completion" if chat else "text_completion",
                     "model": self.name,
                     "choices": [{**choice, "finish_reason": "length"}],
-                    "usage": _usage(len(prompt_ids), len(words)),
+                    "usage": _usage(prompt_len, len(words)),
                 }
             )
+            record.outcome = "ok"
+            return resp
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         kind = "chat.completion.chunk" if chat else "text_completion"
         count = 0
-        async for token in self._paced(tokens, arrived):
+        async for token in paced:
             count += 1
             if failure == "disconnect" and count == 3:
                 request.transport.close()  # the stream breaks mid-way
+                record.outcome = failure
                 return resp
             if failure == "stream_error" and count == 3:
                 await self._send(resp, {"error": {"message": "injected failure", "code": 500}})
                 await resp.write(b"data: [DONE]\n\n")
+                record.outcome = failure
                 return resp
             if chat:
                 delta = {"content": f" w{token}"}
@@ -282,9 +370,10 @@ class Server:
                 choice = {"index": 0, "text": f" w{token}", "finish_reason": None}
             if count == max_tokens:
                 choice["finish_reason"] = "length"
-            await self._send(
+            sent = await self._send(
                 resp, {"id": rid, "object": kind, "model": self.name, "choices": [choice]}
             )
+            record.tokens_ns.append(sent)
         if usage:
             await self._send(
                 resp,
@@ -293,11 +382,13 @@ class Server:
                     "object": kind,
                     "model": self.name,
                     "choices": [],
-                    "usage": _usage(len(prompt_ids), count),
+                    "usage": _usage(prompt_len, count),
                 },
             )
         await resp.write(b"data: [DONE]\n\n")
+        record.done_ns = time.monotonic_ns()
         await resp.write_eof()
+        record.outcome = "ok"
         return resp
 
     def _failure(self, n: int) -> str | None:
@@ -307,10 +398,14 @@ class Server:
         kinds = self.options.failures
         return kinds[(n // every - 1) % len(kinds)]
 
-    async def _send(self, resp: web.StreamResponse, data: dict[str, Any]) -> None:
+    async def _send(self, resp: web.StreamResponse, data: dict[str, Any]) -> int:
+        """Write one event; returns when it was written (CLOCK_MONOTONIC ns), the time the
+        chunk carries as ``harness_sent_ns`` and the truth log records."""
+        now = time.monotonic_ns()
         if self.options.stamp:
-            data["harness_sent_ns"] = time.monotonic_ns()
+            data["harness_sent_ns"] = now
         await resp.write(b"data: " + json.dumps(data).encode() + b"\n\n")
+        return now
 
     def _tokens(
         self, prompt_ids: list[int], max_tokens: int
@@ -326,14 +421,46 @@ class Server:
         self.engine.submit(job)
         return out, job
 
-    async def _paced(self, tokens: asyncio.Queue[int | None], arrived: float):
-        """Tokens from the queue, each held back until its scheduled time (if pacing)."""
-        first, gap = self.options.first_token_ms / 1e3, self.options.token_ms / 1e3
+    def _offsets(self, max_tokens: int) -> list[float] | None:
+        """Each token's planned time after arrival (s), drawn for this request; None when
+        nothing is paced."""
+        o = self.options
+        if not o.paced():
+            return None
+        t = self._draw_first()
+        offsets = [t]
+        for _ in range(max_tokens - 1):
+            jitter = (
+                self.rng.uniform(-o.token_jitter_ms, o.token_jitter_ms)
+                if o.token_jitter_ms
+                else 0.0
+            )
+            t += max(0.0, o.token_ms + jitter) / 1e3
+            offsets.append(t)
+        return offsets
+
+    def _draw_first(self) -> float:
+        """A first-token delay (s) from the planted distribution, whose mean is
+        ``first_token_ms``."""
+        o = self.options
+        mean = o.first_token_ms / 1e3
+        if mean <= 0 or o.first_token_dist == "fixed":
+            return mean
+        if o.first_token_dist == "uniform":
+            return mean * (1.0 + o.first_token_spread * self.rng.uniform(-1.0, 1.0))
+        if o.first_token_dist == "exponential":
+            return self.rng.expovariate(1.0 / mean)
+        sigma = o.first_token_spread  # lognormal with this sigma and the stated mean
+        return self.rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)
+
+    async def _paced(
+        self, tokens: asyncio.Queue[int | None], arrived: float, offsets: list[float] | None
+    ) -> AsyncIterator[int]:
+        """Tokens from the queue, each held back until its planned time (if pacing)."""
         i = 0
         while (token := await tokens.get()) is not None:
-            if first or gap:
-                due = arrived + first + i * gap
-                wait = due - time.perf_counter()
+            if offsets:
+                wait = arrived + offsets[min(i, len(offsets) - 1)] - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
             yield token

@@ -2,8 +2,9 @@
 
 One measured iteration is one load run (warm-up requests first, not counted): requests
 arrive at a fixed concurrency (closed loop), or at a rate with gamma gaps (burstiness 1 is
-Poisson), optionally capped in flight, until both ``duration_s`` has passed and
-``min_requests`` were sent. Definitions follow vLLM's serving benchmark (DESIGN.md rule 10):
+Poisson) or constant ones (``arrival: constant``), optionally capped in flight, until both
+``duration_s`` has passed and ``min_requests`` were sent. Definitions follow vLLM's serving
+benchmark (DESIGN.md rule 10):
 
 - ``ttft``, ``e2e_latency``, ``tpot`` are one sample per successful request; ``itl`` pools
   the gaps between streamed chunks of every request; their p50/p90/p95/p99 are stored.
@@ -159,7 +160,7 @@ class Prefix(BaseModel):
 
 
 class ServingParams(Params):
-    added_later = ("trace", "prefix", "slo_search", "server_metrics", "tokenizer")
+    added_later = ("trace", "prefix", "slo_search", "server_metrics", "tokenizer", "arrival")
     url: str | None = Field(
         None,
         description="base URL (http://host:port or .../v1); default $OPENAI_BASE_URL",
@@ -177,6 +178,9 @@ class ServingParams(Params):
         None, gt=0, allow_inf_nan=False, description="requests/s (gamma arrivals)"
     )
     burstiness: float = Field(1.0, gt=0, description="gamma shape: 1 Poisson, <1 burstier")
+    arrival: Literal["gamma", "constant"] = Field(
+        "gamma", description="gaps at a rate: gamma (burstiness) or constant (exactly 1/rate)"
+    )
     prompt_len: Lengths = Field(default_factory=lambda: Lengths(mean=128))
     output_len: Lengths = Field(default_factory=lambda: Lengths(mean=64))
     duration_s: float = Field(0.0, ge=0, description="send for at least this long")
@@ -461,6 +465,7 @@ class ServingWorkload(Workload):
             rate,
             p.burstiness,
             self._prefix(),
+            constant=p.arrival == "constant",
         )
         return self._send(self._fitted(plans), concurrency, p.duration_s, self.min_requests)
 
