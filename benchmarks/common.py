@@ -82,3 +82,21 @@ def median(values: list[float]) -> float:
 
 def scratch() -> Path:
     return Path(tempfile.mkdtemp(prefix="hbench"))
+
+
+# A word-level Hugging Face tokenizer over the client's words and the server's `w<id>`
+# tokens, saved to argv[1] (run with a peer's Python, which has transformers): peers then
+# count tokens as `harness serve-model` does.
+WORD_TOKENIZER = """
+import sys
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+words = sys.argv[2].split()
+vocab = {"[UNK]": 0}
+for w in words + [f"w{i}" for i in range(200000)]:
+    vocab.setdefault(w, len(vocab))
+tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+tok.decoder = decoders.WordPiece(prefix="##")  # joins tokens with spaces
+PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(sys.argv[1])
+"""

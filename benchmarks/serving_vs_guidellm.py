@@ -27,24 +27,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common import WORD_TOKENIZER as TOKENIZER
 from common import machine, scratch, trial_settings
 
 from harness.node.runner import run_trial
 from workloads.serving.serve_model import spawned, tiny_hf_llama, transformers_served
-
-TOKENIZER = """
-import sys
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
-words = sys.argv[2].split()
-vocab = {"[UNK]": 0}
-for w in words + [f"w{i}" for i in range(200000)]:
-    vocab.setdefault(w, len(vocab))
-tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-tok.decoder = decoders.WordPiece(prefix="##")  # joins tokens with spaces
-PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(sys.argv[1])
-"""
 
 
 def ours(url: str, args: argparse.Namespace) -> dict[str, float]:

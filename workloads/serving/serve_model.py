@@ -385,8 +385,8 @@ class Server:
                     "usage": _usage(prompt_len, count),
                 },
             )
+        record.done_ns = time.monotonic_ns()  # before the write: a client may read it at once
         await resp.write(b"data: [DONE]\n\n")
-        record.done_ns = time.monotonic_ns()
         await resp.write_eof()
         record.outcome = "ok"
         return resp
