@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import math
@@ -163,7 +164,7 @@ class Server:
         self.options = options
         self.counter = itertools.count(1)
         self.engine = Engine(options.model, options.seed) if options.engine == "model" else None
-        from workloads.llama import PRESETS
+        from workloads.llama_config import PRESETS  # without torch: the synthetic engine
 
         self.vocab = PRESETS[options.model].vocab
         self.max_seq = PRESETS[options.model].max_seq
@@ -460,8 +461,9 @@ class Server:
         i = 0
         while (token := await tokens.get()) is not None:
             if offsets:
-                wait = arrived + offsets[min(i, len(offsets) - 1)] - time.perf_counter()
-                if wait > 0:
+                due = arrived + offsets[min(i, len(offsets) - 1)]
+                # Again until due: uvloop's timers round to whole ms and may fire early.
+                while (wait := due - time.perf_counter()) > 0:
                     await asyncio.sleep(wait)
             yield token
             i += 1
@@ -603,11 +605,16 @@ def serve_forever(options: ServeOptions, host: str, port: int) -> None:
 
     async def main() -> None:
         runner, bound = await start(options, host, port)
+        # What start-up made lives as long as the server: out of the collector's sight, so
+        # that a full collection (tens of ms with torch loaded) does not stall the tokens.
+        gc.freeze()
         print(f"serving {options.model} ({options.engine}) on http://{host}:{bound}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
 
+    from workloads.serving.client import run_async
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        run_async(main())

@@ -490,12 +490,12 @@ class ServingWorkload(Workload):
         min_requests: int,
     ) -> LoadRun:
         """Warm up (not counted), then send ``plans``; the endpoint's /metrics read meanwhile."""
-        from workloads.serving.client import run_load
+        from workloads.serving.client import run_async, run_load
 
         p = self.params
         warm = plan_stream(p.seed + 1, p.prompt_len.dist_spec(), p.output_len.dist_spec(), None)
         warmup = [next(warm) for _ in range(p.warmup_requests)]
-        return asyncio.run(
+        return run_async(
             run_load(
                 self.endpoint,
                 plans,
@@ -739,10 +739,11 @@ class ServingWorkload(Workload):
         return text.replace(key, "***") if key else text
 
 
-# The client is the bottleneck, not the server, past these: its event loop or its schedule
-# running late by more than 5 ms at p99, or its process busy 90% of one core.
+# The client is the bottleneck, not the server, past this: its event loop or its schedule
+# running late by more than 5 ms at p99. Its CPU is reported, not judged: one core at 94%
+# and at 98% still held 2,400 and 3,200 requests/s to the schedule and the server's TTFT
+# (benchmarks/README.md); lateness is what shows when it no longer keeps up.
 CLIENT_LAG_LIMIT_S = 0.005
-CLIENT_CPU_LIMIT = 0.9
 
 
 def _file_stamp(path: str) -> tuple[int, int] | None:
@@ -834,7 +835,9 @@ def server_summary(runs: list[LoadRun]) -> dict[str, Any]:
 def client_check(runs: list[LoadRun]) -> dict[str, Any]:
     """The client's check of itself over the runs: loop lag and send lag p99 (ms), CPU, and
     ``client_bound`` with the reasons when any passes its limit (then the figures measure
-    the client as much as the server)."""
+    the client as much as the server). Send lag is judged past a scheduled run's first
+    second (``send_lag_start_p99_ms`` reports that second): benchmarks/serving_peers.py
+    found this flag off at every rate one core sustained and on at the first it did not."""
     loop = [lag for run in runs for lag in run.loop_lag_s]
     late = [lag for run in runs for lag in run.send_lag_s]
     cpu = max((run.client_cpu for run in runs), default=0.0)
@@ -846,8 +849,9 @@ def client_check(runs: list[LoadRun]) -> dict[str, Any]:
             out[f"{name}_p99_ms"] = 1e3 * p99
             if p99 > CLIENT_LAG_LIMIT_S:
                 reasons.append(f"{name} p99 {1e3 * p99:.1f} ms > {1e3 * CLIENT_LAG_LIMIT_S:g} ms")
-    if cpu > CLIENT_CPU_LIMIT:
-        reasons.append(f"client CPU {cpu:.0%} of a core > {CLIENT_CPU_LIMIT:.0%}")
+    start = [lag for run in runs for lag in run.send_lag_start_s]
+    if start:  # reported, not judged: the first second opens the connections
+        out["send_lag_start_p99_ms"] = 1e3 * float(np.percentile(start, 99))
     if reasons:
         out["client_bound"] = True
         out["client_bound_reasons"] = reasons
