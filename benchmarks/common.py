@@ -90,7 +90,7 @@ def scratch() -> Path:
 WORD_TOKENIZER = """
 import sys
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from transformers import LlamaConfig, PreTrainedTokenizerFast
 words = sys.argv[2].split()
 vocab = {"[UNK]": 0}
 for w in words + [f"w{i}" for i in range(200000)]:
@@ -98,5 +98,9 @@ for w in words + [f"w{i}" for i in range(200000)]:
 tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
 tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
 tok.decoder = decoders.WordPiece(prefix="##")  # joins tokens with spaces
-PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(sys.argv[1])
+# [UNK] is an ordinary token, not a special one: a peer that builds its prompts from its own
+# corpus (guidellm) then decodes unknown words as "[UNK]", one word the server counts as one
+# token, instead of dropping them (empty prompts, which guidellm refuses).
+PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(sys.argv[1])
+LlamaConfig(vocab_size=len(vocab)).save_pretrained(sys.argv[1])  # AutoTokenizer (vLLM) asks
 """

@@ -19,6 +19,7 @@ import asyncio
 import gc
 import json
 import math
+import os
 import time
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -432,10 +433,11 @@ def _write_trace() -> aiohttp.TraceConfig:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on uvloop where it is installed, else on asyncio's own loop. uvloop costs
-    less per request: at 1,000 requests/s from one core, requests were written late by 1.1 ms
-    at p99 against 1.7 ms, and at 2,000/s TTFT read 1.3 ms over the server's at p50 against
-    2.7 ms (benchmarks/README.md)."""
+    """Run ``coro`` on uvloop where it is installed (unless HARNESS_EVENT_LOOP=asyncio), else
+    on asyncio's own loop: uvloop costs less per request, so one core keeps a higher rate
+    to its schedule (benchmarks/README.md)."""
+    if os.environ.get("HARNESS_EVENT_LOOP") == "asyncio":  # to compare the two
+        return asyncio.run(coro)
     try:
         import uvloop
     except ImportError:

@@ -175,7 +175,7 @@ class ServingParams(Params):
     scenario: Literal[SCENARIOS] = "custom"  # type: ignore[valid-type]
     concurrency: int | None = Field(None, ge=1, description="requests in flight at most")
     rate: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="requests/s (gamma arrivals)"
+        None, gt=0, allow_inf_nan=False, description="requests/s (see arrival)"
     )
     burstiness: float = Field(1.0, gt=0, description="gamma shape: 1 Poisson, <1 burstier")
     arrival: Literal["gamma", "constant"] = Field(
@@ -739,11 +739,14 @@ class ServingWorkload(Workload):
         return text.replace(key, "***") if key else text
 
 
-# The client is the bottleneck, not the server, past this: its event loop or its schedule
-# running late by more than 5 ms at p99. Its CPU is reported, not judged: one core at 94%
-# and at 98% still held 2,400 and 3,200 requests/s to the schedule and the server's TTFT
-# (benchmarks/README.md); lateness is what shows when it no longer keeps up.
+# The client is the bottleneck, not the server, past these: its event loop late by more
+# than 5 ms at p99, or its requests written late against their schedule by more than 3 ms
+# at p99 (the server saw them 1-2 ms later still at thousands a second: 3 ms here is about
+# the 5 ms late that benchmarks/serving_peers.py stops a rate at). Its CPU is reported, not
+# judged: one core at 94% still held 2,400 requests/s to the schedule and the server's
+# TTFT (benchmarks/README.md); lateness is what shows when it no longer keeps up.
 CLIENT_LAG_LIMIT_S = 0.005
+SEND_LAG_LIMIT_S = 0.003
 
 
 def _file_stamp(path: str) -> tuple[int, int] | None:
@@ -836,19 +839,23 @@ def client_check(runs: list[LoadRun]) -> dict[str, Any]:
     """The client's check of itself over the runs: loop lag and send lag p99 (ms), CPU, and
     ``client_bound`` with the reasons when any passes its limit (then the figures measure
     the client as much as the server). Send lag is judged past a scheduled run's first
-    second (``send_lag_start_p99_ms`` reports that second): benchmarks/serving_peers.py
-    found this flag off at every rate one core sustained and on at the first it did not."""
+    second (``send_lag_start_p99_ms`` reports that second): in benchmarks/serving_peers.py
+    this flag was off at every rate one core sustained and on past it, bar one rate that
+    failed only by its TTFT, which a client cannot see."""
     loop = [lag for run in runs for lag in run.loop_lag_s]
     late = [lag for run in runs for lag in run.send_lag_s]
     cpu = max((run.client_cpu for run in runs), default=0.0)
     out: dict[str, Any] = {"client_cpu": cpu}
     reasons = []
-    for name, values in (("loop_lag", loop), ("send_lag", late)):
+    for name, values, limit in (
+        ("loop_lag", loop, CLIENT_LAG_LIMIT_S),
+        ("send_lag", late, SEND_LAG_LIMIT_S),
+    ):
         if values:
             p99 = float(np.percentile(values, 99))
             out[f"{name}_p99_ms"] = 1e3 * p99
-            if p99 > CLIENT_LAG_LIMIT_S:
-                reasons.append(f"{name} p99 {1e3 * p99:.1f} ms > {1e3 * CLIENT_LAG_LIMIT_S:g} ms")
+            if p99 > limit:
+                reasons.append(f"{name} p99 {1e3 * p99:.1f} ms > {1e3 * limit:g} ms")
     start = [lag for run in runs for lag in run.send_lag_start_s]
     if start:  # reported, not judged: the first second opens the connections
         out["send_lag_start_p99_ms"] = 1e3 * float(np.percentile(start, 99))
