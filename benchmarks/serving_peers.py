@@ -15,16 +15,16 @@ token gaps with +-2 ms of uniform jitter, both seeded.
 
 Ceiling: constant-rate arrivals at rising rates against a server whose work is only a
 100 ms first token (fixed: 1% of it, 1 ms, is well above this VM's loopback floor of
-about 0.4 ms, printed first) and 4 output tokens without delay. Each tool runs pinned to one
-core (`taskset`), the server to the other; each rate runs 1 + 3 s, its first second not
-judged (connections opening). A rate is sustained when the server's record shows (a)
-requests late against an even schedule by 1 ms or less at p99 (and, for a second ceiling,
-5 ms), (b) at least 97% of the rate reached,
-all requests answered, and (c) the tool's median TTFT within 1% of the server's. A third
-column gives the rate kept by (b) alone: what the tool can send, however late or
-inflated. The ladder stops at the first rate not kept; a ceiling is the highest rate that
-held, with the most requests the server held at once there (near 1 ms at p99 the strict
-ceiling is at the mercy of this VM's jitter: a rung below it may miss by 0.1 ms).
+about 0.4 ms, printed first) and 4 output tokens without delay. Each tool runs pinned to
+one core (`taskset`), the server to the other; each rate runs 1 + 3 s, its first second
+not judged (connections opening). A rate is sustained when the server's record shows (a)
+requests late against an even schedule by 1 ms or less at p99 (and, for a second
+ceiling, 5 ms), (b) at least 97% of the rate reached, all requests answered, and (c) the
+tool's median TTFT within 1% of the server's. A third column gives the rate kept by (b)
+alone: what the tool can send, however late or inflated. The ladder stops at the first
+rate not kept; a ceiling is the highest rate that held, with the most requests the server
+held at once there (near 1 ms at p99 the strict ceiling is at the mercy of this VM's
+jitter: a rung below it may miss by 0.1 ms).
 
 Peers live in their own virtual environments (never the project's), for example:
 
