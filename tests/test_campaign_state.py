@@ -125,3 +125,27 @@ def test_unknown_resume_id_is_refused_before_ray_starts(tmp_path: Path, db_path:
         result = invoke("run", str(smoke), "--db", str(db_path), "--resume", "nosuch", *extra)
         assert result.exit_code == 2 and "no campaign 'nosuch'" in result.stderr
         assert time.monotonic() - t0 < 3  # no embedded Ray cluster was started (12 s)
+
+
+def test_only_the_first_sigterm_interrupts_the_driver() -> None:
+    """scancel's SIGTERM reaches the driver twice (from Slurm, and passed on by the batch
+    shell): the first interrupts, the second must not cut short the campaign's marking."""
+    import os
+    import signal
+
+    from harness.cluster.session import _terminate_as_interrupt
+
+    previous = _terminate_as_interrupt()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises here
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # while the campaign is being marked
+            time.sleep(0.05)
+            marked = True
+        except KeyboardInterrupt:
+            marked = False  # the marking would have been cut short
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert marked

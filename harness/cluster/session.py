@@ -129,11 +129,21 @@ class _PortProbe:
 def _terminate_as_interrupt() -> Any:
     """SIGTERM (a scheduler's cancel or time limit, ``kill``) ends the run as Ctrl-C does,
     the campaign marked interrupted and resumable. ``ray.init`` installs a handler that
-    exits at once instead, leaving the campaign `running` until its heartbeat goes stale."""
+    exits at once instead, leaving the campaign `running` until its heartbeat goes stale.
+    Only the first SIGTERM interrupts: ``scancel`` signals every process of the job and the
+    batch shell passes it on, and a second KeyboardInterrupt raised while the first is
+    marking the campaign cut that short (it stayed `running`; tests/test_slurm.py, 1 run in
+    4). The scheduler's SIGKILL after its grace still bounds the wait."""
     import signal
     import threading
 
+    fired = False
+
     def interrupt(*_: object) -> None:
+        nonlocal fired
+        if fired:
+            return
+        fired = True
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
