@@ -52,6 +52,8 @@ from typing import Any
 
 from aiohttp import web
 
+from workloads.serving.truth import TruthRecord
+
 FAILURE_KINDS = ("status", "disconnect", "stream_error")
 
 
@@ -67,7 +69,7 @@ class ServeOptions:
     api_key: str | None = None  # required as a bearer token when set; never logged
     stamp: bool = True  # add harness_sent_ns (CLOCK_MONOTONIC) to each chunk
     seed: int = 0
-    first_token_dist: str = "fixed"  # FIRST_TOKEN_DISTS
+    first_token_dist: str = "fixed"  # fixed | uniform | exponential | lognormal
     first_token_spread: float = 0.0  # uniform: half-width; lognormal: sigma (share of mean)
     token_jitter_ms: float = 0.0  # each token gap is token_ms +- this (uniform)
     truth_log: str | None = None  # one JSON line per request: the server's own record
@@ -75,9 +77,6 @@ class ServeOptions:
     def paced(self) -> bool:
         """Whether tokens are held back to a schedule at all."""
         return bool(self.first_token_ms or self.token_ms)
-
-
-FIRST_TOKEN_DISTS = ("fixed", "uniform", "exponential", "lognormal")
 
 
 @dataclass
@@ -299,18 +298,18 @@ class Server:
     def _log(self, record: _Record) -> None:
         if self.truth is None:
             return
-        line = {
-            "n": record.n,
-            "received_ns": record.received_ns,
-            "slot_ns": record.slot_ns,
-            "tokens_ns": record.tokens_ns,
-            "done_ns": record.done_ns,
-            "outcome": record.outcome,
-            "prompt_tokens": record.prompt_tokens,
-            "max_tokens": record.max_tokens,
-            "first_token_planned_ms": record.first_token_planned_ms,
-        }
-        self.truth.write(json.dumps(line, separators=(",", ":")) + "\n")
+        line = TruthRecord(
+            n=record.n,
+            received_ns=record.received_ns,
+            slot_ns=record.slot_ns,
+            tokens_ns=tuple(record.tokens_ns),
+            done_ns=record.done_ns,
+            outcome=record.outcome,
+            prompt_tokens=record.prompt_tokens,
+            max_tokens=record.max_tokens,
+            first_token_planned_ms=record.first_token_planned_ms,
+        )
+        self.truth.write(line.as_json() + "\n")
 
     async def _respond(
         self,
