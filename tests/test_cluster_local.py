@@ -34,6 +34,9 @@ def test_interrupted_local_cluster_removes_its_temp_folder(sig: signal.Signals) 
         text=True,
         env=env,
         start_new_session=True,  # our signal only, not the test runner's process group
+        # As at a terminal: a runner started in the background (`cmd &` in a script) has
+        # SIGINT ignored, and a Python that starts with it ignored never turns it into Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120

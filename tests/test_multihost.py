@@ -90,8 +90,9 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
             ring = median
     assert len(links) == 3, links
     # Small messages: half a round trip is the unshaped floor (the same size between the
-    # two unshaped hosts, on this bed) plus the time the planted rate takes for what the
-    # bucket does not let through at once.
+    # two unshaped hosts, on this bed) plus the time the planted rate takes for the message:
+    # at best less the bucket tbf lets through at once, at worst all of it (the bucket not
+    # yet refilled when the next message comes), with 5% for a busy machine either way.
     small = dict(
         c.execute(
             "select t.ranks, m.median from trials t join metrics m on m.trial_id = t.id "
@@ -101,9 +102,11 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
     small = {frozenset(r["hostname"] for r in json.loads(k)): v for k, v in small.items()}
     floor_ms = small[frozenset({"h1", "h2"})]
     serial_ms = (wire_bytes(SMALL) - BURST_BYTES) / (RATE_MBIT * 1e6 / 8) * 1e3
+    burst_ms = BURST_BYTES / (RATE_MBIT * 1e6 / 8) * 1e3
     for pair, ms in small.items():
         if slow.hostname in pair:
-            assert ms == pytest.approx(floor_ms + serial_ms, rel=0.10), (pair, ms, floor_ms)
+            low, high = 0.95 * (floor_ms + serial_ms), 1.05 * (floor_ms + serial_ms + burst_ms)
+            assert low <= ms <= high, (pair, ms, floor_ms, low, high)
     print(f"small: floor {floor_ms:.4f} ms + serialization {serial_ms:.4f} ms; read {small}")
     # `harness results matrix` shows the slow host's row and column as the odd ones.
     (campaign,) = c.execute("select id from campaigns").fetchone()

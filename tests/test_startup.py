@@ -84,3 +84,21 @@ def test_a_lazily_bound_torch_is_the_real_module_after_first_use() -> None:
         timeout=120,
     )
     assert proc.stdout.split() == ["False", "True", "True", "2.0"], proc.stderr
+
+
+def test_node_facts_unpickle_in_a_driver_without_torch() -> None:
+    """A node's facts travel to the driver by pickle: a torch type among them (torch's
+    TorchVersion) made every `harness run` import torch on the driver, 1.5 s here."""
+    import pickle
+
+    from harness.cluster.fingerprint import collect_facts
+
+    facts = pickle.dumps(collect_facts())
+    probe = (
+        "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print('torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], input=facts, capture_output=True, cwd=ROOT, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [b"False"]

@@ -151,7 +151,8 @@ def gpu_uuid(dev: torch.device) -> str | None:
 def torch_facts() -> dict[str, Any]:
     """Torch, CUDA and per-GPU facts of this process's node, for the node fingerprint."""
     facts: dict[str, Any] = {
-        "torch": torch.__version__,
+        # A plain str: a TorchVersion would make whoever unpickles the facts import torch.
+        "torch": str(torch.__version__),
         "cuda_runtime": torch.version.cuda,
         "cudnn": None,
         "torch_threads": torch.get_num_threads(),
