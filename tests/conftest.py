@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import sys
@@ -32,6 +33,56 @@ os.environ["HARNESS_STATE_DIR"] = _STATE
 
 def pytest_sessionfinish(session, exitstatus) -> None:
     shutil.rmtree(_STATE, ignore_errors=True)
+
+
+# scripts/test runs two test processes (pytest-xdist) on this machine. A test marked `quiet`
+# judges timing that another test's load would move, so it runs alone: it holds the machine
+# exclusively, every other test holds it shared, from its fixtures' set-up to their
+# tear-down. The turnstile keeps a stream of shared holders from starving a quiet test. The
+# lock files live in a folder the controlling process makes before its workers start.
+LOCKS_ENV = "HARNESS_TEST_LOCKS"
+_LOCKS: tuple[int, int] | None = None
+
+
+def pytest_configure(config) -> None:
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ[LOCKS_ENV] = tempfile.mkdtemp(prefix="hlock", dir="/tmp")
+
+
+def pytest_unconfigure(config) -> None:
+    if os.environ.get(LOCKS_ENV) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(os.environ.pop(LOCKS_ENV), ignore_errors=True)
+
+
+def _machine_locks() -> tuple[int, int] | None:
+    global _LOCKS
+    folder = os.environ.get(LOCKS_ENV)
+    if folder and os.environ.get("PYTEST_XDIST_WORKER") and _LOCKS is None:
+        turnstile, machine = (os.path.join(folder, n) for n in ("turnstile", "machine"))
+        _LOCKS = (
+            os.open(turnstile, os.O_RDWR | os.O_CREAT),
+            os.open(machine, os.O_RDWR | os.O_CREAT),
+        )
+    return _LOCKS
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    locks = _machine_locks()
+    if locks is None:
+        yield
+        return
+    turnstile, machine = locks
+    fcntl.flock(turnstile, fcntl.LOCK_EX)
+    try:
+        quiet = item.get_closest_marker("quiet") is not None
+        fcntl.flock(machine, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
+    finally:
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        fcntl.flock(machine, fcntl.LOCK_UN)
 
 
 class RayCluster:
@@ -204,3 +255,24 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.shutdown()
+
+
+# The long poles first (multi-host beds, Ray campaigns), so the two test processes, each
+# handed whole files, finish together rather than one waiting on a late long file.
+LONG_FILES = (
+    "test_link_faults.py",
+    "test_multihost.py",
+    "test_slurm.py",
+    "test_serving_results.py",
+    "test_store_outage.py",
+    "test_gpu_placement.py",
+    "test_campaign_ray.py",
+    "test_documented_features.py",
+    "test_ship.py",
+    "test_ssh_hosts.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))

@@ -256,8 +256,13 @@ def netbed(
     """A bed of ``n`` hosts (h1..hn) with a Ray node in each (``env``: more environment for
     the node of host index i, e.g. ``faketime_env``; ``python``: the interpreter its Ray
     node runs from, the project's by default); everything it made goes after."""
-    tag = secrets.token_hex(2)
-    subnet = f"10.77.{int(tag, 16) % 200 + 20}"
+    # Another bed may be up (the suite runs in two processes): a subnet no address uses.
+    in_use = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    while True:
+        tag = secrets.token_hex(2)
+        subnet = f"10.77.{int(tag, 16) % 200 + 20}"
+        if f" {subnet}." not in in_use:
+            break
     bed = NetBed(tag, Path(tempfile.mkdtemp(prefix=f"hb{tag}", dir="/tmp")), f"hb{tag}", subnet)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # tear down on SIGTERM too

@@ -1,13 +1,14 @@
 """Every documented serving feature runs through `harness run` (not only when its workload
 class is called directly): trace replay with multi-turn sessions, shared prefixes, a local
-tokenizer, the SLO search and the chat API, in one campaign against `serve-model` on the
-shared Ray cluster; and the README's playbook example runs as written."""
+tokenizer, the SLO search, constant arrivals and the chat API, in one campaign against
+`serve-model` on the shared Ray cluster; and the README's playbook example runs as written."""
 
 from __future__ import annotations
 
 import json
 import re
 import sqlite3
+import statistics
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from harness.cli.app import app
 from tests.test_serving_shapes import save_tokenizer
 from workloads.serving.serve_model import spawned
+from workloads.serving.truth import read_truth, schedule_lateness_ms
 
 pytestmark = pytest.mark.ray
 README = Path(__file__).parent.parent / "README.md"
@@ -42,6 +44,10 @@ benchmarks:
     params: {{url: "{url}", prompt_len: 8, output_len: 4, min_requests: 30,
              slo: {{ttft_ms: 50}}, slo_search: {{attainment: 0.9, low: 20, high: 1000,
              max_probes: 3}}, warmup_requests: 0}}
+  - name: constant
+    workload: inference.serving
+    params: {{url: "{url}", rate: 20, arrival: constant, min_requests: 10, prompt_len: 8,
+             output_len: 5, warmup_requests: 0}}
 """
 
 
@@ -55,14 +61,15 @@ def test_serving_features_run_through_harness_run(ray_cluster, tmp_path: Path) -
     tokenizer = save_tokenizer(tmp_path / "tok", split_digits=True)
     db = tmp_path / "r.sqlite"
     server = ("--engine", "synthetic", "--first-token-ms", "5", "--token-ms", "2")
-    with spawned(*server, "--max-running", "1") as url:  # capacity about 75 req/s
+    truth = tmp_path / "truth.jsonl"
+    with spawned(*server, "--max-running", "1", "--truth-log", str(truth)) as url:  # ~75 req/s
         pb = tmp_path / "features.yaml"
         pb.write_text(FEATURES.format(url=url, trace=trace, tokenizer=tokenizer))
         result = CliRunner().invoke(
             app, ["run", str(pb), "--db", str(db), "--address", ray_cluster.address]
         )
     assert result.exit_code == 0, result.output + result.stderr
-    assert "4 ok, 0 failed" in result.output
+    assert "5 ok, 0 failed" in result.output
     c = sqlite3.connect(db)
 
     def context(benchmark: str) -> dict:
@@ -83,6 +90,12 @@ def test_serving_features_run_through_harness_run(ray_cluster, tmp_path: Path) -
     search = context("slo")["slo_search"]
     assert [p["rate"] for p in search["probes"]][:2] == [20, 1000]  # low met, high missed
     assert len(search["probes"]) == 3 and "slo_rate" in metrics("slo")
+    # Constant arrivals, as the server saw them (its record; the load alone asks for 5
+    # tokens): an even 50 ms apart, where a Poisson schedule's gaps would vary by 50 ms.
+    assert context("constant")["completed"] == 10
+    records, _ = read_truth(truth)
+    late = schedule_lateness_ms([r for r in records if r.max_tokens == 5], rate=20)
+    assert len(late) == 10 and statistics.median(late) < 5, late
 
 
 def readme_playbook() -> str:

@@ -65,6 +65,7 @@ def run_fleet(
     return line.split()[1].rstrip(":")
 
 
+@pytest.mark.quiet
 @pytest.mark.ray
 def test_check_names_the_slow_node_confirms_it_and_none_when_alike(
     ray_cluster, tmp_path: Path
@@ -121,6 +122,7 @@ def test_check_names_the_slow_node_confirms_it_and_none_when_alike(
     assert "transient (did not repeat)" in page.read_text()
 
 
+@pytest.mark.quiet
 @pytest.mark.ray
 def test_rounds_interleave_and_the_median_of_round_medians_is_the_figure(
     ray_cluster, tmp_path: Path

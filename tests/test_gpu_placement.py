@@ -296,6 +296,7 @@ def test_every_gpu_runs_its_trial_isolated_ones_at_once(gpu_cluster, tmp_path: P
     assert "pair" in section and "GPU 0→1" not in section  # pairs are rows x columns
 
 
+@pytest.mark.quiet
 @pytest.mark.ray
 def test_check_names_the_slow_gpu(gpu_cluster, tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"

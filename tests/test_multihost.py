@@ -62,6 +62,7 @@ def harness_run(bed: NetBed, pb: Path, db: Path, **env: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
+@pytest.mark.quiet
 def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetBed) -> None:
     slow = bed.hosts[2]
     bed.shape(slow, RATE_MBIT)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from harness.node.runner import run_trial
 from harness.playbook.load import Settings
 
@@ -107,6 +109,7 @@ def test_telemetry_covers_the_measurement_window() -> None:
         assert statuses["nvml"].reason
 
 
+@pytest.mark.quiet
 def test_adaptive_repetitions_stop_at_the_ci_target_or_flag_the_trial_noisy() -> None:
     tight = run_trial(
         "test.flaky",
@@ -126,6 +129,7 @@ def test_adaptive_repetitions_stop_at_the_ci_target_or_flag_the_trial_noisy() ->
     assert plain.stop_reason == "min_reached" and "noisy" not in plain.context
 
 
+@pytest.mark.quiet
 def test_a_trial_beside_a_busy_process_is_flagged_contended() -> None:
     import subprocess
     import sys

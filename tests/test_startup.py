@@ -102,3 +102,36 @@ def test_node_facts_unpickle_in_a_driver_without_torch() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [b"False"]
+
+
+FACTS_PROBE = """
+import sys
+from workloads import devices
+from workloads.lazy import is_loaded
+if sys.argv[1] == "gpu":  # as on a machine with a GPU device node
+    devices._gpu_device_nodes = lambda: True
+facts = devices.torch_facts()
+loaded = is_loaded("torch")
+import torch
+print(loaded, facts["torch"] == str(torch.__version__), facts["cuda_runtime"] == torch.version.cuda)
+"""
+
+
+@pytest.mark.parametrize("machine", ["cpu", "gpu"])
+def test_torch_facts_import_torch_only_where_a_gpu_could_be(machine: str) -> None:
+    """A Ray worker gathering a CPU node's facts reads torch's version file, not torch (a
+    CPU-second per new worker); the facts are the same as torch's own."""
+    from workloads.devices import _gpu_device_nodes
+
+    if machine == "cpu" and _gpu_device_nodes():
+        pytest.skip("this machine has a GPU device node")
+    proc = subprocess.run(
+        [sys.executable, "-c", FACTS_PROBE, machine],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(machine == "gpu"), "True", "True"], proc.stdout

@@ -35,6 +35,7 @@ def test_cpu_throttled_figures_are_unreliable_for_check() -> None:
     assert "cpu_throttled" in UNRELIABLE_FLAGS
 
 
+@pytest.mark.quiet
 @pytest.mark.ray
 def test_a_throttled_node_is_flagged_through_harness_run(
     ray_cluster, quota_cgroup: Path, tmp_path: Path

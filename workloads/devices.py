@@ -149,13 +149,26 @@ def gpu_uuid(dev: torch.device) -> str | None:
 
 
 def torch_facts() -> dict[str, Any]:
-    """Torch, CUDA and per-GPU facts of this process's node, for the node fingerprint."""
+    """Torch, CUDA and per-GPU facts of this process's node, for the node fingerprint.
+
+    Without a GPU device node (NVIDIA's, ROCm's, WSL's) torch would find no GPU, so it is
+    not imported: its version file says which torch and CUDA build this is. Importing torch
+    costs a CPU-second and more in every new Ray worker that gathers the facts.
+    """
+    if not _gpu_device_nodes():
+        built = _torch_version_file()
+        if built is not None:
+            return {
+                "torch": str(built.__version__),
+                "cuda_runtime": built.cuda,
+                "cudnn": None,
+                "gpus": [],
+            }
     facts: dict[str, Any] = {
         # A plain str: a TorchVersion would make whoever unpickles the facts import torch.
         "torch": str(torch.__version__),
         "cuda_runtime": torch.version.cuda,
         "cudnn": None,
-        "torch_threads": torch.get_num_threads(),
         "gpus": [],
     }
     if torch.cuda.is_available():
@@ -172,3 +185,33 @@ def torch_facts() -> dict[str, Any]:
                 }
             )
     return facts
+
+
+def _gpu_device_nodes() -> bool:
+    """Whether this machine has a device node a GPU runtime opens (torch needs one)."""
+    import glob
+
+    return bool(
+        glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd") or os.path.exists("/dev/dxg")
+    )
+
+
+def _torch_version_file() -> Any | None:
+    """torch/version.py loaded on its own (plain assignments), or None where it is not."""
+    import importlib.machinery
+    import importlib.util
+
+    try:
+        # On sys.path, not sys.modules: a lazily bound torch there loads when looked at.
+        spec = importlib.machinery.PathFinder.find_spec("torch")
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        path = os.path.join(folders[0], "version.py") if folders else ""
+        if not os.path.isfile(path):
+            return None
+        loaded = importlib.util.spec_from_file_location("_harness_torch_version", path)
+        assert loaded is not None and loaded.loader is not None
+        module = importlib.util.module_from_spec(loaded)
+        loaded.loader.exec_module(module)
+        return module if isinstance(getattr(module, "__version__", None), str) else None
+    except Exception:  # any surprise: import torch as before
+        return None
