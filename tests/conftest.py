@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,10 +80,16 @@ def pytest_runtest_protocol(item, nextitem):
         fcntl.flock(machine, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
     finally:
         fcntl.flock(turnstile, fcntl.LOCK_UN)
+    started = time.time()
     try:
         yield
     finally:
         fcntl.flock(machine, fcntl.LOCK_UN)
+        timeline = os.environ.get("HARNESS_TEST_TIMELINE")  # which process ran what, when
+        if timeline:
+            with open(timeline, "a") as f:
+                worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+                f.write(f"{worker},{started:.1f},{time.time():.1f},{item.nodeid}\n")
 
 
 class RayCluster:
@@ -257,7 +264,7 @@ def postgres() -> Iterator[PostgresServer]:
         server.shutdown()
 
 
-# The long poles first (multi-host beds, Ray campaigns), so the two test processes, each
+# The long poles first (multi-host beds, Ray campaigns), so the test processes, each
 # handed whole files, finish together rather than one waiting on a late long file.
 LONG_FILES = (
     "test_link_faults.py",

@@ -62,6 +62,71 @@ def harness_run(bed: NetBed, pb: Path, db: Path, **env: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
+def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
+    bed: NetBed, tmp_path: Path
+) -> None:
+    """Host h3's Ray node runs 30 s ahead: the campaign measures each offset at start and
+    end, stores it, moves h3's trial times onto the driver's clock, and --max-clock-skew
+    refuses it. The campaign is run with GLOO_SOCKET_IFNAME set at the driver: the user's
+    interface wins on every rank, and the trial says so."""
+    import time
+
+    pb = tmp_path / "clock.yaml"
+    pb.write_text(
+        "campaign: {name: clock}\n"
+        "defaults: {warmup_iterations: 0, min_repetitions: 3, min_duration_s: 0.3,\n"
+        "           telemetry: {sources: [host], interval_s: 0.05}}\n"
+        "benchmarks:\n"
+        "  - {workload: memory.stream, each: true, params: {op: copy, size_mib: 4}}\n"
+        "  - {workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 65536}}\n"
+    )
+    db = tmp_path / "clock.sqlite"
+    before = time.time()
+    code, output = harness_run(bed, pb, db, GLOO_SOCKET_IFNAME="eth0")
+    after = time.time()
+    assert code == 0, output
+    assert "node h3 (" in output and "s from the driver's" in output
+    refused = bed.run(
+        bed.hosts[0],
+        *(HARNESS, "run", str(pb), "--db", str(db), "--address", bed.address),
+        *("--max-clock-skew", "5", "--dry-run"),
+        env={"RAY_AUTH_MODE": "disabled"},
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("error: ") == 2 and "over --max-clock-skew 5 s" in refused.stderr
+    c = sqlite3.connect(db)
+    clocks = {
+        json.loads(labels)["host"]: json.loads(clock)
+        for labels, clock in c.execute("select labels, clock from campaign_nodes")
+    }
+    for when in ("start", "end"):
+        assert clocks["h3"][when]["offset_s"] == pytest.approx(CLOCK_AHEAD_S, abs=0.5)
+        assert abs(clocks["h1"][when]["offset_s"]) < 0.5
+    (p2p,) = c.execute("select context from trials where workload = 'network.p2p'").fetchone()
+    chosen = json.loads(p2p)["socket_ifname"]
+    assert chosen["GLOO_SOCKET_IFNAME"] == {"value": "eth0", "set_by": "user"}
+    assert chosen["NCCL_SOCKET_IFNAME"]["set_by"] == "harness"
+    rows = c.execute(
+        "select t.context, t.window_start, t.window_end, min(s.t), max(s.t) from trials t "
+        "join telemetry_samples s on s.trial_id = t.id where t.workload = 'memory.stream' "
+        "group by t.id"
+    ).fetchall()
+    assert len(rows) == 3
+    for _, start, end, first, last in rows:
+        # On the driver's clock: within the run, and the samples within their window.
+        assert before <= start <= end <= after, (start, before, after)
+        assert start - 0.1 <= first <= last <= end + 0.1
+    # Every link alike: `harness check` names no slow host, and every pair passes.
+    (campaign,) = c.execute("select id from campaigns").fetchone()
+    checked = bed.run(bed.hosts[0], HARNESS, "check", campaign, "--db", str(db), "--format", "json")
+    assert "slow host" not in checked.stderr, checked.stderr
+    verdicts = [r["verdict"] for r in json.loads(checked.stdout) if r["workload"] == "network.p2p"]
+    assert verdicts == ["pass"] * 3, checked.stdout
+    offsets = sorted(json.loads(ctx)["clock_offset_s"] for ctx, *_ in rows)
+    assert offsets[2] == pytest.approx(CLOCK_AHEAD_S, abs=0.5) and abs(offsets[0]) < 0.5
+    print(f"clocks: {clocks}")
+
+
 @pytest.mark.quiet
 def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetBed) -> None:
     slow = bed.hosts[2]
@@ -145,71 +210,6 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
     # what the slowest link carries.
     assert ring == pytest.approx(PLANTED_GBPS, rel=0.10), ring
     print(f"planted {PLANTED_GBPS:.5f} GB/s; p2p {links}; all_reduce busbw {ring:.5f} GB/s")
-
-
-def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
-    bed: NetBed, tmp_path: Path
-) -> None:
-    """Host h3's Ray node runs 30 s ahead: the campaign measures each offset at start and
-    end, stores it, moves h3's trial times onto the driver's clock, and --max-clock-skew
-    refuses it. The campaign is run with GLOO_SOCKET_IFNAME set at the driver: the user's
-    interface wins on every rank, and the trial says so."""
-    import time
-
-    pb = tmp_path / "clock.yaml"
-    pb.write_text(
-        "campaign: {name: clock}\n"
-        "defaults: {warmup_iterations: 0, min_repetitions: 3, min_duration_s: 0.3,\n"
-        "           telemetry: {sources: [host], interval_s: 0.05}}\n"
-        "benchmarks:\n"
-        "  - {workload: memory.stream, each: true, params: {op: copy, size_mib: 4}}\n"
-        "  - {workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 65536}}\n"
-    )
-    db = tmp_path / "clock.sqlite"
-    before = time.time()
-    code, output = harness_run(bed, pb, db, GLOO_SOCKET_IFNAME="eth0")
-    after = time.time()
-    assert code == 0, output
-    assert "node h3 (" in output and "s from the driver's" in output
-    refused = bed.run(
-        bed.hosts[0],
-        *(HARNESS, "run", str(pb), "--db", str(db), "--address", bed.address),
-        *("--max-clock-skew", "5", "--dry-run"),
-        env={"RAY_AUTH_MODE": "disabled"},
-    )
-    assert refused.returncode == 2, refused.stderr
-    assert refused.stderr.count("error: ") == 2 and "over --max-clock-skew 5 s" in refused.stderr
-    c = sqlite3.connect(db)
-    clocks = {
-        json.loads(labels)["host"]: json.loads(clock)
-        for labels, clock in c.execute("select labels, clock from campaign_nodes")
-    }
-    for when in ("start", "end"):
-        assert clocks["h3"][when]["offset_s"] == pytest.approx(CLOCK_AHEAD_S, abs=0.5)
-        assert abs(clocks["h1"][when]["offset_s"]) < 0.5
-    (p2p,) = c.execute("select context from trials where workload = 'network.p2p'").fetchone()
-    chosen = json.loads(p2p)["socket_ifname"]
-    assert chosen["GLOO_SOCKET_IFNAME"] == {"value": "eth0", "set_by": "user"}
-    assert chosen["NCCL_SOCKET_IFNAME"]["set_by"] == "harness"
-    rows = c.execute(
-        "select t.context, t.window_start, t.window_end, min(s.t), max(s.t) from trials t "
-        "join telemetry_samples s on s.trial_id = t.id where t.workload = 'memory.stream' "
-        "group by t.id"
-    ).fetchall()
-    assert len(rows) == 3
-    for _, start, end, first, last in rows:
-        # On the driver's clock: within the run, and the samples within their window.
-        assert before <= start <= end <= after, (start, before, after)
-        assert start - 0.1 <= first <= last <= end + 0.1
-    # Every link alike: `harness check` names no slow host, and every pair passes.
-    (campaign,) = c.execute("select id from campaigns").fetchone()
-    checked = bed.run(bed.hosts[0], HARNESS, "check", campaign, "--db", str(db), "--format", "json")
-    assert "slow host" not in checked.stderr, checked.stderr
-    verdicts = [r["verdict"] for r in json.loads(checked.stdout) if r["workload"] == "network.p2p"]
-    assert verdicts == ["pass"] * 3, checked.stdout
-    offsets = sorted(json.loads(ctx)["clock_offset_s"] for ctx, *_ in rows)
-    assert offsets[2] == pytest.approx(CLOCK_AHEAD_S, abs=0.5) and abs(offsets[0]) < 0.5
-    print(f"clocks: {clocks}")
 
 
 def test_a_host_that_cannot_reach_another_s_free_ports_is_refused_first(

@@ -25,7 +25,9 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
     assert harness.exists(), "the package must be installed (console script `harness`)"
     ray_tmp = tempfile.mkdtemp(prefix="hre", dir="/tmp")
     os.makedirs(os.path.join(ray_tmp, "ray"))
-    rapl = RaplTree(tmp_path / "powercap", package_w=50.0, dram_w=5.0)
+    # The counter wraps every second at 50 W: a sampler starved for longer on a busy machine
+    # could not tell two wraps from one (as with hardware counters, over minutes).
+    rapl = RaplTree(tmp_path / "powercap", package_w=50.0, dram_w=5.0, max_uj=50_000_000)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
     env.update(
         HOME=str(tmp_path),  # Ray's auth token and files stay private to this test

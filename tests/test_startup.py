@@ -24,9 +24,10 @@ print(" ".join(heavy))
 """
 
 
-def loaded_by(*argv: str) -> tuple[int, set[str]]:
+def probe(code: str, *argv: str) -> str:
+    """What ``code`` prints in a fresh interpreter with only the project on its path."""
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv],
+        [sys.executable, "-c", code, *argv],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -34,7 +35,11 @@ def loaded_by(*argv: str) -> tuple[int, set[str]]:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    *_, code, modules = proc.stdout.split("\n")[:-1]  # the last two lines printed
+    return proc.stdout
+
+
+def loaded_by(*argv: str) -> tuple[int, set[str]]:
+    *_, code, modules = probe(PROBE, *argv).split("\n")[:-1]  # the last two lines printed
     return int(code), set(modules.split())
 
 
@@ -125,13 +130,5 @@ def test_torch_facts_import_torch_only_where_a_gpu_could_be(machine: str) -> Non
 
     if machine == "cpu" and _gpu_device_nodes():
         pytest.skip("this machine has a GPU device node")
-    proc = subprocess.run(
-        [sys.executable, "-c", FACTS_PROBE, machine],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [str(machine == "gpu"), "True", "True"], proc.stdout
+    printed = probe(FACTS_PROBE, machine)
+    assert printed.split() == [str(machine == "gpu"), "True", "True"], printed
