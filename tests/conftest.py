@@ -36,7 +36,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     shutil.rmtree(_STATE, ignore_errors=True)
 
 
-# scripts/test runs two test processes (pytest-xdist) on this machine. A test marked `quiet`
+# `scripts/test -n 2` runs two test processes (pytest-xdist) on this machine. A test marked `quiet`
 # judges timing that another test's load would move, so it runs alone: it holds the machine
 # exclusively, every other test holds it shared, from its fixtures' set-up to their
 # tear-down. The turnstile keeps a stream of shared holders from starving a quiet test. The

@@ -256,7 +256,7 @@ def netbed(
     """A bed of ``n`` hosts (h1..hn) with a Ray node in each (``env``: more environment for
     the node of host index i, e.g. ``faketime_env``; ``python``: the interpreter its Ray
     node runs from, the project's by default); everything it made goes after."""
-    # Another bed may be up (the suite runs in two processes): a subnet no address uses.
+    # Another bed may be up (the suite may run in two processes): a subnet no address uses.
     in_use = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
     while True:
         tag = secrets.token_hex(2)
