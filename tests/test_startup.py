@@ -99,11 +99,11 @@ def test_node_facts_unpickle_in_a_driver_without_torch() -> None:
     from harness.cluster.fingerprint import collect_facts
 
     facts = pickle.dumps(collect_facts())
-    probe = (
+    unpickle = (
         "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print('torch' in sys.modules)"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", probe], input=facts, capture_output=True, cwd=ROOT, timeout=60
+        [sys.executable, "-c", unpickle], input=facts, capture_output=True, cwd=ROOT, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [b"False"]
