@@ -130,10 +130,17 @@ def cancel(
     job_id: Annotated[str, typer.Argument(help="the job id submit printed")],
     debug: DebugOpt = False,
 ) -> None:
-    """Cancel the job: the campaign is marked interrupted (`harness run --resume` finishes
-    it) and each node's Ray stops."""
+    """Stop the job: its campaign is marked interrupted (`--run-arg=--resume` in a new job
+    finishes it), then each node's Ray stops; waits for that (a minute at most), then
+    scancels whatever is left."""
     with handled(debug):
-        from harness.launch.slurm import cancel as scancel
+        from harness.launch.slurm import cancel as stop_job
 
-        scancel(job_id)
-        out.print(f"cancelled Slurm job {job_id}", markup=False)
+        if stop_job(job_id):
+            out.print(
+                f"stopped Slurm job {job_id} as at its time limit: a campaign it was running "
+                "is marked interrupted",
+                markup=False,
+            )
+        else:
+            out.print(f"cancelled Slurm job {job_id}", markup=False)

@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -352,9 +353,46 @@ def _output_file(job_id: str, output_dir: Path | None) -> Path | None:
     return None
 
 
-def cancel(job_id: str) -> None:
-    """scancel the job: its steps get SIGTERM (the campaign is marked interrupted, each
-    node's Ray stops), then SIGKILL after Slurm's KillWait."""
-    done = subprocess.run([_tool("scancel"), job_id], capture_output=True, text=True, timeout=60)
+def _state(job_id: str) -> str | None:
+    """squeue's state of the job; "" once it left the queue; None when squeue cannot say
+    (slurmctld busy: a job that looks gone may be running yet)."""
+    listed = subprocess.run(
+        [_tool("squeue"), "-h", "-j", job_id, "-o", "%T"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if listed.returncode != 0:
+        return "" if "Invalid job id" in listed.stderr else None
+    lines = listed.stdout.strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def cancel(job_id: str, wait_s: float = GRACE_S, poll_s: float = 0.5) -> bool:
+    """Stop the job as its time limit does: SIGTERM to the batch shell alone, which hands it
+    to the driver (the campaign is marked interrupted, resumable) and only then stops each
+    node's Ray. A plain ``scancel`` signals the driver and every node's Ray at once: the
+    head's raylet can go before the driver has written the mark, and the campaign is left
+    `running` until its heartbeat goes stale. A job not running yet, or still running after
+    ``wait_s``, is scancelled outright. True when the job stopped gracefully."""
+    if _state(job_id) in ("RUNNING", None):
+        try:
+            _scancel(job_id, "--batch", "--signal=TERM")
+        except ClusterError:
+            pass  # not running after all: the plain scancel below says what is wrong
+        else:
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                if _state(job_id) not in ("RUNNING", None):  # COMPLETING: processes gone
+                    return True
+                time.sleep(poll_s)
+    _scancel(job_id)
+    return False
+
+
+def _scancel(job_id: str, *options: str) -> None:
+    done = subprocess.run(
+        [_tool("scancel"), *options, job_id], capture_output=True, text=True, timeout=60
+    )
     if done.returncode != 0:
         raise ClusterError(f"scancel {job_id}: {_first_line(done.stderr)}")
