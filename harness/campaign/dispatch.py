@@ -1,5 +1,5 @@
 """Dispatch placed trials to their nodes: a Ray task for a single-rank trial, one pinned Ray
-actor per rank for a multi-rank trial (collectives), which rendezvous at rank 0's node.
+task per rank for a multi-rank trial (collectives), which rendezvous at rank 0's node.
 
 A trial claims all of each of its nodes' CPUs and GPUs (split among its ranks there):
 nothing runs beside a measurement, a GPU never serves two trials, and Ray sets
@@ -69,22 +69,27 @@ def _trial_task(workload: str, params: dict, settings: Settings, env: dict) -> T
 _gpu_trial_task = ray.remote(max_retries=0, max_calls=1)(_trial_task._function)
 
 
-@ray.remote(max_restarts=0)
-class _Rank:
-    """One rank of a multi-rank trial, living on its node for the trial's duration."""
+@ray.remote(num_cpus=0, max_retries=0)
+def _rendezvous_endpoint() -> tuple[str, int]:
+    """Rank 0's node's address and a free TCP port there, for the process-group rendezvous."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    return ray.util.get_node_ip_address(), port
 
-    def endpoint(self) -> tuple[str, int]:
-        """This node's address and a free TCP port for the process-group rendezvous."""
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
 
-    def run(
-        self, workload: str, params: dict, settings: Settings, ctx: RankContext, env: dict
-    ) -> TrialOutcome:
-        ctx = dataclasses.replace(ctx, node_ip=ray.util.get_node_ip_address())
-        return run_trial(workload, params, settings, ctx, env=env)
+# A rank is a task, like a single-rank trial, so its worker process (torch imported) serves
+# the campaign's next trials too: a fresh actor per rank per trial cost a new process each,
+# 2-3 CPU-seconds. A rank holding a GPU share gets a new process, as a per-GPU trial does.
+@ray.remote(max_retries=0)
+def _rank_task(
+    workload: str, params: dict, settings: Settings, ctx: RankContext, env: dict
+) -> TrialOutcome:
+    ctx = dataclasses.replace(ctx, node_ip=ray.util.get_node_ip_address())
+    return run_trial(workload, params, settings, ctx, env=env)
+
+
+_gpu_rank_task = ray.remote(max_retries=0, max_calls=1)(_rank_task._function)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -193,7 +198,6 @@ class _InFlight:
     refs: list[ray.ObjectRef]  # one per rank (a single task for a single-rank trial)
     deadline: float  # monotonic
     submitted_at: float  # wall clock: the stored start of a trial that never returns
-    actors: list[Any] = field(default_factory=list)
     done: dict[int, TrialOutcome] = field(default_factory=dict)
     watchers: list[Any] = field(default_factory=list)  # one per server node, in order
     lost_since: float | None = None  # monotonic: when one of its nodes was seen gone
@@ -327,33 +331,34 @@ class Dispatcher:
             ]
             return flight
         per_node = spec.layout.per_node
-        flight.actors = [
-            _Rank.options(**_share(node, per_node), scheduling_strategy=_pin(node)).remote()
-            for node in trial.ranks
-        ]
         hosts = tuple(n.hostname for n in trial.ranks)
         try:
-            addr, port = ray.get(flight.actors[0].endpoint.remote(), timeout=RENDEZVOUS_TIMEOUT_S)
+            addr, port = ray.get(
+                _rendezvous_endpoint.options(scheduling_strategy=_pin(trial.ranks[0])).remote(),
+                timeout=RENDEZVOUS_TIMEOUT_S,
+            )
         except ray.exceptions.RayError as exc:
             flight.done = {
                 0: _lost(flight, "dispatch", f"rank 0 did not start: {_first_line(exc)}")
             }
             return flight
-        flight.refs = [
-            actor.run.remote(
-                spec.workload,
-                spec.params,
-                settings,
-                RankContext(rank, len(trial.ranks), rank % per_node, addr, port, hosts),
-                env,
+        flight.refs = []
+        for rank, node in enumerate(trial.ranks):
+            share = _share(node, per_node)
+            task = _gpu_rank_task if share["num_gpus"] else _rank_task
+            ctx = RankContext(rank, len(trial.ranks), rank % per_node, addr, port, hosts)
+            flight.refs.append(
+                task.options(**share, scheduling_strategy=_pin(node)).remote(
+                    spec.workload, spec.params, settings, ctx, env
+                )
             )
-            for rank, actor in enumerate(flight.actors)
-        ]
         return flight
 
     def _finish(self, flight: _InFlight, outcome: TrialOutcome) -> None:
-        for actor in flight.actors:
-            ray.kill(actor)
+        for rank, ref in enumerate(flight.refs):  # a failed rank's peers: their processes
+            if rank not in flight.done:
+                with contextlib.suppress(Exception):  # on a node gone: nothing to stop
+                    ray.cancel(ref, force=True)
         offset = self.clock_offsets.get(flight.trial.node.ray_node_id)
         if offset is not None:
             on_driver_clock(outcome, offset)
@@ -387,7 +392,7 @@ class Dispatcher:
 
     def run(self, trials: list[PlacedTrial]) -> None:
         """Run every trial (but those :meth:`drop` takes back); returns when all have an
-        outcome. Ctrl-C cancels what is running."""
+        outcome. An error cancels what is running; Ctrl-C leaves that to :meth:`cancel_all`."""
         self._pending = pending = list(trials)
         try:
             next_reap = 0.0
@@ -398,13 +403,21 @@ class Dispatcher:
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + REAP_EVERY_S
                     self._reap_lost()
-        finally:
-            for flight in self._in_flight:
-                for ref in flight.refs:
-                    ray.cancel(ref, force=True)
-                for actor in flight.actors:
-                    ray.kill(actor)
-            self._in_flight.clear()
+        except KeyboardInterrupt:
+            # Left to the caller's cancel_all(), after it has marked the campaign: a
+            # scheduler's SIGTERM stops the nodes' Ray too, and asking a Ray whose raylet is
+            # going can hang, or end this process, before the mark is written.
+            raise
+        except BaseException:
+            self.cancel_all()
+            raise
+
+    def cancel_all(self) -> None:
+        """Cancel the trials running (their processes killed); they get no outcome."""
+        for flight in self._in_flight:
+            for ref in flight.refs:
+                ray.cancel(ref, force=True)
+        self._in_flight.clear()
 
     def drop(self, trials: list[PlacedTrial]) -> list[PlacedTrial]:
         """Take back trials not started yet (a ladder stopped below them): the ones taken."""
@@ -457,7 +470,7 @@ class Dispatcher:
             rank = flight.refs.index(ref)
             flight.done[rank] = _rank_outcome(ref, flight, rank)
             # One failed rank ends the trial: its peers would wait for it in the rendezvous
-            # or the next collective until the timeout. Their actors are killed.
+            # or the next collective until the timeout. Their processes are killed.
             if len(flight.done) == len(flight.refs) or flight.done[rank].status != TrialStatus.OK:
                 self._finish(flight, combine(flight.trial, flight.done))
 

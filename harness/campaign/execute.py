@@ -3,6 +3,7 @@ power measured, trials dispatched over Ray, each outcome recorded as it arrives.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import secrets
 import socket
@@ -209,7 +210,9 @@ def execute(
                 "the campaign's status", lambda: store.set_campaign_status(campaign_id, "completed")
             )
     except (KeyboardInterrupt, StoreOutageError):
-        stop("interrupted")
+        stop("interrupted")  # first: see Dispatcher.run
+        with contextlib.suppress(Exception):  # a Ray going down with the job
+            dispatcher.cancel_all()
         raise
     except BaseException:
         stop("failed")

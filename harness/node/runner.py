@@ -26,6 +26,7 @@ from harness.playbook.model import Settings
 from results_db.vocabulary import TrialStatus
 from workloads import UnsupportedParams, VerificationError, Workload, get_workload
 from workloads.base import RankContext
+from workloads.rendezvous import IFNAME_VARIABLES
 from workloads.timers import IterationTimer
 
 # Measured iterations are run in batches between stop checks, so a CUDA timer synchronises
@@ -108,8 +109,10 @@ def run_trial(
 
 @contextmanager
 def _environment(env: dict[str, str]) -> Iterator[None]:
-    # Worker processes are reused across trials: restore what was there before.
-    before = {k: os.environ.get(k) for k in env}
+    # Worker processes are reused across trials: restore what was there before, the socket
+    # interfaces a rank's rendezvous chose included (else the next trial takes them as the
+    # user's).
+    before = {k: os.environ.get(k) for k in (*env, *IFNAME_VARIABLES)}
     os.environ.update(env)
     try:
         yield
