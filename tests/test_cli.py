@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,39 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
     assert "pw-secret" not in result.output + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["results", "campaigns", "--format", "bogus"],
+            "error: harness results campaigns: Invalid value for '--format': Value error, "
+            "'bogus' is not one of 'table', 'csv', 'json'. (see harness results campaigns --help)",
+        ),
+        (["run"], "error: harness run: Missing argument 'playbook'. (see harness run --help)"),
+        (["run", "x.yaml", "--bogus"], "error: harness run: No such option: --bogus"),
+        (["bogus"], "error: harness: No such command 'bogus'."),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2_from_the_console_script(
+    args: list[str], message: str
+) -> None:
+    """Click's own report (a usage line, a hint, a box) becomes one line in the console
+    script users run; help and exit codes are left as they were."""
+    harness = str(Path(sys.executable).with_name("harness"))
+    got = subprocess.run([harness, *args], capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2, got.stderr
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_help_and_a_bare_group_keep_their_output_and_exit_codes() -> None:
+    harness = str(Path(sys.executable).with_name("harness"))
+    bare = subprocess.run([harness, "results"], capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 2 and "campaigns" in bare.stdout + bare.stderr
+    helped = subprocess.run([harness, "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "results" in helped.stdout
 
 
 def test_bad_playbook_stops_before_anything_is_stored(tmp_path: Path) -> None:

@@ -62,11 +62,30 @@ cluster_app.command("down")(hosts.cluster_down)
 app.command("serve-model")(local.serve_model)
 
 
+def _usage_error() -> type[Exception]:
+    """Click's UsageError (a bad option value, a missing argument, an unknown command),
+    wherever this typer takes Click from (its own copy since 0.2x, the click package before)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
 def main() -> None:
-    """Console-script entry point: an unexpected error is one line unless --debug is given;
-    with --debug the traceback is printed with every known secret masked."""
+    """Console-script entry point: bad usage is one line and exit 2 (Click's own report is a
+    box under the usage line); an unexpected error is one line unless --debug is given; with
+    --debug the traceback is printed with every known secret masked."""
+    usage_error = _usage_error()
     try:
-        app()
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `harness` or group: its help
+            exc.show()
+        else:
+            where = exc.ctx.command_path if exc.ctx else "harness"
+            message = exc.format_message().strip().replace("\n", " ")
+            err.print(f"error: {where}: {message} (see {where} --help)", markup=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted", markup=False)
+        sys.exit(1)
     except Exception as exc:
         if "--debug" in sys.argv:
             sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
@@ -77,3 +96,4 @@ def main() -> None:
             markup=False,
         )
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # Exit(n) comes back as n
