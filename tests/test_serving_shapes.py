@@ -332,3 +332,86 @@ def test_a_node_without_prometheus_client_runs_the_load_unscraped(monkeypatch) -
     assert (
         asyncio.run(go()).status == "prometheus-client is not installed on this node: not scraped"
     )
+
+
+def sharegpt_entry(prompt: str, answer: str | None) -> dict:
+    turns = [{"from": "human", "value": prompt}]
+    if answer is not None:
+        turns.append({"from": "gpt", "value": answer})
+    return {"id": prompt[:8], "conversations": turns}
+
+
+def test_a_sharegpt_dataset_sends_its_prompts_and_answer_lengths(tmp_path: Path) -> None:
+    """A ShareGPT file read as vLLM's benchmark reads it: one-turn conversations, pairs under
+    4 tokens and prompts over 1024 left out (and counted); the rest sent as written, each
+    asking for its answer's length. Four usable pairs and eight requests: each pair is sent
+    twice (a seeded shuffle, again from the start), so the means are the pairs' exactly."""
+    from harness.node.runner import run_trial
+    from workloads.serving.client import WORDS
+    from workloads.serving.dataset import DatasetError, load_sharegpt
+    from workloads.serving.tokens import TokenCounter
+
+    folder = save_tokenizer(tmp_path / "tok", split_digits=False)
+    words = list(dict.fromkeys(WORDS))
+    usable = [(words[i : i + 5 + 3 * i], " ".join(["ok"] * (4 + 2 * i))) for i in range(4)]
+    entries = [sharegpt_entry(" ".join(p), a) for p, a in usable]
+    entries[1:1] = [
+        sharegpt_entry("one turn only here", None),
+        sharegpt_entry("too short", "an answer long enough"),
+        sharegpt_entry(" ".join(words[:10] * 110), "an answer long enough"),
+    ]
+    path = tmp_path / "sharegpt.json"
+    path.write_text(json.dumps(entries))
+    read = load_sharegpt(path, TokenCounter.load(str(folder)))
+    assert [(r.input_len, r.output_len) for r in read.requests] == [
+        (5 + 3 * i, 4 + 2 * i) for i in range(4)
+    ]
+    assert read.left_out == {"one turn": 1, "under 4 tokens": 1, "over the length limits": 1}
+    for content, message in (
+        ("[{]", "not JSON"),
+        ('[{"conversations": "hi"}]', "entry 0: expected an object with a conversations list"),
+        (json.dumps([sharegpt_entry("hi", None)]), "no usable conversation in it"),
+    ):
+        path.with_suffix(".bad").write_text(content)
+        with pytest.raises(DatasetError) as exc:
+            load_sharegpt(path.with_suffix(".bad"), TokenCounter.load(str(folder)))
+        assert message in str(exc.value) and "\n" not in str(exc.value)
+
+    params = {
+        "concurrency": 2,
+        "min_requests": 8,
+        "tokenizer": str(folder),
+        "dataset": {"path": str(path)},
+    }
+    with spawned("--engine", "synthetic", "--token-ms", "2") as url:
+        out = run_trial("inference.serving", {**params, "url": url}, ONE_LOAD_RUN)
+    assert out.status == "ok", out.failure_reason
+    assert out.context["requests"] == 8 and out.context["completed"] == 8
+    assert out.context["mean_input_tokens"] == sum(5 + 3 * i for i in range(4)) / 4
+    assert out.context["mean_output_tokens"] == sum(4 + 2 * i for i in range(4)) / 4
+    assert out.context["dataset"] == {
+        "format": "sharegpt",
+        "entries": 7,
+        "usable": 4,
+        "left_out": {"one turn": 1, "under 4 tokens": 1, "over the length limits": 1},
+    }
+
+
+def test_a_dataset_needs_a_tokenizer_and_is_read_before_anything_runs(tmp_path: Path) -> None:
+    def validate(params: str) -> tuple[int, str]:
+        pb = tmp_path / "pb.yaml"
+        pb.write_text(
+            "campaign: {name: v}\nbenchmarks:\n  - workload: inference.serving\n"
+            f"    params: {{url: 'http://127.0.0.1:9', concurrency: 1, {params}}}\n"
+        )
+        result = runner.invoke(app, ["playbook", "validate", str(pb)])
+        return result.exit_code, result.stderr
+
+    missing = tmp_path / "none.json"
+    code, err = validate(f"dataset: {{path: '{missing}'}}")
+    assert code == 2 and "a dataset's lengths are counted in the model's tokenizer" in err, err
+    folder = save_tokenizer(tmp_path / "tok", split_digits=False)
+    code, err = validate(f"dataset: {{path: '{missing}'}}, tokenizer: '{folder}'")
+    assert code == 2 and f"dataset {missing}: No such file or directory" in err, err
+    code, err = validate(f"dataset: {{path: '{missing}'}}, tokenizer: '{folder}', output_len: 9")
+    assert code == 2 and "a dataset sets output_len itself: remove it" in err, err

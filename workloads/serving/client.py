@@ -177,16 +177,20 @@ def plan_stream(
     burstiness: float = 1.0,
     prefix: SharedPrefix | None = None,
     constant: bool = False,
+    dataset: Sequence[Any] | None = None,
 ) -> Iterator[RequestPlan]:
     """Requests without end, seeded: the same seed gives the same prompts, lengths and times.
 
     Send times are 0 without a rate (or an infinite one: everything at once, or as fast as
     the concurrency allows); else the cumulative sum of gamma gaps with shape = burstiness
     and scale = 1 / (rate x burstiness), as vLLM draws them (burstiness 1 is Poisson), or
-    with ``constant`` gaps of exactly 1 / rate.
+    with ``constant`` gaps of exactly 1 / rate. With a ``dataset`` (``DatasetRequest``s),
+    its prompts and lengths in a seeded shuffle, again from the start once all were sent.
     """
     rng = np.random.default_rng(seed)
     shared = _words(np.random.default_rng(seed + 7), prefix.tokens) if prefix else ""
+    order = np.random.default_rng(seed + 11)  # apart: the times are the same with or without
+    picks: list[int] = []
     t = 0.0
     first = True
     while True:
@@ -196,6 +200,12 @@ def plan_stream(
             else:
                 t += float(rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness)))
         first = False
+        if dataset:
+            if not picks:
+                picks = [int(i) for i in order.permutation(len(dataset))][::-1]
+            r = dataset[picks.pop()]
+            yield RequestPlan(t, r.prompt, r.input_len, r.output_len)
+            continue
         n_in, n_out = prompt_len.draw(rng), output_len.draw(rng)
         yield RequestPlan(t, _prompt(rng, n_in, prefix, shared), n_in, n_out)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads.serving.limits import check_tokens
+from workloads.serving.limits import check_tokens, file_problem
 
 MAX_TRACE_BYTES = 256 * 2**20
 MAX_TRACE_LINES = 1_000_000
@@ -63,14 +63,9 @@ def load_trace(
     """The requests of a trace file in arrival order, times divided by ``speedup``, at most
     ``limit`` of them. Raises TraceError (one line) for a missing, malformed or empty file."""
     p = Path(path)
-    try:
-        size = p.stat().st_size
-        if not p.is_file():
-            raise TraceError(f"trace {path}: not a regular file")
-    except OSError as exc:
-        raise TraceError(f"trace {path}: {exc.strerror or exc}") from None
-    if size > MAX_TRACE_BYTES:
-        raise TraceError(f"trace {path}: {size:,} bytes, over the {MAX_TRACE_BYTES:,} limit")
+    problem = file_problem(p, MAX_TRACE_BYTES)
+    if problem:
+        raise TraceError(f"trace {path}: {problem}")
     scale = (1e-3 if time_unit == "ms" else 1.0) / speedup
     rows: list[tuple[float, int, int, str | None]] = []
     with p.open("rb") as f:

@@ -144,6 +144,23 @@ class Trace(BaseModel):
         )
 
 
+class DatasetSpec(BaseModel):
+    """A conversation dataset to send (workloads/serving/dataset.py): its path on the node
+    that sends (validation reads it where `harness` runs), its layout, and an optional cap on
+    how many of its usable prompts to take."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    path: str = Field(min_length=1)
+    format: Literal["sharegpt"] = "sharegpt"
+    limit: int | None = Field(None, ge=1)
+
+    def load(self, counter: Any) -> Any:
+        from workloads.serving.dataset import load_sharegpt
+
+        return load_sharegpt(self.path, counter, self.limit)
+
+
 class Prefix(BaseModel):
     """A shared prompt prefix of ``tokens`` words on a ``share`` of requests (prefix-cache
     reuse); without it every prompt is random from its first word (no cache hit)."""
@@ -160,7 +177,15 @@ class Prefix(BaseModel):
 
 
 class ServingParams(Params):
-    added_later = ("trace", "prefix", "slo_search", "server_metrics", "tokenizer", "arrival")
+    added_later = (
+        "trace",
+        "prefix",
+        "slo_search",
+        "server_metrics",
+        "tokenizer",
+        "arrival",
+        "dataset",
+    )
     url: str | None = Field(
         None,
         description="base URL (http://host:port or .../v1); default $OPENAI_BASE_URL",
@@ -194,6 +219,11 @@ class ServingParams(Params):
     )
     prefix: Prefix | None = Field(
         None, description="shared prompt prefix: {tokens, share}; default: none (no cache hits)"
+    )
+    dataset: DatasetSpec | None = Field(
+        None,
+        description="send a conversation dataset's prompts and answer lengths: {path, format: "
+        "sharegpt, limit}; needs tokenizer",
     )
     tokenizer: str | None = Field(
         None,
@@ -239,6 +269,22 @@ class ServingParams(Params):
             }
             if clash:
                 raise ValueError(f"a trace sets {', '.join(sorted(clash))} itself: remove it")
+        if self.dataset is not None:
+            if self.tokenizer is None:
+                raise ValueError(
+                    "a dataset's lengths are counted in the model's tokenizer: give tokenizer"
+                )
+            if self.trace is not None or self.prefix is not None:
+                raise ValueError("a dataset's prompts are its own: no trace or prefix with it")
+            clash = {
+                f
+                for f in ("prompt_len", "output_len")
+                if f in given
+                and getattr(self, f)
+                != type(self).model_fields[f].get_default(call_default_factory=True)
+            }
+            if clash:
+                raise ValueError(f"a dataset sets {', '.join(sorted(clash))} itself: remove it")
         quiet = self.concurrency is None and self.rate is None
         if s == "custom" and quiet and self.slo_search is None and self.trace is None:
             raise ValueError("give concurrency, rate or both (or a scenario)")
@@ -364,6 +410,7 @@ class ServingWorkload(Workload):
         self.search_context: dict[str, Any] | None = None  # ... and its last search's probes
         self.counter = TokenCounter.load(p.tokenizer) if p.tokenizer else None
         self.trace_requests = p.trace.requests() if p.trace else []
+        self.dataset = p.dataset.load(self.counter) if p.dataset and self.counter else None
 
     def _join_ranks(self) -> None:
         """Which share of the load this process sends; with several ranks, the process group
@@ -432,6 +479,11 @@ class ServingWorkload(Workload):
         folder = params.get("tokenizer")
         if folder:
             problems += _tokenizer_problems(str(folder), _folder_stamp(str(folder)))
+        dataset = params.get("dataset")
+        if dataset and folder and not problems:
+            spec = DatasetSpec.model_validate(dataset)
+            stamps = (_file_stamp(spec.path), _folder_stamp(str(folder)))
+            problems += _dataset_problems(spec, str(folder), stamps)
         return problems
 
     @classmethod
@@ -466,6 +518,7 @@ class ServingWorkload(Workload):
             p.burstiness,
             self._prefix(),
             constant=p.arrival == "constant",
+            dataset=self.dataset.requests if self.dataset else None,
         )
         return self._send(self._fitted(plans), concurrency, p.duration_s, self.min_requests)
 
@@ -517,7 +570,7 @@ class ServingWorkload(Workload):
         """Prompts cut to exactly their length in the tokenizer's tokens, when one is given
         (lazily: the stream has no end)."""
         for plan in plans:
-            if self.counter is not None:
+            if self.counter is not None and self.dataset is None:  # a dataset's: as written
                 plan.prompt = self.counter.fit(plan.prompt, plan.prompt_len)
             yield plan
 
@@ -669,6 +722,7 @@ class ServingWorkload(Workload):
             "duration_s": [run.duration_s for run in runs],
             **({"slo_search": self.search_context} if self.search_context else {}),
             **(self._trace_context() if self.params.trace else {}),
+            **(self._dataset_context() if self.dataset else {}),
             **client_check(runs),
             **server_summary(runs),
             "short_outputs": sum(
@@ -729,6 +783,17 @@ class ServingWorkload(Workload):
             }
         }
 
+    def _dataset_context(self) -> dict[str, Any]:
+        d = self.dataset
+        return {
+            "dataset": {
+                "format": self.params.dataset.format if self.params.dataset else None,
+                "entries": d.entries,
+                "usable": len(d.requests),
+                "left_out": {k: v for k, v in d.left_out.items() if v},
+            }
+        }
+
     def teardown(self) -> None:
         self.__dict__.pop("runs", None)
         if getattr(self, "world", 1) > 1 and torch.distributed.is_initialized():
@@ -767,6 +832,18 @@ def _trace_problems(trace: Trace, stamp: tuple[int, int] | None) -> tuple[str, .
     try:
         trace.requests()
     except TraceError as exc:
+        return (str(exc),)
+    return ()
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset_problems(spec: DatasetSpec, folder: str, stamps: tuple) -> tuple[str, ...]:
+    """The dataset read and counted once per version of it and of the tokenizer."""
+    from workloads.serving.dataset import DatasetError
+
+    try:
+        spec.load(TokenCounter.load(folder, where="here"))
+    except (DatasetError, UnsupportedParams) as exc:
         return (str(exc),)
     return ()
 
