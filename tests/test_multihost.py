@@ -158,7 +158,10 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
     # Small messages: half a round trip is the unshaped floor (the same size between the
     # two unshaped hosts, on this bed) plus the time the planted rate takes for the message:
     # at best less the bucket tbf lets through at once, at worst all of it (the bucket not
-    # yet refilled when the next message comes), with 5% for a busy machine either way.
+    # yet refilled when the next message comes), with 5% for a busy machine either way. The
+    # floor is left out of the lower bound: a busy moment can inflate it (1.25 ms, not 0.08)
+    # while the shaped pairs run later. An unshaped link (0.08 ms) still fails; the rate
+    # itself is judged within 10% by the large messages below.
     small = dict(
         c.execute(
             "select t.ranks, m.median from trials t join metrics m on m.trial_id = t.id "
@@ -171,7 +174,7 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
     burst_ms = BURST_BYTES / (RATE_MBIT * 1e6 / 8) * 1e3
     for pair, ms in small.items():
         if slow.hostname in pair:
-            low, high = 0.95 * (floor_ms + serial_ms), 1.05 * (floor_ms + serial_ms + burst_ms)
+            low, high = 0.95 * serial_ms, 1.05 * (floor_ms + serial_ms + burst_ms)
             assert low <= ms <= high, (pair, ms, floor_ms, low, high)
     print(f"small: floor {floor_ms:.4f} ms + serialization {serial_ms:.4f} ms; read {small}")
     # `harness results matrix` shows the slow host's row and column as the odd ones.
