@@ -189,7 +189,7 @@ def plan_stream(
     """
     rng = np.random.default_rng(seed)
     shared = _words(np.random.default_rng(seed + 7), prefix.tokens) if prefix else ""
-    order = np.random.default_rng(seed + 11)  # apart: the times are the same with or without
+    order = np.random.default_rng(seed + 11)  # its own: the order is apart from the gaps
     picks: list[int] = []
     t = 0.0
     first = True
