@@ -60,12 +60,20 @@ def forwarded_env(workload: str, params: dict) -> dict[str, str]:
     return {name: os.environ[name] for name in names if name in os.environ}
 
 
+# A trial, or one rank of a multi-rank one (``ctx``), as a task: its worker process (torch
+# imported) serves the campaign's next trials too; a fresh actor per rank per trial cost a
+# new process each, 2-3 CPU-seconds.
 @ray.remote(max_retries=0)
-def _trial_task(workload: str, params: dict, settings: Settings, env: dict) -> TrialOutcome:
-    return run_trial(workload, params, settings, env=env)
+def _trial_task(
+    workload: str, params: dict, settings: Settings, env: dict, ctx: RankContext | None = None
+) -> TrialOutcome:
+    if ctx is not None:  # the rank's own node address, for its socket interfaces
+        ctx = dataclasses.replace(ctx, node_ip=ray.util.get_node_ip_address())
+    return run_trial(workload, params, settings, ctx, env=env)
 
 
-# A worker process that ran CUDA has fixed its visible GPUs: a per-GPU trial gets a new one.
+# A worker process that ran CUDA has fixed its visible GPUs: a per-GPU trial, and a rank
+# holding a GPU share, gets a new one.
 _gpu_trial_task = ray.remote(max_retries=0, max_calls=1)(_trial_task._function)
 
 
@@ -76,20 +84,6 @@ def _rendezvous_endpoint() -> tuple[str, int]:
         s.bind(("", 0))
         port = s.getsockname()[1]
     return ray.util.get_node_ip_address(), port
-
-
-# A rank is a task, like a single-rank trial, so its worker process (torch imported) serves
-# the campaign's next trials too: a fresh actor per rank per trial cost a new process each,
-# 2-3 CPU-seconds. A rank holding a GPU share gets a new process, as a per-GPU trial does.
-@ray.remote(max_retries=0)
-def _rank_task(
-    workload: str, params: dict, settings: Settings, ctx: RankContext, env: dict
-) -> TrialOutcome:
-    ctx = dataclasses.replace(ctx, node_ip=ray.util.get_node_ip_address())
-    return run_trial(workload, params, settings, ctx, env=env)
-
-
-_gpu_rank_task = ray.remote(max_retries=0, max_calls=1)(_rank_task._function)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -201,6 +195,14 @@ class _InFlight:
     done: dict[int, TrialOutcome] = field(default_factory=dict)
     watchers: list[Any] = field(default_factory=list)  # one per server node, in order
     lost_since: float | None = None  # monotonic: when one of its nodes was seen gone
+
+
+def _cancel_running(flight: _InFlight) -> None:
+    """Kill the processes of the flight's tasks (ranks) that have not returned."""
+    for rank, ref in enumerate(flight.refs):
+        if rank not in flight.done:
+            with contextlib.suppress(Exception):  # on a node gone: nothing to stop
+                ray.cancel(ref, force=True)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -345,20 +347,17 @@ class Dispatcher:
         flight.refs = []
         for rank, node in enumerate(trial.ranks):
             share = _share(node, per_node)
-            task = _gpu_rank_task if share["num_gpus"] else _rank_task
+            task = _gpu_trial_task if share["num_gpus"] else _trial_task
             ctx = RankContext(rank, len(trial.ranks), rank % per_node, addr, port, hosts)
             flight.refs.append(
                 task.options(**share, scheduling_strategy=_pin(node)).remote(
-                    spec.workload, spec.params, settings, ctx, env
+                    spec.workload, spec.params, settings, env, ctx
                 )
             )
         return flight
 
     def _finish(self, flight: _InFlight, outcome: TrialOutcome) -> None:
-        for rank, ref in enumerate(flight.refs):  # a failed rank's peers: their processes
-            if rank not in flight.done:
-                with contextlib.suppress(Exception):  # on a node gone: nothing to stop
-                    ray.cancel(ref, force=True)
+        _cancel_running(flight)  # past its timeout, its node lost, or a failed rank's peers
         offset = self.clock_offsets.get(flight.trial.node.ray_node_id)
         if offset is not None:
             on_driver_clock(outcome, offset)
@@ -415,8 +414,7 @@ class Dispatcher:
     def cancel_all(self) -> None:
         """Cancel the trials running (their processes killed); they get no outcome."""
         for flight in self._in_flight:
-            for ref in flight.refs:
-                ray.cancel(ref, force=True)
+            _cancel_running(flight)
         self._in_flight.clear()
 
     def drop(self, trials: list[PlacedTrial]) -> list[PlacedTrial]:
@@ -488,16 +486,11 @@ class Dispatcher:
             flight.lost_since = flight.lost_since or now
             if now - flight.lost_since < LOST_GRACE_S:
                 continue
-            for ref in flight.refs:
-                with contextlib.suppress(Exception):  # its node is gone; nothing to stop
-                    ray.cancel(ref, force=True)
             self._finish(flight, _lost(flight, "dispatch", node_lost(gone[0])))
 
     def _expire(self) -> None:
         now = time.monotonic()
         for flight in [f for f in self._in_flight if now >= f.deadline]:
-            for ref in flight.refs:
-                ray.cancel(ref, force=True)
             timeout_s = flight.trial.spec.settings.timeout_s
             self._finish(
                 flight,

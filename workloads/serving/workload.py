@@ -258,17 +258,11 @@ class ServingParams(Params):
         if self.trace is not None:
             if s != "custom" or self.rate is not None or self.slo_search is not None:
                 raise ValueError("a trace sets the arrival times: no rate, scenario or slo_search")
-            # Set and not at its default: `harness run` validates the stored params again,
-            # with every default filled in, so "given" alone would refuse every trace there.
-            clash = {
-                f
-                for f in ("prompt_len", "output_len", "duration_s", "min_requests")
-                if f in given
-                and getattr(self, f)
-                != type(self).model_fields[f].get_default(call_default_factory=True)
-            }
+            clash = self._set_apart_from_default(
+                "prompt_len", "output_len", "duration_s", "min_requests"
+            )
             if clash:
-                raise ValueError(f"a trace sets {', '.join(sorted(clash))} itself: remove it")
+                raise ValueError(f"a trace sets {', '.join(clash)} itself: remove it")
         if self.dataset is not None:
             if self.tokenizer is None:
                 raise ValueError(
@@ -276,15 +270,9 @@ class ServingParams(Params):
                 )
             if self.trace is not None or self.prefix is not None:
                 raise ValueError("a dataset's prompts are its own: no trace or prefix with it")
-            clash = {
-                f
-                for f in ("prompt_len", "output_len")
-                if f in given
-                and getattr(self, f)
-                != type(self).model_fields[f].get_default(call_default_factory=True)
-            }
+            clash = self._set_apart_from_default("prompt_len", "output_len")
             if clash:
-                raise ValueError(f"a dataset sets {', '.join(sorted(clash))} itself: remove it")
+                raise ValueError(f"a dataset sets {', '.join(clash)} itself: remove it")
         quiet = self.concurrency is None and self.rate is None
         if s == "custom" and quiet and self.slo_search is None and self.trace is None:
             raise ValueError("give concurrency, rate or both (or a scenario)")
@@ -296,6 +284,18 @@ class ServingParams(Params):
         if "duration_s" in given and self.duration_s > self.max_duration_s:
             raise ValueError("duration_s exceeds max_duration_s")
         return self
+
+    def _set_apart_from_default(self, *fields: str) -> list[str]:
+        """Those of ``fields`` given and not at their default: `harness run` validates the
+        stored params again with every default filled in, so "given" alone would refuse
+        every trace or dataset there."""
+        return sorted(
+            f
+            for f in fields
+            if f in self.model_fields_set
+            and getattr(self, f)
+            != type(self).model_fields[f].get_default(call_default_factory=True)
+        )
 
     def arrivals(self) -> tuple[int | None, float | None]:
         """(concurrency cap, rate) the scenario implies."""
@@ -410,7 +410,7 @@ class ServingWorkload(Workload):
         self.search_context: dict[str, Any] | None = None  # ... and its last search's probes
         self.counter = TokenCounter.load(p.tokenizer) if p.tokenizer else None
         self.trace_requests = p.trace.requests() if p.trace else []
-        self.dataset = p.dataset.load(self.counter) if p.dataset and self.counter else None
+        self.dataset = p.dataset.load(self.counter) if p.dataset else None  # with tokenizer
 
     def _join_ranks(self) -> None:
         """Which share of the load this process sends; with several ranks, the process group
@@ -787,7 +787,7 @@ class ServingWorkload(Workload):
         d = self.dataset
         return {
             "dataset": {
-                "format": self.params.dataset.format if self.params.dataset else None,
+                "format": self.params.dataset.format,  # type: ignore[union-attr]
                 "entries": d.entries,
                 "usable": len(d.requests),
                 "left_out": {k: v for k, v in d.left_out.items() if v},
@@ -838,11 +838,12 @@ def _trace_problems(trace: Trace, stamp: tuple[int, int] | None) -> tuple[str, .
 
 @functools.lru_cache(maxsize=8)
 def _dataset_problems(spec: DatasetSpec, folder: str, stamps: tuple) -> tuple[str, ...]:
-    """The dataset read and counted once per version of it and of the tokenizer."""
+    """The dataset read and counted once per version of it and of the tokenizer
+    (``stamps``: the file's, then the folder's)."""
     from workloads.serving.dataset import DatasetError
 
     try:
-        spec.load(TokenCounter.load(folder, where="here"))
+        spec.load(_counter_here(folder, stamps[1]))
     except (DatasetError, UnsupportedParams) as exc:
         return (str(exc),)
     return ()
@@ -858,10 +859,16 @@ def _folder_stamp(folder: str) -> tuple[tuple[str, int, int], ...]:
 
 
 @functools.lru_cache(maxsize=8)
+def _counter_here(folder: str, stamp: tuple) -> TokenCounter:
+    """The tokenizer folder loaded once per version (``stamp``), where validation runs: its
+    own check and a dataset's counts share it."""
+    return TokenCounter.load(folder, where="here")
+
+
+@functools.lru_cache(maxsize=8)
 def _tokenizer_problems(folder: str, stamp: tuple) -> tuple[str, ...]:
-    """The tokenizer folder loaded once per version (``stamp``), where validation runs."""
     try:
-        TokenCounter.load(folder, where="here")
+        _counter_here(folder, stamp)
     except UnsupportedParams as exc:
         return (str(exc),)
     return ()
