@@ -1,6 +1,7 @@
 """Every documented serving feature runs through `harness run` (not only when its workload
 class is called directly): trace replay with multi-turn sessions, shared prefixes, a local
-tokenizer, the SLO search, constant arrivals and the chat API, in one campaign against
+tokenizer, a ShareGPT dataset, the SLO search, constant arrivals and the chat API, in one
+campaign against
 `serve-model` on the shared Ray cluster; and the README's playbook example runs as written."""
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli.app import app
-from tests.test_serving_shapes import save_tokenizer
+from tests.test_serving_shapes import save_tokenizer, sharegpt_entry
+from workloads.serving.client import WORDS
 from workloads.serving.serve_model import spawned
 from workloads.serving.truth import read_truth, schedule_lateness_ms
 
@@ -39,6 +41,10 @@ benchmarks:
     workload: inference.serving
     params: {{url: "{url}", concurrency: 2, min_requests: 6, prompt_len: 20, output_len: 4,
              tokenizer: "{tokenizer}", warmup_requests: 0}}
+  - name: dataset
+    workload: inference.serving
+    params: {{url: "{url}", concurrency: 2, min_requests: 4, tokenizer: "{tokenizer}",
+             dataset: {{path: "{dataset}"}}, warmup_requests: 0}}
   - name: slo
     workload: inference.serving
     params: {{url: "{url}", prompt_len: 8, output_len: 4, min_requests: 30,
@@ -60,17 +66,26 @@ def test_serving_features_run_through_harness_run(ray_cluster, tmp_path: Path) -
     ]
     trace.write_text("".join(json.dumps(line) + "\n" for line in lines))
     tokenizer = save_tokenizer(tmp_path / "tok", split_digits=True)
+    # Two usable pairs (prompts of 5 and 9 tokens, answers of 6 and 8) and a one-turn entry.
+    dataset = tmp_path / "sharegpt.json"
+    pairs = [
+        (" ".join(WORDS[:5]), " ".join(["ok"] * 6)),
+        (" ".join(WORDS[5:14]), " ".join(["ok"] * 8)),
+    ]
+    dataset.write_text(
+        json.dumps([*(sharegpt_entry(*p) for p in pairs), sharegpt_entry("hi", None)])
+    )
     db = tmp_path / "r.sqlite"
     server = ("--engine", "synthetic", "--first-token-ms", "5", "--token-ms", "2")
     truth = tmp_path / "truth.jsonl"
     with spawned(*server, "--max-running", "1", "--truth-log", str(truth)) as url:  # ~75 req/s
         pb = tmp_path / "features.yaml"
-        pb.write_text(FEATURES.format(url=url, trace=trace, tokenizer=tokenizer))
+        pb.write_text(FEATURES.format(url=url, trace=trace, tokenizer=tokenizer, dataset=dataset))
         result = CliRunner().invoke(
             app, ["run", str(pb), "--db", str(db), "--address", ray_cluster.address]
         )
     assert result.exit_code == 0, result.output + result.stderr
-    assert "5 ok, 0 failed" in result.output
+    assert "6 ok, 0 failed" in result.output
     c = sqlite3.connect(db)
 
     def context(benchmark: str) -> dict:
@@ -88,6 +103,15 @@ def test_serving_features_run_through_harness_run(ray_cluster, tmp_path: Path) -
     assert context("tokenizer")["token_counts"] == f"tokenizer {tokenizer}"
     assert context("tokenizer")["mean_input_tokens"] == 20
     assert context("prefix")["completed"] == 6
+    # The dataset's prompts as written, each pair twice, each asking for its answer's length
+    # (the server's record: no other benchmark asks for 6 or 8 tokens).
+    assert context("dataset")["dataset"] == {
+        "format": "sharegpt",
+        "entries": 3,
+        "usable": 2,
+        "left_out": {"one turn": 1},
+    }
+    assert context("dataset")["mean_input_tokens"] == (5 + 9) / 2
     search = context("slo")["slo_search"]
     assert [p["rate"] for p in search["probes"]][:2] == [20, 1000]  # low met, high missed
     assert len(search["probes"]) == 3 and "slo_rate" in metrics("slo")
@@ -95,6 +119,8 @@ def test_serving_features_run_through_harness_run(ray_cluster, tmp_path: Path) -
     # tokens): an even 50 ms apart, where a Poisson schedule's gaps would vary by 50 ms.
     assert context("constant")["completed"] == 10
     records, _ = read_truth(truth)
+    asked = sorted(r.max_tokens for r in records if r.max_tokens in (6, 8))
+    assert asked == [6, 6, 8, 8], asked
     late = schedule_lateness_ms([r for r in records if r.max_tokens == 5], rate=20)
     assert len(late) == 10 and statistics.median(late) < 5, late
 
