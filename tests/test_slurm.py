@@ -31,14 +31,16 @@ benchmarks:
   - {name: stream, workload: memory.stream, each: true, params: {device: cpu, op: triad,
      size_mib: 4}}
 """
-# Long enough to be cancelled in the middle: 12 trials (4 a node) of about 1.5 s each.
+# Long enough to be cancelled in the middle: 12 trials (4 a node) of about 1.5 s each, the
+# test plugin's sleeping workload (QUICK runs a real kernel on the nodes; this one need not
+# burn the CPU to be interrupted).
 LONG = """
 campaign: {name: slurmlong}
 defaults: {warmup_iterations: 1, min_repetitions: 3, min_duration_s: 1, max_duration_s: 3,
            timeout_s: 120}
 benchmarks:
-  - {name: stream, workload: memory.stream, each: true, params: {device: cpu,
-     op: [copy, scale, add, triad], size_mib: 4}}
+  - {name: sleep, workload: test.flaky, each: true, params: {sleep_s: 0.05,
+     size: [1000, 2000, 3000, 4000]}}
 """
 
 
