@@ -67,29 +67,42 @@ def _machine_locks() -> tuple[int, int] | None:
     return _LOCKS
 
 
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy (/proc/stat), for the timeline."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     locks = _machine_locks()
-    if locks is None:
-        yield
-        return
-    turnstile, machine = locks
-    fcntl.flock(turnstile, fcntl.LOCK_EX)
-    try:
-        quiet = item.get_closest_marker("quiet") is not None
-        fcntl.flock(machine, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
-    finally:
-        fcntl.flock(turnstile, fcntl.LOCK_UN)
-    started = time.time()
+    if locks is not None:
+        turnstile, machine = locks
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            quiet = item.get_closest_marker("quiet") is not None
+            fcntl.flock(machine, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+    started, busy = time.time(), _busy_cpu_s()
     try:
         yield
     finally:
-        fcntl.flock(machine, fcntl.LOCK_UN)
-        timeline = os.environ.get("HARNESS_TEST_TIMELINE")  # which process ran what, when
+        if locks is not None:
+            fcntl.flock(locks[1], fcntl.LOCK_UN)
+        # Which process ran what, when, and the machine's CPU seconds meanwhile (in one
+        # process, the test's own cost, its clusters and servers included).
+        timeline = os.environ.get("HARNESS_TEST_TIMELINE")
         if timeline:
             with open(timeline, "a") as f:
                 worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-                f.write(f"{worker},{started:.1f},{time.time():.1f},{item.nodeid}\n")
+                cpu = _busy_cpu_s() - busy
+                f.write(f"{worker},{started:.1f},{time.time():.1f},{cpu:.1f},{item.nodeid}\n")
 
 
 class RayCluster:
