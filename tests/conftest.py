@@ -36,8 +36,9 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     shutil.rmtree(_STATE, ignore_errors=True)
 
 
-# `scripts/test -n 2` runs two test processes (pytest-xdist) on this machine. A test marked `quiet`
-# judges timing that another test's load would move, so it runs alone: it holds the machine
+# A test marked `quiet` judges timing that another test's load would move, so it runs alone:
+# scripts/test runs the quiet tests in a phase of their own, after the rest. Where a run
+# with `-n` includes both (pytest-xdist, by hand), a quiet test holds the machine
 # exclusively, every other test holds it shared, from its fixtures' set-up to their
 # tear-down. The turnstile keeps a stream of shared holders from starving a quiet test. The
 # lock files live in a folder the controlling process makes before its workers start.
@@ -74,8 +75,9 @@ def _busy_cpu_s() -> float:
             fields = [int(v) for v in f.readline().split()[1:]]
     except OSError:
         return 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    # user, nice, system, idle, iowait, irq, softirq: all but idle and iowait (steal, time
+    # a hypervisor gave away, is not this machine's work)
+    return (sum(fields[:7]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.hookimpl(hookwrapper=True)
