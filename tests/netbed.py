@@ -99,26 +99,26 @@ class NetBed:
         sh("tc", "qdisc", "del", "dev", host.peer, "root", check=False)
 
     def drop(self, host: Host, percent: int | None) -> None:
-        """Drop ``percent`` of the host's incoming packets (100: the link is cut); None
-        restores the link."""
+        """Drop ``percent`` of the host's incoming packets (100: the link is cut, both ways,
+        as a pulled cable is); None restores the link."""
         if percent is None:
-            rule = None
+            chains = None
         elif percent >= 100:
-            rule = ["iif", host.ifname, "drop"]
+            chains = {"input": ["iif", host.ifname, "drop"], "output": ["oif", host.ifname, "drop"]}
         else:
-            rule = ["iif", host.ifname, "numgen", "random", "mod", "100", "<", str(percent),
-                    "drop"]  # fmt: skip
-        _input_rule(host, "hbed", rule)
+            chains = {"input": ["iif", host.ifname, "numgen", "random", "mod", "100", "<",
+                                str(percent), "drop"]}  # fmt: skip
+        _rules(host, "hbed", chains)
 
     def firewall(self, host: Host, source: Host | None, ports: str = "20000-65535") -> None:
         """Refuse new TCP connections from ``source`` to the host's ``ports`` (what a lab
         firewall that opens only Ray's ports does: the bed's Ray ports are below 20000);
         None lifts it."""
-        rule = None if source is None else [
+        chains = None if source is None else {"input": [
             "ip", "saddr", source.address, "tcp", "dport", ports,
             "tcp", "flags", "&", "(syn|ack)", "==", "syn", "drop",
-        ]  # fmt: skip
-        _input_rule(host, "hbfw", rule)
+        ]}  # fmt: skip
+        _rules(host, "hbfw", chains)
 
     # processes -----------------------------------------------------------------------------
     def stop_host(self, host: Host) -> None:
@@ -168,16 +168,18 @@ class NetBed:
         return proc
 
 
-def _input_rule(host: Host, table: str, rule: list[str] | None) -> None:
-    """Replace the host's nftables ``table`` by one input chain holding ``rule`` (None: no
-    table, the rule lifted)."""
+def _rules(host: Host, table: str, chains: dict[str, list[str]] | None) -> None:
+    """Replace the host's nftables ``table`` by a chain per hook (input, output) holding its
+    one rule (None: no table, the rules lifted)."""
     ns = ["ip", "netns", "exec", host.netns, "nft"]
     sh(*ns, "delete", "table", "inet", table, check=False)
-    if rule is None:
+    if chains is None:
         return
     sh(*ns, "add", "table", "inet", table)
-    sh(*ns, "add", "chain", "inet", table, "in", "{ type filter hook input priority 0 ; }")
-    sh(*ns, "add", "rule", "inet", table, "in", *rule)
+    for hook, rule in chains.items():
+        sh(*ns, "add", "chain", "inet", table, hook,
+           f"{{ type filter hook {hook} priority 0 ; }}")  # fmt: skip
+        sh(*ns, "add", "rule", "inet", table, hook, *rule)
 
 
 def faketime_env(offset_s: float) -> dict[str, str]:
@@ -216,31 +218,39 @@ def _ray_node(
     bed.start(host, *args, env=env, log=bed.folder / f"{host.hostname}.log")
 
 
+def _listens(host: Host, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host.address, port)) == 0
+
+
 def wait_for_port(host: Host, port: int, timeout: float) -> None:
     """Return once something listens on the host's ``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex((host.address, port)) == 0:
-                return
+        if _listens(host, port):
+            return
         time.sleep(0.2)
     raise RuntimeError(f"nothing listened on {host.hostname}:{port} within {timeout:g} s")
 
 
 def wait_for_nodes(bed: NetBed, count: int, timeout: float) -> None:
-    """Return once ``count`` Ray nodes are active (``ray status`` lists them before its
-    pending and failed ones)."""
-    ray = str(Path(sys.executable).with_name("ray"))
+    """Return once ``count`` Ray nodes are alive in the head's node table (asked of the GCS
+    from here: `ray status` lags registration by the autoscaler's poll, up to 5 s, and costs
+    seconds of CPU each time)."""
+    from ray._raylet import GcsClient
+
+    client = GcsClient(address=bed.address)
     deadline = time.monotonic() + timeout
-    status = None
+    alive = 0
     while time.monotonic() < deadline:
-        status = bed.run(bed.hosts[0], ray, "status", f"--address={bed.address}",
-                         env={"RAY_AUTH_MODE": "disabled"}, timeout=60)  # fmt: skip
-        if status.stdout.split("Pending:")[0].count("node_") >= count:
-            return
-        time.sleep(1)
-    raise RuntimeError(f"{count} Ray nodes not active: {status and status.stdout[-500:]}")
+        with contextlib.suppress(Exception):  # the head may not answer yet
+            nodes = client.get_all_node_info(timeout=5).values()
+            alive = sum(1 for n in nodes if n.state == 0)  # GcsNodeInfo.ALIVE
+            if alive >= count:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{count} Ray nodes not alive within {timeout:g} s ({alive} are)")
 
 
 @contextlib.contextmanager
@@ -304,19 +314,26 @@ def netbed(
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stop(listed: Sequence[str | int]) -> None:
-    """SIGTERM these processes, then SIGKILL what is left after 5 s."""
+def _stop(listed: Sequence[str | int], grace_s: float = 1.0) -> None:
+    """SIGTERM these processes, then SIGKILL what is left after ``grace_s``. A Ray node
+    whose head gets SIGTERM with it waits on the head for longer than a test should (over
+    5 s), and the bed's processes keep nothing worth a graceful stop."""
     pids = {int(p) for p in listed}
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + wait_s
         while pids and time.monotonic() < deadline:
             pids = {p for p in pids if _alive(p)}
-            time.sleep(0.1)
+            time.sleep(0.05)
         if not pids:
-            return
+            break
+    for pid in {int(p) for p in listed}:
+        # libfaketime's shared clock (faketime_env), which only a normal exit removes.
+        for name in (f"faketime_shm_{pid}", f"sem.faketime_sem_{pid}"):
+            with contextlib.suppress(FileNotFoundError):
+                (Path("/dev/shm") / name).unlink()
 
 
 def teardown(bed: NetBed) -> None:
