@@ -36,7 +36,8 @@ campaign: {name: hosts}
 defaults: {warmup_iterations: 1, min_repetitions: 2, min_duration_s: 0, max_duration_s: 30,
            timeout_s: 180, telemetry: {sources: [host], interval_s: 0.5}}
 benchmarks:
-  - {name: links, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 4194304}}
+  - {name: links, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 4194304},
+     settings: {min_repetitions: 5}}
   - {name: ring, workload: collective.all_reduce, ranks: 3, params: {size_bytes: 16777216}}
   - {name: small, workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 32768},
      settings: {min_repetitions: 100, min_duration_s: 0.3}}
@@ -116,9 +117,13 @@ def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
         # On the driver's clock: within the run, and the samples within their window.
         assert before <= start <= end <= after, (start, before, after)
         assert start - 0.1 <= first <= last <= end + 0.1
-    # Every link alike: `harness check` names no slow host, and every pair passes.
+    # Every link alike: `harness check` names no slow host, and every pair passes. This runs
+    # beside the other test process, whose load moved two of the three pairs' 64 KiB latency
+    # past the pairs' 20% floor once: 50% here (the planted link below reads 8x the
+    # unshaped latency at 32 KiB).
     (campaign,) = c.execute("select id from campaigns").fetchone()
-    checked = bed.run(bed.hosts[0], HARNESS, "check", campaign, "--db", str(db), "--format", "json")
+    checked = bed.run(bed.hosts[0], HARNESS, "check", campaign, "--db", str(db),
+                      "--format", "json", "--tolerance", "50")  # fmt: skip
     assert "slow host" not in checked.stderr, checked.stderr
     verdicts = [r["verdict"] for r in json.loads(checked.stdout) if r["workload"] == "network.p2p"]
     assert verdicts == ["pass"] * 3, checked.stdout
