@@ -136,9 +136,13 @@ args=(--block --disable-usage-stats --temp-dir="$JOB_TMP"
       --min-worker-port=$((PORT_BASE + 100)) --max-worker-port=$((PORT_BASE + 999))
       --labels="slurm_node=$node")  # the job id would make every job's nodes new ones
 [ -n "$addr" ] && args+=(--node-ip-address="$addr")
-# Ray Client's server (port 10001 on every head by default) only where ray[client] is in.
-"$PYTHON" -c 'from ray._private.client_mode_hook import client_mode_should_convert' 2>/dev/null \
-  && "$PYTHON" -c 'import grpc' 2>/dev/null && args+=(--ray-client-server-port=$((PORT_BASE + 7)))
+# Ray Client's server (port 10001 on every head by default) only where ray[client] is in:
+# found without importing them (importing Ray costs the node most of a CPU-second).
+"$PYTHON" -c 'import importlib.util as u, os, sys
+ray = u.find_spec("ray")
+hook = ray and os.path.join(ray.submodule_search_locations[0], "_private", "client_mode_hook.py")
+sys.exit(0 if hook and os.path.exists(hook) and u.find_spec("grpc") else 1)' 2>/dev/null \
+  && args+=(--ray-client-server-port=$((PORT_BASE + 7)))
 if [ "$role" = head ]; then
   args+=(--head --port="$PORT_BASE" --include-dashboard=false)
 else
