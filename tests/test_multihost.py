@@ -26,6 +26,16 @@ PLANTED_GBPS = RATE_MBIT * 1e6 / 8 * PAYLOAD_SHARE / 1e9
 SMALL = 32768  # bytes: a message that takes 1.2 ms at the planted rate
 
 
+def reads_planted(gbps: float) -> bool:
+    """A shaped link's figure against the planted rate: 3% over at most (tbf's bucket is
+    0.1% of a 4 MiB message); 20% under at most, because the bed delivers less at times.
+    In fresh beds on the 2-core VM, some campaigns read a shaped pair or the ring at
+    0.78-0.86 of the rate, also with no other test running (benchmarks/README.md), most at
+    0.90-1.00; the one at 0.77 had its small messages read 2-3x slow too, and fails here.
+    A wrong count of bytes or bits reads far off."""
+    return 0.80 * PLANTED_GBPS <= gbps <= 1.03 * PLANTED_GBPS
+
+
 def wire_bytes(payload: int) -> int:
     """Bytes on the wire for ``payload`` bytes of TCP: 66 bytes of headers per segment."""
     return payload + -(-payload // 1448) * (1514 - 1448)
@@ -166,7 +176,7 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
     # yet refilled when the next message comes), with 5% for a busy machine either way. The
     # floor is left out of the lower bound: a busy moment can inflate it (1.25 ms, not 0.08)
     # while the shaped pairs run later. An unshaped link (0.08 ms) still fails; the rate
-    # itself is judged within 10% by the large messages below.
+    # itself is judged by the large messages below (reads_planted).
     small = dict(
         c.execute(
             "select t.ranks, m.median from trials t join metrics m on m.trial_id = t.id "
@@ -196,7 +206,7 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
     assert len(cells) == 3, matrix
     for row, col, v in cells:
         if slow.hostname in (row, col):
-            assert v == pytest.approx(PLANTED_GBPS, rel=0.10), (row, col, v)
+            assert reads_planted(v), (row, col, v, PLANTED_GBPS)
         else:
             assert v > 5 * PLANTED_GBPS, (row, col, v)
     # `harness check` names the slow host and fails; the healthy pair passes.
@@ -207,7 +217,7 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
     fast = links[frozenset({"h1", "h2"})]
     for pair, gbps in links.items():
         if slow.hostname in pair:
-            assert gbps == pytest.approx(PLANTED_GBPS, rel=0.10), (pair, gbps, PLANTED_GBPS)
+            assert reads_planted(gbps), (pair, gbps, PLANTED_GBPS)
     assert fast > 5 * PLANTED_GBPS, links
     samples = c.execute(
         "select s.value from samples s join metrics m on m.id = s.metric_id join trials t "
@@ -216,7 +226,7 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
     print("ring samples", [round(v, 5) for (v,) in samples])
     # A ring all-reduce moves 2(n-1)/n x S through each host's link each way: busbw is
     # what the slowest link carries.
-    assert ring == pytest.approx(PLANTED_GBPS, rel=0.10), ring
+    assert reads_planted(ring), (ring, PLANTED_GBPS)
     print(f"planted {PLANTED_GBPS:.5f} GB/s; p2p {links}; all_reduce busbw {ring:.5f} GB/s")
 
 
