@@ -68,16 +68,20 @@ def _machine_locks() -> tuple[int, int] | None:
     return _LOCKS
 
 
-def _busy_cpu_s() -> float:
-    """CPU seconds the whole machine has been busy (/proc/stat), for the timeline."""
+def _cpu_s() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy, and those its hypervisor took (steal),
+    from /proc/stat, for the timeline."""
     try:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
     except OSError:
-        return 0.0
-    # user, nice, system, idle, iowait, irq, softirq: all but idle and iowait (steal, time
-    # a hypervisor gave away, is not this machine's work)
-    return (sum(fields[:7]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    # user, nice, system, idle, iowait, irq, softirq, steal: busy is all but idle, iowait
+    # and steal (time a hypervisor gave away is not this machine's work, but it stalls
+    # whatever runs, and a timing test that failed may have met it)
+    tick = os.sysconf("SC_CLK_TCK")
+    steal = fields[7] if len(fields) > 7 else 0
+    return (sum(fields[:7]) - fields[3] - fields[4]) / tick, steal / tick
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -91,7 +95,7 @@ def pytest_runtest_protocol(item, nextitem):
             fcntl.flock(machine, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
         finally:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
-    started, busy = time.time(), _busy_cpu_s()
+    started, (busy, stolen) = time.time(), _cpu_s()
     try:
         yield
     finally:
@@ -103,8 +107,11 @@ def pytest_runtest_protocol(item, nextitem):
         if timeline:
             with open(timeline, "a") as f:
                 worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-                cpu = _busy_cpu_s() - busy
-                f.write(f"{worker},{started:.1f},{time.time():.1f},{cpu:.1f},{item.nodeid}\n")
+                now_busy, now_stolen = _cpu_s()
+                f.write(
+                    f"{worker},{started:.1f},{time.time():.1f},{now_busy - busy:.1f},"
+                    f"{now_stolen - stolen:.1f},{item.nodeid}\n"
+                )
 
 
 class RayCluster:

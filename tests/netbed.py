@@ -235,9 +235,10 @@ def wait_for_port(host: Host, port: int, timeout: float) -> None:
 
 
 def wait_for_nodes(bed: NetBed, count: int, timeout: float) -> None:
-    """Return once ``count`` Ray nodes are alive in the head's node table (asked of the GCS
-    from here: `ray status` lags registration by the autoscaler's poll, up to 5 s, and costs
-    seconds of CPU each time)."""
+    """Return once ``count`` Ray nodes are alive in the head's node table, asked of the GCS
+    from here with Ray's own client (private, but a test's helper may lean on it): `ray
+    status` lagged registration by seconds (the autoscaler's poll) and cost 1-3 CPU-seconds
+    a call."""
     from ray._raylet import GcsClient
 
     client = GcsClient(address=bed.address)
@@ -315,9 +316,9 @@ def netbed(
 
 
 def _stop(listed: Sequence[str | int], grace_s: float = 1.0) -> None:
-    """SIGTERM these processes, then SIGKILL what is left after ``grace_s``. A Ray node
-    whose head gets SIGTERM with it waits on the head for longer than a test should (over
-    5 s), and the bed's processes keep nothing worth a graceful stop."""
+    """SIGTERM these processes, then SIGKILL what is left after ``grace_s``: a bed's Ray
+    processes signalled all at once outlasted 6 s of SIGTERM (`ray start`, its GCS and
+    raylets), and the bed keeps nothing that needs a graceful stop."""
     pids = {int(p) for p in listed}
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         for pid in pids:
