@@ -108,9 +108,10 @@ def test_the_readme_lists_the_error_kinds_the_code_reports() -> None:
 @pytest.mark.quiet
 def test_hostile_metrics_pages_mark_the_scrape_and_leave_the_load_alone() -> None:
     """Each mode's load runs without and with the scrape, alternating, three times: the
-    medians of the runs' figures agree within 3%. The runs' own noise: within 1.2% in four
-    runs of this test alone on the 2-core developer VM, 2.03% once in a fresh-clone CI run
-    (the mean of three runs, then bound at 2%)."""
+    medians of the runs' figures agree within 5%. The runs' own noise: within 1.2% in four
+    runs of this test alone on the 2-core developer VM; in fresh-clone CI runs 2.03% (the
+    mean of three runs), 3.3% (two alternations) and 3.07% (three, the median; the phase
+    lost 10 s of CPU to the hypervisor). A scrape that held up the load would cost far more."""
     figures, statuses = {}, {}
     extra = {"concurrency": 4, "min_requests": 40, "output_len": 16}
     for mode in ("binary", "huge", "hang"):  # a good page: tests/test_serving_shapes.py
@@ -131,7 +132,7 @@ def test_hostile_metrics_pages_mark_the_scrape_and_leave_the_load_alone() -> Non
     assert all("page over 2 MiB, not read" in s for s in statuses["huge"])
     assert all("no page before the load ended" in s for s in statuses["hang"])
     print("scraped against not, per mode and figure:", figures)
-    assert all(abs(d) < 0.03 for d in figures.values()), figures
+    assert all(abs(d) < 0.05 for d in figures.values()), figures
 
 
 @pytest.mark.ray
