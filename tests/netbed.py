@@ -218,18 +218,14 @@ def _ray_node(
     bed.start(host, *args, env=env, log=bed.folder / f"{host.hostname}.log")
 
 
-def _listens(host: Host, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host.address, port)) == 0
-
-
 def wait_for_port(host: Host, port: int, timeout: float) -> None:
     """Return once something listens on the host's ``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _listens(host, port):
-            return
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host.address, port)) == 0:
+                return
         time.sleep(0.2)
     raise RuntimeError(f"nothing listened on {host.hostname}:{port} within {timeout:g} s")
 

@@ -93,23 +93,28 @@ def test_cut_restored_cut_for_good_and_lossy_links(bed: NetBed, tmp_path: Path) 
     args = (HARNESS, "run", str(pb), "--db", str(db), "--address", bed.address, "--no-progress")
     bed.drop(lossy, 5)  # throughout, the resume included
     run = bed.start(h1, *args, env=env, log=tmp_path / "run.log")
+
+    def until_stored(done, timeout: float) -> None:
+        """Wait, while the run goes on, until the stored trials satisfy ``done``."""
+        deadline = time.monotonic() + timeout
+        while not done(stored(db)):
+            assert run.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "run.log"
+            ).read_text()
+            time.sleep(0.3)
+
     # Cut both links once the first benchmark's trials are stored (the second's running).
-    deadline = time.monotonic() + 120
-    while len([r for r in stored(db) if r[1] == "first"]) < 4:
-        assert run.poll() is None and time.monotonic() < deadline, (
-            tmp_path / "run.log"
-        ).read_text()
-        time.sleep(0.3)
+    until_stored(lambda rows: len([r for r in rows if r[1] == "first"]) >= 4, 120)
     cut_at = time.time()
     bed.drop(restored, 100)
     bed.drop(gone, 100)
     time.sleep(CUT_S)
     # Back once its running trial is stored failed: a result that reached the driver within
     # the dispatcher's grace would be stored as it ran (the README says so).
-    deadline = time.monotonic() + 60
-    while not any(r[1] == "second" and lost_host(r[3]) == restored.hostname for r in stored(db)):
-        assert run.poll() is None and time.monotonic() < deadline, stored(db)
-        time.sleep(0.3)
+    until_stored(
+        lambda rows: any(r[1] == "second" and lost_host(r[3]) == restored.hostname for r in rows),
+        60,
+    )
     bed.drop(restored, None)  # Ray declared its node dead meanwhile
     code = run.wait(timeout=240)
     output = (tmp_path / "run.log").read_text()
