@@ -201,7 +201,7 @@ def _ray_node(
 ) -> None:
     args = [python, "-m", "ray.scripts.scripts", "start", "--block",
             f"--node-ip-address={host.address}", f"--num-cpus={cpus}",
-            "--num-gpus=0", "--disable-usage-stats",
+            "--num-gpus=0", "--disable-usage-stats", "--include-log-monitor=false",
             f"--temp-dir={bed.folder / host.hostname}",
             "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
             # Ray's ports fixed below 20000 (workers take 10002-19999 by default), as a lab

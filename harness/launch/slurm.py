@@ -127,7 +127,9 @@ export HARNESS_NODE_NAME=$node
 # On SIGTERM `ray start --block` drains the node for up to 30 s first (for Serve's
 # replicas): past Slurm's KillWait; a finished campaign has nothing to hand over.
 export RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0
-args=(--block --disable-usage-stats --temp-dir="$JOB_TMP"
+# No log monitor: it streams workers' output to drivers, and this job's driver takes none
+# (harness runs with log_to_driver off); the workers' logs stay in the session folder.
+args=(--block --disable-usage-stats --include-log-monitor=false --temp-dir="$JOB_TMP"
       --num-cpus="${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}"
       --num-gpus="${SLURM_GPUS_ON_NODE:-0}"
       --node-manager-port=$((PORT_BASE + 1)) --object-manager-port=$((PORT_BASE + 2))
