@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -490,10 +490,13 @@ async def run_load(
     min_requests: int,
     max_duration_s: float,
     scrape_url: str | None = None,
+    start_together: Callable[[], None] | None = None,
 ) -> LoadRun:
     """Warm up, then send ``plans`` at their arrival times (at most ``concurrency`` in flight)
     until both ``duration_s`` has passed and ``min_requests`` were sent; ``max_duration_s``
-    cancels what is still running. ``scrape_url``: the server's /metrics, read meanwhile."""
+    cancels what is still running. ``scrape_url``: the server's /metrics, read meanwhile.
+    ``start_together``: called once between the warm-up and the first measured send (even
+    when the warm-up timed out), so that several ranks' measured loads start at once."""
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(
         connector=connector, trace_configs=[_write_trace()]
@@ -502,7 +505,15 @@ async def run_load(
         try:  # the warm-up, too, is bounded by max_duration_s
             await asyncio.wait_for(_send_all(session, endpoint, warmup, gate), max_duration_s)
         except TimeoutError:
+            if start_together is not None:  # the other ranks wait for this one
+                start_together()
             return LoadRun([], 0.0, [], stop="warm-up did not finish within max_duration_s")
+        if start_together is not None:
+            # Blocking the loop is harmless here: nothing is in flight between warm-up and
+            # load. After the warm-up, not before it: a rank whose warm-up took longer (a
+            # slower first connection, a busy core) would otherwise start its share late
+            # and the merged span would count the gap as the server's time.
+            start_together()
         lags: list[float] = []
         stop_probe = asyncio.Event()
         probe = asyncio.create_task(_lag_probe(lags, stop_probe))

@@ -420,6 +420,7 @@ class ServingWorkload(Workload):
         self.seed = p.seed + 7919 * self.rank  # different prompts and gaps per rank
         self.min_requests = -(-p.min_requests // self.world)
         self.rank_counts: list[int] = []
+        self.start_spreads: list[float] = []  # ms between the ranks' first sends, per run
         if self.world == 1:
             return
         if p.slo_search is not None:
@@ -451,6 +452,10 @@ class ServingWorkload(Workload):
         if runs is None:
             return run
         self.rank_counts = [len(x.results) for x in runs]
+        # How far apart the ranks' first measured sends were (wall clocks: on separate hosts
+        # their offset is in it too); the merged span counts the gap as the load's time.
+        starts = [x.started_wall for x in runs if x.results]
+        self.start_spreads.append((max(starts) - min(starts)) * 1e3 if starts else 0.0)
         return merge_runs(runs)
 
     def agree(self, stop: bool, batch: int) -> tuple[bool, int]:
@@ -495,8 +500,6 @@ class ServingWorkload(Workload):
         return _unreachable(str(url))
 
     def run_iteration(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()  # every rank starts its share together
         if self.params.trace is not None:
             run = self._replay(self.params.trace)
         elif self.params.slo_search is not None:
@@ -558,6 +561,7 @@ class ServingWorkload(Workload):
                 min_requests,
                 p.max_duration_s,
                 self._scrape_url(),
+                torch.distributed.barrier if self.world > 1 else None,  # shares start at once
             )
         )
 
@@ -709,7 +713,11 @@ class ServingWorkload(Workload):
             "token_counts": self._count_source(),
             **getattr(self, "joined", {}),
             **(
-                {"client_ranks": self.world, "requests_by_rank": self.rank_counts}
+                {
+                    "client_ranks": self.world,
+                    "requests_by_rank": self.rank_counts,
+                    "rank_start_spread_ms": self.start_spreads[-len(runs) :] if runs else [],
+                }
                 if self.world > 1
                 else {}
             ),
