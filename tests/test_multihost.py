@@ -155,7 +155,7 @@ def test_multi_rank_trials_join_across_hosts_and_read_the_planted_rate(bed: NetB
     c = sqlite3.connect(db)
     # Each figure is the trial's best repetition (the most bandwidth, the least latency): the
     # bed has slow periods that only ever slow a repetition down, also with nothing else
-    # running. In one, the unshaped pair's small messages read 2.37 ms (0.17 ms otherwise)
+    # running. In one, the unshaped pair's small messages read 2.37 ms (0.07-0.19 otherwise)
     # and a shaped pair's 6.2 ms; in others the shaped rate read 0.77-0.85 (README.md of
     # benchmarks/). The planted rate caps the fastest repetition as it does every other.
     rows = c.execute(
