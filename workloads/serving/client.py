@@ -31,7 +31,7 @@ import aiohttp
 import numpy as np
 from aiohttp.http_exceptions import LineTooLong
 
-from workloads.serving.server_metrics import Scrape, scrape, server_root
+from workloads.serving.server_metrics import Scrape, load_parser, scrape, server_root
 
 
 def prompt_words() -> list[str]:
@@ -497,6 +497,8 @@ async def run_load(
     cancels what is still running. ``scrape_url``: the server's /metrics, read meanwhile.
     ``start_together``: called once between the warm-up and the first measured send (even
     when the warm-up timed out), so that several ranks' measured loads start at once."""
+    if scrape_url:
+        load_parser()  # not at the scrape's start, where it held up the first sends ~19 ms
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(
         connector=connector, trace_configs=[_write_trace()]
