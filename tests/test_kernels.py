@@ -159,3 +159,30 @@ def test_gpu_timing_options_are_recorded_as_not_applied_on_a_host() -> None:
     assert "not applied" in facts["timing_note"]
     _, flush, facts = wl.timing_hooks(flush_l2=False, cuda_graph=False)
     assert flush is None and "timing_note" not in facts
+
+
+def test_host_kernels_name_the_cpu_code_they_ran_on() -> None:
+    """A host trial records PyTorch's CPU dispatch level and the CPU's matrix features (a
+    bf16 matmul without native bf16 ran 150x slower than fp32 here)."""
+    from workloads.devices import host_kernel_facts, matmul_flags
+
+    with open("/proc/cpuinfo") as f:
+        real = f.read()
+    for cls, params in (
+        (GemmWorkload, {"m": 8, "n": 8, "k": 8, "dtype": "bf16"}),
+        (NormWorkload, {"rows": 8, "cols": 8}),
+    ):
+        ctx = make(cls, device="cpu", **params).context()
+        assert ctx["cpu_dispatch"] == torch.backends.cpu.get_cpu_capability()
+        assert ctx["cpu_matmul_flags"] == matmul_flags(real)
+    line = next(x for x in real.splitlines() if x.split(":")[0].strip() in ("flags", "Features"))
+    assert set(matmul_flags(real)) <= set(line.split(":", 1)[1].split())
+    # Both layouts: an x86 "flags" line and an Arm "Features" line; only the first counts.
+    x86 = "processor\t: 0\nflags\t\t: fpu avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert matmul_flags(x86 + "flags\t\t: sse\n") == [
+        "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"
+    ]  # fmt: skip
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes asimddp sve bf16 i8mm\n"
+    assert matmul_flags(arm) == ["asimd", "asimddp", "bf16", "i8mm", "sve"]
+    assert matmul_flags("model name\t: something\n") == []
+    assert host_kernel_facts(torch.device("cuda", 0)) == {}  # a GPU trial's are its GPU's

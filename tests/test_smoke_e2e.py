@@ -114,6 +114,14 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
         )
     }
     assert threads == {os.cpu_count()}  # every host trial used all of the node's CPUs
+    dispatch = set(
+        sql.execute(
+            "select workload, json_extract(context, '$.cpu_dispatch') from trials "
+            "where json_extract(params, '$.device') = 'cpu' and workload like 'kernel.%'"
+        )
+    )  # the CPU code each host kernel ran, as its node's PyTorch reports it
+    assert {w for w, _ in dispatch} == {w for w in host if w.startswith("kernel.")}
+    assert len({d for _, d in dispatch}) == 1 and None not in {d for _, d in dispatch}
     for trial_id, workload, window in host_trials:
         energy = dict(
             sql.execute(

@@ -100,6 +100,41 @@ def device_setup(device: str, threads: int | None, dtype: str | None = None) -> 
     return DeviceSetup(dev, granted, torch_dtype, elem)
 
 
+# CPU features that decide how fast a host's matrix kernels can be: without native bf16 (or
+# fp16) a 16-bit matmul runs in a slow fallback (on an AVX2-only EPYC, 2 threads, 1024^3 in
+# bf16 ran at 1.0 GFLOP/s, in fp32 at 149). Intel/AMD flags, then Arm's ("Features").
+MATMUL_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+    "amx_tile", "amx_bf16", "amx_int8", "amx_fp16",
+    "asimd", "asimddp", "bf16", "i8mm", "sve", "sve2", "sme",
+)  # fmt: skip
+
+
+def matmul_flags(cpuinfo: str) -> list[str]:
+    """Which of MATMUL_FLAGS the first "flags" (x86) or "Features" (Arm) line of a
+    /proc/cpuinfo text names, in MATMUL_FLAGS' order."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            have = set(value.split())
+            return [f for f in MATMUL_FLAGS if f in have]
+    return []
+
+
+def host_kernel_facts(dev: torch.device) -> dict[str, Any]:
+    """For a host trial: the vector code PyTorch's kernels dispatch to (``AVX2``,
+    ``AVX512``, ...) and the CPU's matrix features, so that host figures compare across
+    machines; nothing for a GPU trial."""
+    if dev.type != "cpu":
+        return {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = matmul_flags(f.read())
+    except OSError:  # not Linux
+        flags = []
+    return {"cpu_dispatch": torch.backends.cpu.get_cpu_capability(), "cpu_matmul_flags": flags}
+
+
 def check_fits(dev: torch.device, nbytes: int) -> None:
     """Fail early and clearly when ``nbytes`` cannot fit on the device.
 

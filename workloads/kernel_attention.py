@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from workloads.base import MATMUL_CEILING, THROUGHPUT, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
-from workloads.devices import check_peak, device_setup, generator
+from workloads.devices import check_peak, device_setup, generator, host_kernel_facts
 from workloads.lazy import lazy_module
 
 torch = lazy_module("torch")
@@ -116,6 +116,7 @@ class AttentionWorkload(Workload):
             * self.q.element_size(),
             "gqa_group": self.params.heads // self.kv_heads,
             "threads": self.threads,
+            **host_kernel_facts(self.dev),
         }
 
     def teardown(self) -> None:

@@ -19,7 +19,7 @@ from workloads.base import (
     Workload,
 )
 from workloads.checks import require_close
-from workloads.devices import check_peak, device_setup, generator
+from workloads.devices import check_peak, device_setup, generator, host_kernel_facts
 from workloads.lazy import lazy_module
 
 torch = lazy_module("torch")
@@ -119,6 +119,7 @@ class Conv2dWorkload(Workload):
             "compulsory_bytes": (self.x.numel() + self.w.numel() + out_elems)
             * self.x.element_size(),
             "threads": self.threads,
+            **host_kernel_facts(self.dev),
         }
 
     def teardown(self) -> None:

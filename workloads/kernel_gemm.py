@@ -20,7 +20,7 @@ from workloads.base import (
     Workload,
 )
 from workloads.checks import require_close
-from workloads.devices import check_peak, device_setup, generator
+from workloads.devices import check_peak, device_setup, generator, host_kernel_facts
 from workloads.lazy import lazy_module
 
 torch = lazy_module("torch")
@@ -121,6 +121,7 @@ class GemmWorkload(Workload):
             "compulsory_bytes": (p.m * p.k + p.k * p.n + p.m * p.n) * self.a.element_size(),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "threads": self.threads,
+            **host_kernel_facts(self.dev),
         }
 
     def teardown(self) -> None:

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from workloads.base import BANDWIDTH, MEMORY_CEILING, TIME, DeviceParams, Work, Workload
 from workloads.checks import require_close
-from workloads.devices import check_peak, device_setup, generator
+from workloads.devices import check_peak, device_setup, generator, host_kernel_facts
 from workloads.lazy import lazy_module
 
 torch = lazy_module("torch")
@@ -96,6 +96,7 @@ class NormWorkload(Workload):
             "bytes_per_iteration": self.work().bytes,
             "byte_convention": self.work().convention,
             "threads": self.threads,
+            **host_kernel_facts(self.dev),
         }
 
     def teardown(self) -> None:
