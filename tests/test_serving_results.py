@@ -457,6 +457,21 @@ def test_load_from_two_nodes_is_one_trial(ray_cluster, tmp_path: Path) -> None:
     assert len({r["ray_node_id"] for r in ranks}) == 2
 
 
+def test_ranks_merge_by_the_start_barrier_not_by_their_hosts_clocks() -> None:
+    """Two ranks whose hosts' clocks are 5 s apart: the merged span is timed from the barrier
+    they passed together (10 and 12 ms to their first sends, 1 s of load each)."""
+    from workloads.serving.client import LoadRun, merge_runs
+
+    a = LoadRun([], 1.0, [], started_wall=1000.010, started_after_s=0.010)
+    b = LoadRun([], 1.0, [], started_wall=1005.012, started_after_s=0.012)
+    merged = merge_runs([a, b])
+    assert merged.duration_s == pytest.approx(1.002)
+    assert merged.started_after_s == pytest.approx(0.010) and merged.started_wall == 1000.010
+    # Without a barrier (no start times after it) the wall clocks are all there is.
+    b.started_after_s = None
+    assert merge_runs([a, b]).duration_s == pytest.approx(6.002)
+
+
 def test_the_pareto_chart_is_per_gpu_when_the_endpoints_gpus_are_known() -> None:
     from harness.present.serving import load_points
 

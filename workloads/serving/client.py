@@ -422,8 +422,11 @@ class LoadRun:
     send_lag_s: list[float] = field(default_factory=list)
     client_cpu: float = 0.0
     server: Scrape = field(default_factory=Scrape)  # the endpoint's /metrics, when scraped
-    started_wall: float = 0.0  # time.time() at the first measured send: ranks merge by it
+    started_wall: float = 0.0  # time.time() at the first measured send
     send_lag_start_s: list[float] = field(default_factory=list)  # the run's first second's
+    # Seconds from the start barrier every rank passed together to the first measured send:
+    # ranks merge by it, as no host's clock offset is in it (None: no barrier).
+    started_after_s: float | None = None
 
 
 async def _on_chunk_sent(
@@ -510,12 +513,14 @@ async def run_load(
             if start_together is not None:  # the other ranks wait for this one
                 start_together()
             return LoadRun([], 0.0, [], stop="warm-up did not finish within max_duration_s")
+        together = None
         if start_together is not None:
             # Blocking the loop is harmless here: nothing is in flight between warm-up and
             # load. After the warm-up, not before it: a rank whose warm-up took longer (a
             # slower first connection, a busy core) would otherwise start its share late
             # and the merged span would count the gap as the server's time.
             start_together()
+            together = time.perf_counter()
         lags: list[float] = []
         stop_probe = asyncio.Event()
         probe = asyncio.create_task(_lag_probe(lags, stop_probe))
@@ -619,17 +624,24 @@ async def run_load(
             server,
             started,
             send_lag_start,
+            None if together is None else first - together,
         )
 
 
 def merge_runs(runs: Sequence[LoadRun]) -> LoadRun:
     """One run of several clients' (ranks') runs of the same load at once: their requests
-    together, over the span from the first send to the last answer on the wall clock."""
-    start = min(r.started_wall for r in runs)
-    end = max(r.started_wall + r.duration_s for r in runs)
+    together, over the span from the first send to the last answer, each rank's timed from
+    the start barrier they passed together (else on the wall clock, where ranks on separate
+    hosts would add their clocks' offset to the span)."""
+    after = [r.started_after_s for r in runs]
+    if all(a is not None for a in after):
+        begins = [a or 0.0 for a in after]
+    else:
+        begins = [r.started_wall for r in runs]
+    span = max(b + r.duration_s for b, r in zip(begins, runs, strict=True)) - min(begins)
     return LoadRun(
         results=[x for r in runs for x in r.results],
-        duration_s=end - start,
+        duration_s=span,
         loop_lag_s=[x for r in runs for x in r.loop_lag_s],
         cancelled=sum(r.cancelled for r in runs),
         stop="; ".join(sorted({r.stop for r in runs})),
@@ -637,7 +649,8 @@ def merge_runs(runs: Sequence[LoadRun]) -> LoadRun:
         send_lag_start_s=[x for r in runs for x in r.send_lag_start_s],
         client_cpu=max(r.client_cpu for r in runs),
         server=runs[0].server,  # rank 0 scrapes
-        started_wall=start,
+        started_wall=min(r.started_wall for r in runs),
+        started_after_s=min(begins) if None not in after else None,
     )
 
 

@@ -452,9 +452,13 @@ class ServingWorkload(Workload):
         if runs is None:
             return run
         self.rank_counts = [len(x.results) for x in runs]
-        # How far apart the ranks' first measured sends were (wall clocks: on separate hosts
-        # their offset is in it too); the merged span counts the gap as the load's time.
-        starts = [x.started_wall for x in runs if x.results]
+        # How far apart the ranks' first measured sends were, timed from the barrier they
+        # passed together (no clock offset in it); the merged span counts it as load time.
+        starts = [
+            x.started_wall if x.started_after_s is None else x.started_after_s
+            for x in runs
+            if x.results
+        ]
         self.start_spreads.append((max(starts) - min(starts)) * 1e3 if starts else 0.0)
         return merge_runs(runs)
 
