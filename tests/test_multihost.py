@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netbed import BURST_BYTES, NetBed, faketime_env, netbed, unavailable
+from tests.netbed import BURST_BYTES, NetBed, faketime_env, netbed, unavailable, wait_for_port
 
 pytestmark = pytest.mark.ray
 HARNESS = str(Path(sys.executable).with_name("harness"))
@@ -77,9 +77,15 @@ def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
     """Host h3's Ray node runs 30 s ahead: the campaign measures each offset at start and
     end, stores it, moves h3's trial times onto the driver's clock, and --max-clock-skew
     refuses it. The campaign is run with GLOO_SOCKET_IFNAME set at the driver: the user's
-    interface wins on every rank, and the trial says so."""
+    interface wins on every rank, and the trial says so. A serving load from a client on
+    each host is one trial whose span leaves h3's clock out."""
     import time
 
+    h1 = bed.hosts[0]
+    bed.start(h1, HARNESS, "serve-model", "--engine", "synthetic", "--host", h1.address,
+              "--port", "18081", "--first-token-ms", "20", "--token-ms", "10",
+              log=bed.folder / "serve-clock.log")  # fmt: skip
+    wait_for_port(h1, 18081, 60)
     pb = tmp_path / "clock.yaml"
     pb.write_text(
         "campaign: {name: clock}\n"
@@ -88,6 +94,9 @@ def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
         "benchmarks:\n"
         "  - {workload: memory.stream, each: true, params: {op: copy, size_mib: 4}}\n"
         "  - {workload: network.p2p, each: true, ranks: 2, params: {size_bytes: 65536}}\n"
+        "  - {name: load, workload: inference.serving, ranks: 3, settings: {min_repetitions: 1},\n"
+        f"     params: {{url: 'http://{h1.address}:18081', concurrency: 3, min_requests: 9,\n"
+        "              output_len: 4}}\n"
     )
     db = tmp_path / "clock.sqlite"
     before = time.time()
@@ -137,6 +146,17 @@ def test_a_node_whose_clock_is_off_is_measured_corrected_and_refusable(
     assert verdicts == ["pass"] * 3, checked.stdout
     offsets = sorted(json.loads(ctx)["clock_offset_s"] for ctx, *_ in rows)
     assert offsets[2] == pytest.approx(CLOCK_AHEAD_S, abs=0.5) and abs(offsets[0]) < 0.5
+    # The ranks' spans are timed from the barrier they passed together: on their wall
+    # clocks, h3's client would have started 30 s after the others and the span held it.
+    (load,) = c.execute("select context from trials where benchmark = 'load'").fetchone()
+    load = json.loads(load)
+    assert load["client_ranks"] == 3 and load["completed"] >= 9, load
+    assert all(0 <= s < 1000 for s in load["rank_start_spread_ms"]), load["rank_start_spread_ms"]
+    (thr,) = c.execute(
+        "select m.median from metrics m join trials t on t.id = m.trial_id "
+        "where t.benchmark = 'load' and m.name = 'output_throughput'"
+    ).fetchone()
+    assert thr > 30, thr  # 3 streams of 4 tokens in ~60 ms: ~200 tokens/s; ~1 over 30 s
     print(f"clocks: {clocks}")
 
 
