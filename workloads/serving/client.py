@@ -628,16 +628,20 @@ async def run_load(
         )
 
 
-def merge_runs(runs: Sequence[LoadRun]) -> LoadRun:
-    """One run of several clients' (ranks') runs of the same load at once: their requests
-    together, over the span from the first send to the last answer, each rank's timed from
-    the start barrier they passed together (else on the wall clock, where ranks on separate
-    hosts would add their clocks' offset to the span)."""
+def rank_starts(runs: Sequence[LoadRun]) -> tuple[list[float], bool]:
+    """When each rank's first measured send went out: seconds after the start barrier they
+    all passed where every run has that (True), else on the wall clock (False), where ranks
+    on separate hosts would add their clocks' offset."""
     after = [r.started_after_s for r in runs]
     if all(a is not None for a in after):
-        begins = [a or 0.0 for a in after]
-    else:
-        begins = [r.started_wall for r in runs]
+        return [float(a or 0.0) for a in after], True
+    return [r.started_wall for r in runs], False
+
+
+def merge_runs(runs: Sequence[LoadRun]) -> LoadRun:
+    """One run of several clients' (ranks') runs of the same load at once: their requests
+    together, over the span from the first send to the last answer (``rank_starts``)."""
+    begins, barrier = rank_starts(runs)
     span = max(b + r.duration_s for b, r in zip(begins, runs, strict=True)) - min(begins)
     return LoadRun(
         results=[x for r in runs for x in r.results],
@@ -650,7 +654,7 @@ def merge_runs(runs: Sequence[LoadRun]) -> LoadRun:
         client_cpu=max(r.client_cpu for r in runs),
         server=runs[0].server,  # rank 0 scrapes
         started_wall=min(r.started_wall for r in runs),
-        started_after_s=min(begins) if None not in after else None,
+        started_after_s=min(begins) if barrier else None,
     )
 
 

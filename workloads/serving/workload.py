@@ -53,6 +53,7 @@ from workloads.serving.client import (
     first_model,
     merge_runs,
     plan_stream,
+    rank_starts,
 )
 from workloads.serving.limits import MAX_TOKENS_ENV, check_tokens
 from workloads.serving.server_metrics import origin, server_root
@@ -452,13 +453,10 @@ class ServingWorkload(Workload):
         if runs is None:
             return run
         self.rank_counts = [len(x.results) for x in runs]
-        # How far apart the ranks' first measured sends were, timed from the barrier they
-        # passed together (no clock offset in it); the merged span counts it as load time.
-        starts = [
-            x.started_wall if x.started_after_s is None else x.started_after_s
-            for x in runs
-            if x.results
-        ]
+        # How far apart the ranks' first measured sends were (the merged span counts it as
+        # load time), on the same clock the merge uses.
+        begins, _ = rank_starts(runs)
+        starts = [b for b, x in zip(begins, runs, strict=True) if x.results]
         self.start_spreads.append((max(starts) - min(starts)) * 1e3 if starts else 0.0)
         return merge_runs(runs)
 
