@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -127,12 +128,20 @@ def host_kernel_facts(dev: torch.device) -> dict[str, Any]:
     machines; nothing for a GPU trial."""
     if dev.type != "cpu":
         return {}
+    return {
+        "cpu_dispatch": torch.backends.cpu.get_cpu_capability(),
+        "cpu_matmul_flags": list(_host_matmul_flags()),
+    }
+
+
+@functools.cache
+def _host_matmul_flags() -> tuple[str, ...]:
+    """This host's MATMUL_FLAGS, read once per process (every host trial asks)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            flags = matmul_flags(f.read())
+            return tuple(matmul_flags(f.read()))
     except OSError:  # not Linux
-        flags = []
-    return {"cpu_dispatch": torch.backends.cpu.get_cpu_capability(), "cpu_matmul_flags": flags}
+        return ()
 
 
 def check_fits(dev: torch.device, nbytes: int) -> None:
