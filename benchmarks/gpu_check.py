@@ -348,10 +348,12 @@ def run_harness(book: dict[str, Any], work: Path, label: str) -> dict[str, Harne
     path.write_text(yaml.safe_dump(book, sort_keys=False))
     db = work / f"results-{label}.sqlite"
     cmd = [sys.executable, "-m", "harness", "run", str(path), "--db", str(db), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    (work / f"harness-{label}.log").write_text(proc.stdout + proc.stderr)
+    log = work / f"harness-{label}.log"
+    # Written as it runs, so a run cut off by the device's time limit still leaves its log.
+    with log.open("w") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
     if proc.returncode not in (0, 1) or not db.exists():
-        raise SystemExit(f"harness run failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise SystemExit(f"harness run failed ({proc.returncode}):\n{log.read_text()[-4000:]}")
     return read_rows(db, {b["name"]: b for b in book["benchmarks"]})
 
 
@@ -653,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
         for step in order if rnd % 2 == 0 else order[::-1]:
             step()
         print(f"round {rnd + 1} done at {time.perf_counter() - t0:.0f} s", flush=True)
+        # The figures so far, unjudged: what a run cut off before the end still leaves.
+        (work / "checks.json").write_text(json.dumps([summary(r) for r in rows], indent=1))
     gpu_model = torch.cuda.get_device_name(0) if args.device == "cuda" else None
     add_peaks(rows, gpu_model)
     ok = all([judge(r, args.device) for r in rows])  # judge every row, not only to the first
@@ -677,11 +681,15 @@ def run_bare(rows: list[Row], bare: BareRunner) -> None:
     for r in rows:
         if not r.check.bare:
             continue
+        t = time.perf_counter()
         try:
             figures = bare.run(r.check)
             r.bare.append(statistics.median(figures))
+            got = fmt(r.bare[-1])
         except Exception as exc:  # shown in the row; the other checks go on
             r.bare_error = f"{type(exc).__name__}: {exc}"
+            got = f"error {r.bare_error[:200]}"
+        print(f"  bare {r.check.name}: {got} ({time.perf_counter() - t:.1f} s)", flush=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -697,6 +705,7 @@ def run_round(rows: list[Row], book: dict[str, Any], work: Path, rnd: int) -> No
             gpu = next((int(d.removeprefix("gpu")) for d in h.energy if d.startswith("gpu")), 0)
             direct = poller.energy_j(gpu, *h.window)
         r.direct_energy.append(direct)
+        print(f"  harness {r.check.name}: {h.status} {fmt(h.median)} {h.reason[:200]}", flush=True)
 
 
 def add_peaks(rows: list[Row], gpu_model: str | None) -> None:
