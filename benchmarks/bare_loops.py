@@ -202,6 +202,7 @@ def all_reduce(p: dict[str, Any], budget: Budget) -> list[float]:
         port = s.getsockname()[1]
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     if dev.type == "cuda":
+        dev = torch.device("cuda", dev.index or 0)  # set_device wants an index
         torch.cuda.set_device(dev)
     dist.init_process_group(
         "nccl" if dev.type == "cuda" else "gloo",

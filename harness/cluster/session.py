@@ -19,6 +19,7 @@ from harness.cluster.fingerprint import collect_facts, fingerprint, hardware_cla
 from harness.cluster.inventory import NodeInfo, assign_identities, selector_fields
 from harness.cluster.ship import runtime_env
 from harness.errors import ClusterError as ClusterError
+from workloads.errors import first_line
 
 INVENTORY_TIMEOUT_S = 180
 REACH_TIMEOUT_S = 5.0
@@ -73,6 +74,15 @@ def check_reachable(address: str) -> None:
 @ray.remote(num_cpus=0, max_retries=0)
 def _facts_task() -> dict[str, Any]:
     return collect_facts()
+
+
+def _task_error_line(exc: BaseException) -> str:
+    """One line for a failed task: the task's own exception (a RayTaskError's first line
+    names only the task and its process), else Ray's error."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {first_line(cause)}"
+    return first_line(exc)
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -278,7 +288,7 @@ class ClusterSession:
             ]
             got = ray.get(asks, timeout=INVENTORY_TIMEOUT_S)
         except ray.exceptions.RayError as exc:
-            raise ClusterError(f"port probe failed: {str(exc).splitlines()[0]}") from None
+            raise ClusterError(f"port probe failed: {_task_error_line(exc)}") from None
         finally:
             for p in probes:
                 ray.kill(p)
@@ -296,13 +306,22 @@ class ClusterSession:
             _facts_task.options(scheduling_strategy=_pinned(n["NodeID"])).remote() for n in alive
         ]
         try:
-            facts = ray.get(refs, timeout=INVENTORY_TIMEOUT_S)
+            ray.wait(refs, num_returns=len(refs), timeout=INVENTORY_TIMEOUT_S)
+            facts = []
+            for n, ref in zip(alive, refs, strict=True):
+                try:
+                    facts.append(ray.get(ref, timeout=0))
+                except ray.exceptions.RayError as exc:
+                    if isinstance(exc, ray.exceptions.GetTimeoutError):
+                        raise
+                    where = n.get("NodeManagerAddress", n["NodeID"][:8])
+                    raise ClusterError(
+                        f"node inventory failed on {where}: {_task_error_line(exc)}"
+                    ) from None
         except ray.exceptions.GetTimeoutError:
             raise ClusterError(
                 f"node inventory did not finish in {INVENTORY_TIMEOUT_S} s"
             ) from None
-        except ray.exceptions.RayError as exc:
-            raise ClusterError(f"node inventory failed: {str(exc).splitlines()[0]}") from None
         nodes = []
         for raw, node_facts in zip(alive, facts, strict=True):
             labels = {
