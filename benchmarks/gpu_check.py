@@ -50,8 +50,8 @@ GEMM = {"m": 8192, "n": 8192, "k": 8192}
 @dataclass(frozen=True)
 class Goal:
     """What a row must show on a GPU: ``kind`` is ratio (harness/bare at least ``value``),
-    ceiling (harness/bare best at least ``value``), within (|harness/bare - 1| at most
-    ``value``), applied (context[``key``] true), energy (|harness/direct - 1| at most), or
+    ceiling (harness/bare best at least ``value``), not_slower (a time's harness/bare at
+    most 1 + ``value``), applied (context[``key``] true), energy (|harness/direct - 1| at most), or
     per_gpu (one good trial per GPU or ordered GPU pair, each with its GPU's UUID stored)."""
 
     kind: str
@@ -62,7 +62,7 @@ class Goal:
         return {
             "ratio": f"ratio >= {self.value:g}",
             "ceiling": f">= {self.value:.0%} of bare best",
-            "within": f"within {self.value:.0%} of bare",
+            "not_slower": f"at most {self.value:.0%} over bare",
             "applied": f"{self.key} applied",
             "energy": f"within {self.value:.0%} of counter",
             "per_gpu": "a trial per GPU, UUID stored",
@@ -135,13 +135,16 @@ CHECKS = (
               settings=FAST, cpu_settings=FAST)
         for b in ("sdpa", "math", "flash", "efficient", "cudnn", "eager")
     ),
+    # HF's generate() is a reference, not a ceiling: its per-token host work (logits
+    # processors, cache objects, masks) is more than the harness's decode loop does, and on
+    # an H200 the harness read 0.42-0.63 of its TPOT. Judged: the harness is not slower.
     Check("decode-1b", "inference.decode", "tpot",
           {"model": "1b", "seq_len": 128, "output_len": 64},
           {"model": "tiny", "seq_len": 32, "output_len": 16, "dtype": "fp32"}, "hf_decode",
-          (Goal("within", 0.05),), FAST, FAST),
+          (Goal("not_slower", 0.05),), FAST, FAST),
     Check("decode-8b", "inference.decode", "tpot",
           {"model": "8b", "seq_len": 128, "output_len": 64}, None, "hf_decode",
-          (Goal("within", 0.05),), FAST),
+          (Goal("not_slower", 0.05),), FAST),
     Check("all-reduce-1-rank", "collective.all_reduce", "algbw",
           {"size_bytes": 256 * 2**20, "dtype": "bf16"}, {"size_bytes": 4 * 2**20}, "all_reduce",
           ranks=1),
@@ -475,8 +478,8 @@ def goal_verdict(goal: Goal, row: Row, device: str) -> tuple[str, bool]:
     ratio = statistics.median(ratios) if ratios else None
     if goal.kind == "ratio":
         return goal.label(), ratio is not None and ratio >= goal.value
-    if goal.kind == "within":
-        return goal.label(), ratio is not None and abs(ratio - 1) <= goal.value
+    if goal.kind == "not_slower":
+        return goal.label(), ratio is not None and ratio <= 1 + goal.value
     if goal.kind == "ceiling":
         best, mine = row.bare_best(), row.harness_medians()
         return goal.label(), bool(best and mine) and statistics.median(mine) / best >= goal.value

@@ -89,10 +89,17 @@ def attention(
     v: torch.Tensor,
     mask: torch.Tensor | None,
     backend: str,
+    causal: bool = False,
 ) -> torch.Tensor:
-    """Attention of q over k/v (GQA: k/v have fewer heads) with the chosen implementation."""
+    """Attention of q over k/v (GQA: k/v have fewer heads) with the chosen implementation.
+
+    ``causal`` is square causal attention (a prefill from position 0): it goes to SDPA as
+    ``is_causal``, since the flash and cuDNN kernels take no boolean mask."""
     gqa = k.shape[1] != q.shape[1]
     if backend == "eager":
+        if causal:
+            n = q.shape[-2]
+            mask = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
         if gqa:
             k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
             v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
@@ -101,7 +108,9 @@ def attention(
             scores = scores.masked_fill(~mask, float("-inf"))
         return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
     if backend == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa
+        )
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     pinned = {
@@ -111,7 +120,9 @@ def attention(
         "cudnn": SDPBackend.CUDNN_ATTENTION,
     }[backend]
     with sdpa_kernel(pinned):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa
+        )
 
 
 class Block(nn.Module):
@@ -155,11 +166,12 @@ class Block(nn.Module):
         elif cache_dtype is not None and cache_dtype != x.dtype:
             # A cache-free reference sees the same rounding a narrower cache applies.
             k, v = k.to(cache_dtype).to(x.dtype), v.to(cache_dtype).to(x.dtype)
-        # Causal within the new tokens; every cached position is visible to them.
+        # Causal within the new tokens; every cached position is visible to them. From
+        # position 0 that is plain square causal attention, which every fused kernel takes.
         mask = None
-        if t > 1:
+        if t > 1 and start > 0:
             mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(start)
-        out = attention(q, k, v, mask, backend)
+        out = attention(q, k, v, mask, backend, causal=t > 1 and start == 0)
         x = x + self.wo(out.transpose(1, 2).reshape(b, t, cfg.n_heads * hd))
         h = self.mlp_norm(x)
         return x + self.w_down(F.silu(self.w_gate(h)) * self.w_up(h))
