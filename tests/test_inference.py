@@ -82,6 +82,31 @@ def test_attention_backends_agree_with_the_default(backend: str) -> None:
     assert max_relative_error(other, reference) < 1e-4
 
 
+def test_every_attention_call_is_one_the_fused_gpu_kernels_take(monkeypatch) -> None:
+    """Flash and cuDNN refuse a boolean mask and cuDNN a single key (torch's sdp_utils);
+    on an H200 both backends failed setup over those two. A trial's calls, its setup's
+    probe and its verification included: square causal prefills and one-query decode steps
+    over two or more keys, with no mask."""
+    calls = []
+    real = llama.attention
+
+    def recording(q, k, v, mask, backend, causal=False):
+        calls.append((q.shape[-2], k.shape[-2], mask is not None, causal))
+        return real(q, k, v, mask, backend, causal)
+
+    monkeypatch.setattr(llama, "attention", recording)
+    wl = DecodeWorkload(DecodeWorkload.Params(seq_len=12, output_len=4, dtype="fp32"))
+    wl.setup()
+    wl.run_iteration()
+    wl.verify()
+    wl.teardown()
+    assert calls
+    assert all(not masked for _, _, masked, _ in calls)
+    assert all(keys >= 2 for _, keys, _, _ in calls)
+    assert all(causal == (queries > 1) for queries, _, _, causal in calls)
+    assert all(queries in (1, keys) for queries, keys, _, _ in calls)
+
+
 def test_a_backend_this_device_lacks_fails_in_setup_with_the_reason() -> None:
     out = run_trial(
         "inference.decode",
