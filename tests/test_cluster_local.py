@@ -55,3 +55,19 @@ def test_interrupted_local_cluster_removes_its_temp_folder(sig: signal.Signals) 
         if proc.poll() is None:
             proc.kill()
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_a_failed_cluster_task_is_named_by_its_own_exception() -> None:
+    """The first line of a RayTaskError names only the task and its process; on the first
+    GPU machine the node inventory failed with nothing but that line."""
+    import ray.exceptions
+
+    from harness.cluster.session import _task_error_line
+
+    cause = RecursionError("maximum recursion depth exceeded")
+    exc = ray.exceptions.RayTaskError(
+        "_facts_task", "Traceback ...", cause, proctitle="ray::_facts_task()", pid=947
+    ).as_instanceof_cause()
+    assert "RecursionError" not in str(exc).splitlines()[0]
+    assert _task_error_line(exc) == "RecursionError: maximum recursion depth exceeded"
+    assert _task_error_line(ray.exceptions.GetTimeoutError("Get timed out")) == "Get timed out"
