@@ -79,7 +79,7 @@ def wait_for_rank0(ctx: RankContext, timeout_s: float = RENDEZVOUS_TIMEOUT_S) ->
 def join(ctx: RankContext, backend: str) -> dict[str, Any]:
     """Set the interfaces, reach rank 0 and init the default process group; the context to
     record (interfaces, rendezvous address)."""
-    torch = lazy_module("torch")  # never `import torch.distributed` (see workloads.lazy)
+    torch = lazy_module("torch")
 
     chosen = choose_interfaces(ctx.node_ip)
     if ctx.rank != 0:
