@@ -400,3 +400,37 @@ def test_a_payload_over_rays_limit_is_refused_in_one_line(
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith("error: cannot ship harness to the nodes: its packages zip to ")
     assert "over Ray's limit of 0.0625 MiB (remove large files from " in line, line
+
+
+def test_ending_a_trial_cancels_only_the_ranks_still_running(ray_cluster, monkeypatch) -> None:
+    """A rank whose result is in is not force-cancelled: Ray may already have given its
+    worker another task, and a forced cancel kills whatever that worker runs."""
+    import time
+    from types import SimpleNamespace
+
+    import ray
+
+    from harness.campaign import dispatch
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def nap(seconds: float) -> int:
+        time.sleep(seconds)
+        return os.getpid()
+
+    cancelled = []
+    real_cancel = ray.cancel
+    monkeypatch.setattr(
+        ray, "cancel", lambda ref, **kw: (cancelled.append(ref), real_cancel(ref, **kw))
+    )
+    ray.init(address=ray_cluster.address, log_to_driver=False)
+    try:
+        returned, running, reported = nap.remote(0), nap.remote(60), nap.remote(0)
+        ray.wait([returned, reported], num_returns=2, timeout=60)
+        flight = SimpleNamespace(refs=[reported, returned, running], done={0: "its outcome"})
+        dispatch._cancel_running(flight)
+        assert cancelled == [running]
+        with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+            ray.get(running, timeout=60)
+        assert isinstance(ray.get(returned, timeout=10), int)
+    finally:
+        ray.shutdown()

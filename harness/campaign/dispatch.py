@@ -77,7 +77,9 @@ def _trial_task(
 _gpu_trial_task = ray.remote(max_retries=0, max_calls=1)(_trial_task._function)
 
 
-@ray.remote(num_cpus=0, max_retries=0)
+# Only asks for a free port: safe to run again where its worker died (a worker Ray was
+# still stopping for an earlier trial's cancelled rank has taken it, on a loaded machine).
+@ray.remote(num_cpus=0, max_retries=2)
 def _rendezvous_endpoint() -> tuple[str, int]:
     """Rank 0's node's address and a free TCP port there, for the process-group rendezvous."""
     with socket.socket() as s:
@@ -198,11 +200,21 @@ class _InFlight:
 
 
 def _cancel_running(flight: _InFlight) -> None:
-    """Kill the processes of the flight's tasks (ranks) that have not returned."""
-    for rank, ref in enumerate(flight.refs):
-        if rank not in flight.done:
-            with contextlib.suppress(Exception):  # on a node gone: nothing to stop
-                ray.cancel(ref, force=True)
+    """Kill the processes of the flight's tasks (ranks) that have not returned.
+
+    A rank whose result is already in is left alone, though the dispatcher has not read it:
+    its worker may already be running another task (Ray reuses workers), and a forced
+    cancel kills whatever that worker runs. When a failed rank ended a trial, the next
+    trial's rendezvous died this way on a loaded machine ("The worker died unexpectedly").
+    """
+    waiting = [ref for rank, ref in enumerate(flight.refs) if rank not in flight.done]
+    if not waiting:
+        return
+    with contextlib.suppress(Exception):  # on a node gone: every one is still waiting
+        _, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0)
+    for ref in waiting:
+        with contextlib.suppress(Exception):  # on a node gone: nothing to stop
+            ray.cancel(ref, force=True)
 
 
 def _first_line(exc: BaseException) -> str:
