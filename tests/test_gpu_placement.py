@@ -299,18 +299,20 @@ def test_every_gpu_runs_its_trial_isolated_ones_at_once(gpu_cluster, tmp_path: P
 @pytest.mark.ray
 def test_check_names_the_slow_gpu(gpu_cluster, tmp_path: Path) -> None:
     """Not a quiet test: beside two CPU-bound processes on the 2-core VM the slow GPU read
-    +199% and the others within 0.1% of the first campaign (two runs)."""
+    +199% and the others within 0.1% of the first campaign (two runs). Beside another test's
+    Ray job in CI, a sound GPU once read +24.6% (its 30 ms sleeps woke late): the tolerance
+    is 50%, which the planted 3x still exceeds fourfold."""
     db = tmp_path / "r.sqlite"
     fast = run(gpu_cluster, tmp_path, db, probe("g", sleep=0.03))
     records = trials(db, fast)
     slow_node = sorted({r["node_id"] for r in records})[1]
     slow = run(gpu_cluster, tmp_path, db, probe("g", sleep=0.03, slow=f"{slow_node}/1"))
-    result = invoke("check", slow, "--db", str(db), "--format", "json", "--tolerance", "15")
+    result = invoke("check", slow, "--db", str(db), "--format", "json", "--tolerance", "50")
     assert result.exit_code == 1, result.output + result.stderr
     verdicts = json.loads(result.stdout)
     failed = [r for r in verdicts if r["failed"]]
     assert [(r["node_id"], r["gpu"], r["verdict"]) for r in failed] == [(slow_node, 1, "high")]
     assert failed[0]["off_pct"] == pytest.approx(200, abs=40)
     assert failed[0]["gpu_uuid"] == f"GPU-fake-{slow_node[:8]}-1"
-    table = invoke("check", slow, "--db", str(db), "--tolerance", "15")
+    table = invoke("check", slow, "--db", str(db), "--tolerance", "50")
     assert "GPU 1" in table.output + table.stderr
