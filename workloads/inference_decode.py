@@ -230,11 +230,11 @@ class DecodeWorkload(Workload):
         The probe runs the shapes a trial runs, small: a prefill, then a decode step of one
         query over the cached keys. Never one key alone, which no trial attends over and
         cuDNN's kernel refuses (torch's sdp_utils: key/value sequence length 1)."""
-        first = self.prompt[:, :1]
+        token = self.prompt[:, :1]
         probe = self.model.new_cache(self.params.batch, 3, self.cache_dtype, self.dev)
         try:
-            self.model(torch.cat([first, first], dim=1), start=0, cache=probe)
-            self.model(first, start=2, cache=probe)
+            self.model(torch.cat([token, token], dim=1), start=0, cache=probe)
+            self.model(token, start=2, cache=probe)
         except RuntimeError as exc:
             first = first_line(exc)
             raise UnsupportedParams(

@@ -38,6 +38,7 @@ from harness.playbook.model import Settings
 from results_db.vocabulary import TrialStatus
 from workloads import get_workload
 from workloads.base import RankContext
+from workloads.errors import first_line
 from workloads.rendezvous import IFNAME_VARIABLES
 
 POLL_S = 0.5
@@ -217,11 +218,6 @@ def _cancel_running(flight: _InFlight) -> None:
             ray.cancel(ref, force=True)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _lost(
     flight: _InFlight, phase: str, reason: str, status: TrialStatus = TrialStatus.FAILED
 ) -> TrialOutcome:
@@ -258,13 +254,13 @@ def _rank_outcome(ref: ray.ObjectRef, flight: _InFlight, rank: int) -> TrialOutc
         if node_died(node.ray_node_id, NODE_DEATH_GRACE_S if crashed else 0.0):
             reason = node_lost(node)
         elif isinstance(exc, ray.exceptions.OutOfMemoryError):
-            reason = f"killed by Ray's memory monitor on {where}: {_first_line(exc)}"
+            reason = f"killed by Ray's memory monitor on {where}: {first_line(exc)}"
         elif isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.RayActorError)):
-            reason = f"worker died on {where}: {_first_line(exc)}"
+            reason = f"worker died on {where}: {first_line(exc)}"
         elif isinstance(exc, ray.exceptions.RayTaskError):
-            reason = f"task error on {where}: {_first_line(exc.cause or exc)}"
+            reason = f"task error on {where}: {first_line(exc.cause or exc)}"
         else:
-            reason = f"{type(exc).__name__} on {where}: {_first_line(exc)}"
+            reason = f"{type(exc).__name__} on {where}: {first_line(exc)}"
     return _lost(flight, "dispatch", reason)
 
 
@@ -352,9 +348,7 @@ class Dispatcher:
                 timeout=RENDEZVOUS_TIMEOUT_S,
             )
         except ray.exceptions.RayError as exc:
-            flight.done = {
-                0: _lost(flight, "dispatch", f"rank 0 did not start: {_first_line(exc)}")
-            }
+            flight.done = {0: _lost(flight, "dispatch", f"rank 0 did not start: {first_line(exc)}")}
             return flight
         flight.refs = []
         for rank, node in enumerate(trial.ranks):
@@ -384,7 +378,7 @@ class Dispatcher:
         try:
             got = ray.get([w.stop.remote() for w in flight.watchers], timeout=60)
         except ray.exceptions.RayError as exc:
-            outcome.context["server_telemetry"] = f"lost: {_first_line(exc)}"
+            outcome.context["server_telemetry"] = f"lost: {first_line(exc)}"
             got = []
         finally:
             for w in flight.watchers:
