@@ -122,6 +122,25 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
     )  # the CPU code each host kernel ran, as its node's PyTorch reports it
     assert {w for w, _ in dispatch} == {w for w in host if w.startswith("kernel.")}
     assert len({d for _, d in dispatch}) == 1 and None not in {d for _, d in dispatch}
+
+    def counter_over_readings(trial_id: int, zone: str, device: str) -> float:
+        """What the counter showed between the trial's first and last reading of it:
+        the span the stored energy covers (the writer thread can lag under load). Not
+        the window: a sampler the other test process starved reads it late or stops
+        early, and its readings span less (down to 0.75 of it, checked below)."""
+        first, last = sql.execute(
+            "select min(t), max(t) from telemetry_samples where trial_id=? and "
+            "source='rapl' and device=? and metric='energy_total'",
+            (trial_id, device),
+        ).fetchone()
+        (covered,) = sql.execute(
+            "select duration_s from energy_readings where trial_id=? and source='rapl' and "
+            "device=?",
+            (trial_id, device),
+        ).fetchone()
+        assert last - first == pytest.approx(covered, abs=1e-6)  # the stored readings' span
+        return rapl.energy_between(zone, first, last)
+
     for trial_id, workload, window in host_trials:
         energy = dict(
             sql.execute(
@@ -129,16 +148,12 @@ def test_smoke_playbook_end_to_end(tmp_path: Path) -> None:
                 (trial_id,),
             )
         )
-        start, end = sql.execute(
-            "select window_start, window_end from trials where id=?", (trial_id,)
-        ).fetchone()
-        # What the counter showed across the window (the writer thread can lag under load).
-        shown = rapl.energy_between("intel-rapl:0", start, end)
+        shown = counter_over_readings(trial_id, "intel-rapl:0", "package-0")
         assert energy["package-0"] == pytest.approx(shown, rel=0.05, abs=0.5)
         metrics = dict(
             sql.execute("select name, median from metrics where trial_id=?", (trial_id,))
         )
-        total = shown + rapl.energy_between("intel-rapl:0:2", start, end)
+        total = shown + counter_over_readings(trial_id, "intel-rapl:0:2", "dram-0")
         assert metrics["energy"] == pytest.approx(total, rel=0.05, abs=0.5)
         # Average power is the energy over the span the readings cover: the window, less what
         # a sampler starved by the other test process missed at either end.
