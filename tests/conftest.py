@@ -25,7 +25,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from workloads import registry  # noqa: E402
 
+registry._plugins.cache_clear()
 registry._discover.cache_clear()
+registry.get_workload.cache_clear()
 
 # Campaign journals go to a folder of the test session's own, never the user's state folder.
 _STATE = tempfile.mkdtemp(prefix="hstate", dir="/tmp")
