@@ -85,3 +85,18 @@ def test_large_sample_summary_is_exact_and_the_interval_is_the_normal_one() -> N
     half_width = 1.959964 * math.sqrt(n) / 2  # normal approximation of the order statistics
     assert abs((high - low) / 2 - half_width) <= 2
     assert 0.95 <= level < 0.9502
+
+
+def test_the_exact_binomial_cdf_agrees_with_scipy_on_both_sides_of_its_bound() -> None:
+    from scipy.special import bdtr
+
+    from harness.node import stats
+
+    for n in (2, 3, 10, 101, 2_000, stats.EXACT_MAX_N):
+        for j in sorted({0, 1, n // 4, n // 2 - 1} - {-1}):
+            scipy_coverage = 1.0 - 2.0 * float(bdtr(j, n, 0.5))
+            assert stats._coverage(j, n) == pytest.approx(scipy_coverage, abs=1e-11)
+    # Past the bound scipy answers, and it agrees with the sum done here in integers.
+    n, j = stats.EXACT_MAX_N + 1, 4_900
+    exact = 1 - 2 * sum(math.comb(n, i) for i in range(j + 1)) / 2**n
+    assert stats._coverage(j, n) == pytest.approx(exact, abs=1e-11)
