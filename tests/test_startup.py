@@ -2,6 +2,7 @@
 in benchmarks/startup.py, not here): each runs in a fresh interpreter, which then reports
 what it really loaded."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,37 @@ lazy = importlib.util.module_from_spec(spec); spec.loader.exec_module(lazy)
 m = lazy.lazy_module("selfdel")
 print(lazy.is_loaded("selfdel"), m.answer, hasattr(m, "hidden"), lazy.is_loaded("selfdel"))
 """
+
+
+TRIAL = """
+import json, sys
+sys.path.insert(0, "tests/plugins")  # the test plugin, found through its entry point
+from harness.node.runner import run_trial
+from workloads import UnknownWorkload, get_workload
+settings = {"min_repetitions": 40, "min_duration_s": 0, "warmup_iterations": 0}
+out = run_trial("test.flaky", {"sleep_s": 0.0001}, settings)
+time = out.summaries["time"]
+assert out.status == "ok" and time["n"] == 40 and time["ci_low"] <= time["median"], out
+assert get_workload("memory.stream").name == "memory.stream"
+try:
+    get_workload("memory.strem")
+except UnknownWorkload:
+    pass
+else:
+    raise SystemExit("an unknown workload was found")
+print(json.dumps([m for m in sys.modules if m.startswith(("workloads.", "scipy", "aiohttp"))]))
+"""
+
+
+def test_a_trial_loads_only_its_own_workload_and_no_scipy() -> None:
+    """What a trial's fresh Ray worker does: look its workload up (a plugin's here), run it
+    and summarise the repetitions. The other workloads' modules stay out (the serving one's
+    aiohttp cost every worker 0.13 s), and so does scipy (0.44 s): a trial's samples are
+    summarised without it up to harness.node.stats.EXACT_MAX_N."""
+    loaded = set(json.loads(probe(TRIAL)))
+    assert "workloads.memory_stream" in loaded
+    assert not {m for m in loaded if m.startswith(("scipy", "aiohttp"))}, loaded
+    assert not {"workloads.serving.workload", "workloads.kernel_gemm"} & loaded, loaded
 
 
 def _pythons() -> list[str]:
