@@ -38,13 +38,11 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     shutil.rmtree(_STATE, ignore_errors=True)
 
 
-# A test marked `timing` judges timing that another test's load would move; one marked
-# `quiet` also reads how busy the machine is (a trial beside other work is flagged
-# contended). scripts/test runs the timing tests beside the rest only where the rest yields
-# the CPU to them at once (a cgroup marked cpu.idle), and the quiet ones alone, last. Where
-# a run with `-n` includes both (pytest-xdist, by hand), a timing or quiet test holds the
-# machine exclusively, every other test holds it shared, from its fixtures' set-up to their
-# tear-down. The turnstile keeps a stream of shared holders from starving such a test. The
+# A test marked `quiet` judges timing that another test's load would move, so it runs alone:
+# scripts/test runs the quiet tests in a phase of their own, after the rest. Where a run
+# with `-n` includes both (pytest-xdist, by hand), a quiet test holds the machine
+# exclusively, every other test holds it shared, from its fixtures' set-up to their
+# tear-down. The turnstile keeps a stream of shared holders from starving a quiet test. The
 # lock files live in a folder the controlling process makes before its workers start.
 LOCKS_ENV = "HARNESS_TEST_LOCKS"
 _LOCKS: tuple[int, int] | None = None
@@ -95,8 +93,8 @@ def pytest_runtest_protocol(item, nextitem):
         turnstile, machine = locks
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         try:
-            alone = any(item.get_closest_marker(m) for m in ("quiet", "timing"))
-            fcntl.flock(machine, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+            quiet = item.get_closest_marker("quiet") is not None
+            fcntl.flock(machine, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
         finally:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
     started, (busy, stolen) = time.time(), _cpu_s()

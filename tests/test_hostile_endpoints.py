@@ -105,7 +105,7 @@ def test_the_readme_lists_the_error_kinds_the_code_reports() -> None:
     assert set(CASES.values()) <= set(client.ERROR_KINDS)
 
 
-@pytest.mark.timing
+@pytest.mark.quiet
 def test_hostile_metrics_pages_mark_the_scrape_and_leave_the_load_alone() -> None:
     """Each mode's load runs without and with the scrape, alternating, three times: the
     medians of the runs' figures agree within 5%. The runs' own noise: within 1.2% in four

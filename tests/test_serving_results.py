@@ -171,7 +171,7 @@ def test_bad_ladders_are_refused(ladder: str, message: str) -> None:
     assert any(message in line for line in exc.value.lines), exc.value.lines
 
 
-@pytest.mark.timing
+@pytest.mark.quiet
 @pytest.mark.ray
 def test_a_ladder_stops_at_the_servers_saturation_point(ray_cluster, tmp_path: Path) -> None:
     """The server generates 4 requests at once and queues the rest: throughput doubles from
@@ -213,7 +213,7 @@ def test_a_ladder_stops_at_the_servers_saturation_point(ray_cluster, tmp_path: P
         assert again.exit_code == 0 and "6 skipped (already done)" in again.output
 
 
-@pytest.mark.timing
+@pytest.mark.quiet
 def test_slo_search_converges_on_the_servers_capacity() -> None:
     """4 requests generate at once, each for 40 + 11 x 10 = 150 ms: the server completes
     26.7 requests/s. Below that, arrivals nearly evenly spaced never wait; above it a queue

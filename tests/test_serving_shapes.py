@@ -139,7 +139,7 @@ def test_a_trace_trial_sends_every_request_and_says_so(tmp_path: Path) -> None:
     assert out.context["trace"] == {"requests": 6, "sessions": 1, "span_s": pytest.approx(0.08)}
 
 
-@pytest.mark.timing
+@pytest.mark.quiet
 def test_a_starved_client_marks_its_run_client_bound() -> None:
     """A thread holding the GIL in 50 ms slices starves the client's event loop: the run says
     it measured the client (loop and send lag), where an unloaded run does not."""

@@ -92,7 +92,7 @@ def test_the_log_has_one_record_per_request_with_the_planted_timings_and_outcome
     assert 4.5 <= statistics.median(gaps) <= 6.0
 
 
-@pytest.mark.timing
+@pytest.mark.quiet
 def test_our_figures_agree_with_the_servers_record(planted: tuple[str, Path]) -> None:
     """Each request's TTFT as we read it spans the server's (we send before it receives,
     it writes before we read): sorted, ours is never below; and the gap is the loopback's."""
@@ -143,7 +143,7 @@ def test_constant_arrivals_are_evenly_spaced() -> None:
     assert np.allclose(np.diff(times), 1 / 250) and math.isclose(times[-1], 4.0)
 
 
-@pytest.mark.timing
+@pytest.mark.quiet
 def test_constant_arrivals_reach_the_server_on_schedule(planted: tuple[str, Path]) -> None:
     """At 100 requests/s for 2.5 s the server receives them evenly: at the asked rate, the
     typical request on time to within 2 ms (the tail is left to benchmarks/serving_peers.py:
